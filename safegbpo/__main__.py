@@ -1,0 +1,5 @@
+import sys
+
+from safegbpo.cli import main
+
+sys.exit(main())
