@@ -12,10 +12,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# (module, description) of every subsystem that registers subcommands.
+# Modules that contribute subcommands (each defines ``register(subparsers)``).
 _SUBSYSTEMS: tuple[str, ...] = (
     "safegbpo.safesets.cli",
     "safegbpo.experiments.cli",
+    "safegbpo.experiments.reproduce_cli",
     "spec.cli",
 )
 
