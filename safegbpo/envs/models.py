@@ -74,7 +74,9 @@ class TaskModel:
     def dynamics(self, state: Tensor, action: Tensor, noise: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def reward(self, next_state: Tensor, action: Tensor, goal: Tensor | None = None) -> Tensor:  # pragma: no cover
+    def reward(  # pragma: no cover
+        self, next_state: Tensor, action: Tensor, goal: Tensor | None = None
+    ) -> Tensor:
         raise NotImplementedError
 
     def observe(self, state: Tensor, goal: Tensor | None = None) -> Tensor:  # pragma: no cover

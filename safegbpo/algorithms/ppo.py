@@ -1,0 +1,244 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017) with a post-processing safeguard (SPEC §8).
+
+One iteration (:meth:`PPO.iterate`) = a rollout of ``len_traj`` steps *per environment*
+(``len_traj * N`` interactions: Pendulum 1700 * 8 = 13600, the evaluation interval of SPEC §8)
+followed by ``num_fits`` epochs of ``num_batches`` mini-batches.
+
+* **Rollout** (no gradients): ``u ~ N(mu(o), std^2)``, ``a = tanh(u)``, the safeguard
+  post-processes the action ``a~ = g(a, s)`` and the env executes ``a~``.  From the agent's view
+  the safeguard is part of the environment: the stored action and its log-probability are those
+  of the policy's (unsafe) sample.  Log-probabilities are Gaussian densities of ``u``: the tanh
+  Jacobian does not depend on the parameters, so the probability ratio is exact.
+* **Truncation** (the time limit, not a failure): the reward of the truncating step is augmented
+  with ``gamma * V(final_obs)`` and the step ends the GAE recursion; terminations bootstrap 0.
+* **GAE** (``gamma``, ``gae_lambda``), returns ``= advantages + values``; advantages normalised
+  per mini-batch.
+* **Losses**: clipped surrogate ``max(-A r, -A clip(r, 1 - eps, 1 + eps))``, entropy bonus
+  ``-ent_coef * H`` of the Gaussian (state independent), value loss ``0.5 (V - R)^2``;
+  separate Adam optimisers (policy, critic), each gradient clipped to ``max_grad_norm``.
+* **Regularisation (Eq 45)**, when ``coef > 0``: for every stored sample the env step used the
+  safe action ``g(a, s)`` computed in the rollout; the term added to the policy loss is
+  ``coef * mean ||a_theta - g(a, s)||^2`` with ``a_theta = tanh(mu_theta(o) + std_theta eps)``
+  re-evaluated with the stored noise ``eps`` (so ``a_theta = a`` at the behaviour parameters)
+  and ``g(a, s)`` held fixed.  Its gradient is ``2 coef (a - g)`` through ``a_theta``, i.e.
+  Eq 45's gradient without the ``-J_g^T (a - g)`` part; for the boundary projection that part is
+  exactly zero (``J_g^T n = 0`` for the mapping direction, Eq 16), for the ray mask it is a
+  scaling along the ray.  Re-solving the safeguard for every mini-batch of every epoch would
+  multiply the safeguard cost by ``num_fits``.
+
+Decisions beyond SPEC §8 (overridable in :class:`PPOConfig`): ``gae_lambda = 0.95``,
+``max_grad_norm = 0.5``, default Adam betas, constant learning rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from safegbpo.algorithms.base import (
+    Algorithm,
+    PhaseTimer,
+    Safeguard,
+    check_hidden,
+    check_positive,
+    check_positive_int,
+    check_unit,
+    derive_seed,
+    make_generator,
+)
+from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic
+from safegbpo.algorithms.shac import final_observations
+
+__all__ = ["PPOConfig", "PPO", "gae"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyper-parameters of PPO (defaults: SPEC §8, Pendulum PPO).  ``len_traj`` is per env."""
+
+    policy_hidden: tuple[int, ...] = (256, 256, 256, 256)
+    policy_lr: float = 3e-4
+    critic_hidden: tuple[int, ...] = (200, 200)
+    critic_lr: float = 2e-3
+    len_traj: int = 1700
+    clip_coef: float = 0.2
+    ent_coef: float = 0.09
+    num_batches: int = 45
+    num_fits: int = 32
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    max_grad_norm: float = 0.5
+    normalise_advantages: bool = True
+    log_std_init: float = -1.0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+        check_hidden("policy_hidden", self.policy_hidden)
+        check_hidden("critic_hidden", self.critic_hidden)
+        for name in ("policy_lr", "critic_lr", "clip_coef", "max_grad_norm"):
+            check_positive(name, getattr(self, name))
+        for name in ("len_traj", "num_batches", "num_fits"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("gamma", "gae_lambda"):
+            check_unit(name, getattr(self, name))
+        if not self.ent_coef >= 0:
+            raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef!r}")
+
+
+def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamma: float,
+        lam: float) -> Tensor:
+    """Generalised advantage estimates ``(T, N)``.
+
+    ``rewards``, ``values`` ``V(o_t)``, ``dones`` (episode ended at step ``t``) are ``(T, N)``;
+    ``last_value`` ``(N,)`` is ``V`` of the observation after the rollout.
+    ``delta_t = r_t + gamma (1 - done_t) V_{t+1} - V_t``,
+    ``A_t = delta_t + gamma lam (1 - done_t) A_{t+1}``.
+    """
+    steps = rewards.shape[0]
+    advantages = torch.empty_like(rewards)
+    running = torch.zeros_like(last_value)
+    next_value = last_value
+    for t in reversed(range(steps)):
+        cont = (~dones[t]).to(rewards.dtype)
+        delta = rewards[t] + gamma * cont * next_value - values[t]
+        running = delta + gamma * lam * cont * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages
+
+
+class PPO(Algorithm):
+    """PPO on a ``SafeVectorEnv`` (see the module docstring)."""
+
+    name = "ppo"
+
+    def __init__(
+        self,
+        env: Any,
+        config: PPOConfig,
+        *,
+        seed: int,
+        env_seed: int,
+        safeguard: Safeguard | None = None,
+        regularisation: float = 0.0,
+        timer: PhaseTimer | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        config.validate()
+        super().__init__(env, safeguard=safeguard, regularisation=regularisation, timer=timer)
+        self.config = config
+        init = make_generator(derive_seed(seed, "ppo/init"))
+        self.generator = make_generator(derive_seed(seed, "ppo/sample"), device)
+        self.policy = GaussianPolicy(self.obs_dim, self.act_dim, config.policy_hidden,
+                                     generator=init, log_std_init=config.log_std_init,
+                                     dtype=dtype, device=device)
+        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generator=init,
+                                  dtype=dtype, device=device)
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.modules = {"policy": self.policy, "critic": self.critic}
+        self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
+        obs, _ = env.reset(seed=env_seed)
+        self.obs = obs.detach()
+
+    @property
+    def interactions_per_iteration(self) -> int:
+        return self.config.len_traj * self.num_envs
+
+    @torch.no_grad()
+    def collect(self) -> dict[str, Tensor]:
+        """Roll out ``len_traj`` steps of every env; returns ``(T, N, ...)`` tensors ``obs``,
+        ``pre_tanh``, ``noise``, ``log_prob``, ``value``, ``reward``, ``done``, ``safe_action``
+        and ``last_value`` ``(N,)``."""
+        cfg = self.config
+        keys = ("obs", "pre_tanh", "noise", "log_prob", "value", "reward", "done", "safe_action")
+        data: dict[str, list[Tensor]] = {k: [] for k in keys}
+        obs = self.obs
+        for _ in range(cfg.len_traj):
+            sample = self.policy.sample(obs, self.generator)
+            safe_action = self.apply_safeguard(sample.action)
+            next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
+            done = terminated | truncated
+            timeout = truncated & ~terminated
+            if bool(timeout.any()):  # bootstrap the time limit with the real last observation
+                final_value = self.critic(final_observations(next_obs, done, info))
+                reward = reward + cfg.gamma * torch.where(timeout, final_value,
+                                                          torch.zeros_like(final_value))
+            data["obs"].append(obs)
+            data["pre_tanh"].append(sample.pre_tanh)
+            data["noise"].append(sample.noise)
+            data["log_prob"].append(self.policy.log_prob_pre_tanh(obs, sample.pre_tanh))
+            data["value"].append(self.critic(obs))
+            data["reward"].append(reward)
+            data["done"].append(done)
+            data["safe_action"].append(safe_action)
+            obs = next_obs
+        self.env.cut_graph()
+        self.obs = obs.detach()
+        batch = {k: torch.stack(v) for k, v in data.items()}
+        batch["last_value"] = self.critic(self.obs)
+        return batch
+
+    def iterate(self) -> dict[str, float]:
+        cfg = self.config
+        with self.timer("rollout"):
+            batch = self.collect()
+        with self.timer("update"):
+            advantages = gae(batch["reward"], batch["value"], batch["done"], batch["last_value"],
+                             cfg.gamma, cfg.gae_lambda)
+            returns = advantages + batch["value"]
+            flat = {k: v.flatten(0, 1) for k, v in batch.items() if k != "last_value"}
+            flat["advantage"], flat["return"] = advantages.flatten(), returns.flatten()
+            stats = self.update(flat)
+        stats["rollout_reward"] = float(batch["reward"].mean())
+        return stats
+
+    def update(self, flat: dict[str, Tensor]) -> dict[str, float]:
+        """``num_fits`` epochs of ``num_batches`` mini-batches on the flattened rollout."""
+        cfg = self.config
+        size = flat["advantage"].shape[0]
+        for _ in range(cfg.num_fits):
+            order = torch.randperm(size, generator=self.generator, device=flat["obs"].device)
+            for idx in torch.tensor_split(order, cfg.num_batches):
+                if idx.numel() == 0:
+                    continue
+                obs = flat["obs"][idx]
+                advantage = flat["advantage"][idx]
+                if cfg.normalise_advantages and idx.numel() > 1:
+                    advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+                log_ratio = self.policy.log_prob_pre_tanh(obs, flat["pre_tanh"][idx]) \
+                    - flat["log_prob"][idx]
+                ratio = log_ratio.exp()
+                surrogate = torch.max(
+                    -advantage * ratio,
+                    -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+                entropy = self.policy.entropy()
+                policy_loss = surrogate - cfg.ent_coef * entropy
+                if self.regularisation > 0.0:
+                    policy_loss = policy_loss + self.regularisation_term(
+                        obs, flat["noise"][idx], flat["safe_action"][idx])
+                value_loss = 0.5 * ((self.critic(obs) - flat["return"][idx]) ** 2).mean()
+                self.policy_optimizer.zero_grad(set_to_none=True)
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                (policy_loss + value_loss).backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.policy_optimizer.step()
+                self.critic_optimizer.step()
+        with torch.no_grad():
+            approx_kl = float(((ratio - 1.0) - log_ratio).mean())
+            clip_fraction = float(((ratio - 1.0).abs() > cfg.clip_coef).to(ratio.dtype).mean())
+        return {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss),
+                "entropy": float(entropy.detach()), "approx_kl": approx_kl,
+                "clip_fraction": clip_fraction}
+
+    def regularisation_term(self, obs: Tensor, noise: Tensor, safe_action: Tensor) -> Tensor:
+        """Eq 45 with the stored safe action as a fixed target (see the module docstring)."""
+        from safegbpo.safeguards import regularisation_loss
+
+        action = self.policy.action_from_noise(obs, noise)
+        return regularisation_loss(action, safe_action, self.regularisation)

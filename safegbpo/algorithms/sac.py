@@ -1,0 +1,241 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) with a post-processing safeguard (SPEC §8).
+
+One iteration (:meth:`SAC.iterate`) = one vector step of the ``N`` environments (``N``
+interactions) followed, once ``learning_starts`` interactions have been collected, by one
+gradient step of the soft Q-function(s); every ``policy_freq``-th update also makes
+``policy_freq`` policy (and temperature) steps on the same mini-batch (delayed updates as in
+CleanRL), every ``target_freq``-th update Polyak-averages the target Q-function(s)
+``target <- polyak * target + (1 - polyak) * Q``.
+
+* **Safeguard**: the sampled action ``a = tanh(u)`` is post-processed, ``a~ = g(a, s)``, and the
+  env executes ``a~``; the replay buffer stores the policy's (unsafe) action ``a``, so ``Q(s, a)``
+  and ``log pi(a|s)`` refer to the policy's action and the safeguard is part of the environment.
+* **Twin-free by default** (``twin_q = False``): one soft Q-function and its target, as in the
+  paper's reference implementation (SPEC §8); ``twin_q = True`` switches to clipped double-Q
+  (minimum of two Q-functions in the target and in the policy loss).
+* **Truncation** is not a termination: the target bootstraps from the real last observation
+  (``info["final_obs"]``) and only terminations cut the bootstrap.
+* **Temperature**: learned (``autotune_alpha``) towards ``target_entropy = -d`` from
+  ``initial_alpha``, or fixed at ``initial_alpha``.
+* **Regularisation (Eq 45)**, when ``coef > 0``: the buffer also stores the sample's noise
+  ``eps`` and the executed safe action ``g(a, s)``; the policy loss gets
+  ``coef * mean ||tanh(mu_theta(o) + std_theta eps) - g(a, s)||^2`` over the mini-batch (the
+  re-evaluated action equals ``a`` at the behaviour parameters, ``g(a, s)`` is a fixed target;
+  see :mod:`safegbpo.algorithms.ppo` for why the safeguard is not re-solved).
+* Exploration during ``learning_starts``: the (initial) policy's samples, not uniform actions,
+  so every stored action has a noise ``eps`` for Eq 45.
+
+Decisions beyond SPEC §8 (overridable in :class:`SACConfig`): ``batch_size = 256``,
+``gamma = 0.99``, ``initial_alpha = 1``, temperature learning rate = critic learning rate,
+no gradient clipping, default Adam betas.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from safegbpo.algorithms.base import (
+    Algorithm,
+    PhaseTimer,
+    Safeguard,
+    check_hidden,
+    check_positive,
+    check_positive_int,
+    check_unit,
+    derive_seed,
+    make_generator,
+)
+from safegbpo.algorithms.buffers import ReplayBuffer
+from safegbpo.algorithms.networks import GaussianPolicy, QCritic, polyak_update
+from safegbpo.algorithms.shac import final_observations
+
+__all__ = ["SACConfig", "SAC"]
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Hyper-parameters of SAC (defaults: SPEC §8, Pendulum SAC)."""
+
+    policy_hidden: tuple[int, ...] = (173, 173, 173, 173)
+    policy_lr: float = 2e-3
+    critic_hidden: tuple[int, ...] = (135, 135, 135, 135)
+    critic_lr: float = 2e-3
+    buffer_size: int = 60000
+    polyak: float = 0.673
+    learning_starts: int = 64
+    policy_freq: int = 6
+    target_freq: int = 7
+    batch_size: int = 256
+    gamma: float = 0.99
+    twin_q: bool = False
+    autotune_alpha: bool = True
+    initial_alpha: float = 1.0
+    log_std_init: float = -1.0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+        check_hidden("policy_hidden", self.policy_hidden)
+        check_hidden("critic_hidden", self.critic_hidden)
+        for name in ("policy_lr", "critic_lr", "initial_alpha"):
+            check_positive(name, getattr(self, name))
+        for name in ("buffer_size", "policy_freq", "target_freq", "batch_size"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("polyak", "gamma"):
+            check_unit(name, getattr(self, name))
+        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) \
+                or self.learning_starts < 0:
+            raise ValueError(f"learning_starts must be an integer >= 0, got "
+                             f"{self.learning_starts!r}")
+
+
+class SAC(Algorithm):
+    """SAC on a ``SafeVectorEnv`` (see the module docstring)."""
+
+    name = "sac"
+
+    def __init__(
+        self,
+        env: Any,
+        config: SACConfig,
+        *,
+        seed: int,
+        env_seed: int,
+        safeguard: Safeguard | None = None,
+        regularisation: float = 0.0,
+        timer: PhaseTimer | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        config.validate()
+        super().__init__(env, safeguard=safeguard, regularisation=regularisation, timer=timer)
+        if config.buffer_size < self.num_envs:
+            raise ValueError(f"buffer_size ({config.buffer_size}) must hold at least one vector "
+                             f"step ({self.num_envs} transitions)")
+        self.config = config
+        init = make_generator(derive_seed(seed, "sac/init"))
+        self.generator = make_generator(derive_seed(seed, "sac/sample"), device)
+        self.policy = GaussianPolicy(self.obs_dim, self.act_dim, config.policy_hidden,
+                                     generator=init, log_std_init=config.log_std_init,
+                                     dtype=dtype, device=device)
+        self.q_functions = torch.nn.ModuleList(
+            QCritic(self.obs_dim, self.act_dim, config.critic_hidden, generator=init,
+                    dtype=dtype, device=device)
+            for _ in range(2 if config.twin_q else 1))
+        self.q_targets = copy.deepcopy(self.q_functions).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.initial_alpha),
+                                      dtype=dtype, device=device,
+                                      requires_grad=config.autotune_alpha)
+        self.target_entropy = -float(self.act_dim)
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr)
+        self.q_optimizer = torch.optim.Adam(self.q_functions.parameters(), lr=config.critic_lr)
+        self.modules = {"policy": self.policy, "q": self.q_functions, "q_target": self.q_targets}
+        self.optimizers = {"policy": self.policy_optimizer, "q": self.q_optimizer}
+        if config.autotune_alpha:
+            self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.critic_lr)
+            self.optimizers["alpha"] = self.alpha_optimizer
+        vec = ((self.obs_dim,), dtype)
+        act = ((self.act_dim,), dtype)
+        self.buffer = ReplayBuffer(config.buffer_size, {
+            "obs": vec, "action": act, "reward": ((), dtype), "next_obs": vec,
+            "terminated": ((), dtype), "noise": act, "safe_action": act}, device=device)
+        self.interactions = 0
+        self.updates = 0
+        obs, _ = env.reset(seed=env_seed)
+        self.obs = obs.detach()
+
+    @property
+    def interactions_per_iteration(self) -> int:
+        return self.num_envs
+
+    @property
+    def alpha(self) -> Tensor:
+        return self.log_alpha.detach().exp()
+
+    @torch.no_grad()
+    def collect(self) -> Tensor:
+        """One vector step with the stochastic policy, stored in the buffer; returns rewards."""
+        sample = self.policy.sample(self.obs, self.generator)
+        safe_action = self.apply_safeguard(sample.action)
+        next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
+        real_next = final_observations(next_obs, terminated | truncated, info)
+        self.buffer.add(obs=self.obs, action=sample.action, reward=reward, next_obs=real_next,
+                        terminated=terminated.to(reward.dtype), noise=sample.noise,
+                        safe_action=safe_action)
+        self.obs = next_obs.detach()
+        self.interactions += self.num_envs
+        return reward
+
+    def iterate(self) -> dict[str, float]:
+        with self.timer("rollout"):
+            reward = self.collect()
+        stats = {"step_reward": float(reward.mean())}
+        if self.interactions >= self.config.learning_starts:
+            with self.timer("update"):
+                stats.update(self.update())
+        return stats
+
+    def _min_q(self, q_functions: torch.nn.ModuleList, obs: Tensor, action: Tensor) -> Tensor:
+        values = [q(obs, action) for q in q_functions]
+        return values[0] if len(values) == 1 else torch.min(torch.stack(values), dim=0).values
+
+    def update(self) -> dict[str, float]:
+        """One soft Q step; delayed policy / temperature steps and target averaging."""
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.generator)
+        with torch.no_grad():
+            next_sample, next_log_prob = self.policy.sample_with_log_prob(batch["next_obs"],
+                                                                          self.generator)
+            next_q = self._min_q(self.q_targets, batch["next_obs"], next_sample.action)
+            target = batch["reward"] + cfg.gamma * (1.0 - batch["terminated"]) * (
+                next_q - self.alpha * next_log_prob)
+        q_loss = sum(((q(batch["obs"], batch["action"]) - target) ** 2).mean()
+                     for q in self.q_functions)
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+        self.updates += 1
+        stats = {"q_loss": float(q_loss.detach()), "alpha": float(self.alpha)}
+
+        if self.updates % cfg.policy_freq == 0:
+            for _ in range(cfg.policy_freq):
+                sample, log_prob = self.policy.sample_with_log_prob(batch["obs"], self.generator)
+                q_value = self._min_q(self.q_functions, batch["obs"], sample.action)
+                policy_loss = (self.alpha * log_prob - q_value).mean()
+                if self.regularisation > 0.0:
+                    policy_loss = policy_loss + self.regularisation_term(batch)
+                self.policy_optimizer.zero_grad(set_to_none=True)
+                policy_loss.backward()
+                self.policy_optimizer.step()
+                if cfg.autotune_alpha:
+                    alpha_loss = -(self.log_alpha.exp()
+                                   * (log_prob.detach() + self.target_entropy)).mean()
+                    self.alpha_optimizer.zero_grad(set_to_none=True)
+                    alpha_loss.backward()
+                    self.alpha_optimizer.step()
+            stats["policy_loss"] = float(policy_loss.detach())
+        if self.updates % cfg.target_freq == 0:
+            polyak_update(self.q_targets, self.q_functions, cfg.polyak)
+        return stats
+
+    def regularisation_term(self, batch: dict[str, Tensor]) -> Tensor:
+        """Eq 45 with the stored safe action as a fixed target (see the module docstring)."""
+        from safegbpo.safeguards import regularisation_loss
+
+        action = self.policy.action_from_noise(batch["obs"], batch["noise"])
+        return regularisation_loss(action, batch["safe_action"], self.regularisation)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "interactions": self.interactions,
+                "updates": self.updates, "log_alpha": self.log_alpha.detach().clone()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.interactions, self.updates = int(state["interactions"]), int(state["updates"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])

@@ -1,0 +1,255 @@
+"""Short-Horizon Actor-Critic (SHAC, Xu et al. 2022) through a differentiable safeguard (SPEC §8).
+
+One iteration (:meth:`SHAC.iterate`) is one *window* of ``h = len_traj`` steps of all ``N``
+environments (``h * N`` interactions):
+
+1. **Differentiable rollout.**  ``a_t = tanh(mu(o_t) + std * eps_t)`` (reparameterised), the
+   safeguard ``a~_t = g(a_t, s_t)`` (differentiable in ``a_t`` and ``s_t``), ``env.step(a~_t)``
+   returns rewards that are differentiable in every earlier action of the window.
+2. **Policy loss** (Eq 10 over a short horizon, normalised as in SHAC)::
+
+       L_pi = -1/(N h) * sum_envs [ sum_t gamma^t r_t + gamma^h V_target(s_h) ]
+              + lambda_reg * mean_t,envs ||a_t - g(a_t, s_t)||^2          (Eq 45, if > 0)
+
+   The terminal value is the *target* critic at the last state, differentiable in that state.
+   An episode that ends inside the window closes its own sum: on truncation it is bootstrapped
+   with ``gamma^(t+1) V_target(final_obs)`` (the real last observation, ``info["final_obs"]``),
+   on termination with 0; the sum restarts (discount reset to 1) on the reset state.
+   Gradient clipped to norm ``max_grad_norm`` (1.0), one Adam step.
+3. ``env.cut_graph()`` — the next window starts from detached states.
+4. **Critic**: TD(lambda) targets (``lambda = td_weight``, values from the target critic, episode
+   ends handled as above) and ``vf_num_fits`` epochs of ``vf_fit_num_batches`` mini-batches of
+   MSE regression (gradient clipped like the policy's); then the target critic is
+   Polyak-averaged ``target <- polyak * target + (1 - polyak) * critic``.
+
+Decisions beyond SPEC §8 (documented, overridable in :class:`SHACConfig`): Adam
+``betas = (0.7, 0.95)`` as in SHAC's reference configurations; constant learning rates; no
+observation or reward normalisation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from safegbpo.algorithms.base import (
+    Algorithm,
+    PhaseTimer,
+    Safeguard,
+    check_hidden,
+    check_positive,
+    check_positive_int,
+    check_unit,
+    derive_seed,
+    make_generator,
+)
+from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic, polyak_update
+
+__all__ = ["SHACConfig", "SHAC", "td_lambda_targets", "final_observations"]
+
+
+@dataclass(frozen=True)
+class SHACConfig:
+    """Hyper-parameters of SHAC (defaults: SPEC §8, Pendulum SHAC)."""
+
+    policy_hidden: tuple[int, ...] = (128, 128)
+    policy_lr: float = 4e-4
+    critic_hidden: tuple[int, ...] = (128, 128, 128)
+    critic_lr: float = 2e-3
+    len_traj: int = 64
+    gamma: float = 0.99
+    td_weight: float = 0.95
+    polyak: float = 0.4
+    vf_num_fits: int = 50
+    vf_fit_num_batches: int = 1
+    max_grad_norm: float = 1.0
+    betas: tuple[float, float] = (0.7, 0.95)
+    log_std_init: float = -1.0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+        check_hidden("policy_hidden", self.policy_hidden)
+        check_hidden("critic_hidden", self.critic_hidden)
+        for name in ("policy_lr", "critic_lr", "max_grad_norm"):
+            check_positive(name, getattr(self, name))
+        for name in ("len_traj", "vf_num_fits", "vf_fit_num_batches"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("gamma", "td_weight", "polyak"):
+            check_unit(name, getattr(self, name))
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+
+
+def final_observations(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> Tensor:
+    """The real next observation of every env ``(N, o)``: ``info["final_obs"]`` where an episode
+    ended (same-step autoreset put the reset observation in ``next_obs``), ``next_obs`` elsewhere.
+
+    ``info["final_obs"]`` may be a tensor ``(N, o)`` (rows of envs that did not finish are
+    ignored) or a per-env sequence with ``None`` for envs that did not finish.
+    """
+    if not bool(done.any()):
+        return next_obs
+    final = info.get("final_obs")
+    if final is None:
+        raise ValueError("env reported a finished episode but no info['final_obs']")
+    if not isinstance(final, Tensor):
+        rows = [final[i] if bool(done[i]) else next_obs[i] for i in range(next_obs.shape[0])]
+        final = torch.stack([torch.as_tensor(r, dtype=next_obs.dtype, device=next_obs.device)
+                             for r in rows])
+    if final.shape != next_obs.shape:
+        raise ValueError(f"info['final_obs'] has shape {tuple(final.shape)}, expected "
+                         f"{tuple(next_obs.shape)}")
+    return torch.where(done.unsqueeze(-1), final, next_obs)
+
+
+def td_lambda_targets(
+    rewards: Tensor, next_values: Tensor, ends: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """TD(lambda) returns of a window, all ``(h, N)``.
+
+    ``next_values[t]`` is the value of the state reached by step ``t`` (0 after a termination,
+    the value of the final observation after a truncation); ``ends[t]`` marks steps after which
+    the return must not look further ahead (episode end).  The last step of the window always
+    bootstraps.  Recursion: ``G_t = r_t + gamma * ((1 - lam c_t) V_{t+1} + lam c_t G_{t+1})``
+    with ``c_t = 0`` at an end or at the last step, 1 otherwise.
+    """
+    if not (rewards.shape == next_values.shape == ends.shape) or rewards.ndim != 2:
+        raise ValueError(f"rewards, next_values, ends must share a (h, N) shape, got "
+                         f"{tuple(rewards.shape)}, {tuple(next_values.shape)}, {tuple(ends.shape)}")
+    targets = torch.empty_like(rewards)
+    ahead = next_values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        cont = torch.zeros_like(rewards[t]) if t == rewards.shape[0] - 1 else (~ends[t]).to(
+            rewards.dtype)
+        ahead = rewards[t] + gamma * ((1.0 - lam * cont) * next_values[t] + lam * cont * ahead)
+        targets[t] = ahead
+    return targets
+
+
+class SHAC(Algorithm):
+    """SHAC on a ``SafeVectorEnv`` (see the module docstring)."""
+
+    name = "shac"
+
+    def __init__(
+        self,
+        env: Any,
+        config: SHACConfig,
+        *,
+        seed: int,
+        env_seed: int,
+        safeguard: Safeguard | None = None,
+        regularisation: float = 0.0,
+        timer: PhaseTimer | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        config.validate()
+        super().__init__(env, safeguard=safeguard, regularisation=regularisation, timer=timer)
+        self.config = config
+        init = make_generator(derive_seed(seed, "shac/init"))
+        self.generator = make_generator(derive_seed(seed, "shac/sample"), device)
+        self.policy = GaussianPolicy(self.obs_dim, self.act_dim, config.policy_hidden,
+                                     generator=init, log_std_init=config.log_std_init,
+                                     dtype=dtype, device=device)
+        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generator=init,
+                                  dtype=dtype, device=device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr,
+                                                 betas=config.betas)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr,
+                                                 betas=config.betas)
+        self.modules = {"policy": self.policy, "critic": self.critic,
+                        "target_critic": self.target_critic}
+        self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
+        obs, _ = env.reset(seed=env_seed)
+        self.obs = obs.detach()
+
+    @property
+    def interactions_per_iteration(self) -> int:
+        return self.config.len_traj * self.num_envs
+
+    def rollout_loss(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """Roll out one window through the simulator and safeguard; return the policy loss
+        (a differentiable scalar) and the detached window data for the critic
+        (``obs (h, N, o)``, ``rewards``, ``next_values``, ``ends`` each ``(h, N)``)."""
+        cfg, n = self.config, self.num_envs
+        obs = self.obs
+        discount = torch.ones(n, dtype=obs.dtype, device=obs.device)  # gamma^t since reset
+        discounted_return = torch.zeros_like(discount)  # sum gamma^t r_t since window / reset
+        loss = torch.zeros((), dtype=obs.dtype, device=obs.device)
+        window: dict[str, list[Tensor]] = {"obs": [], "rewards": [], "next_values": [],
+                                           "ends": []}
+        actions, safe_actions = [], []
+        for t in range(cfg.len_traj):
+            action = self.policy.sample(obs, self.generator).action
+            safe_action = self.apply_safeguard(action)
+            next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
+            done = terminated | truncated
+            value = self.target_critic(final_observations(next_obs, done, info))
+            value = torch.where(terminated, torch.zeros_like(value), value)
+            discounted_return = discounted_return + discount * reward
+            closes = done if t < cfg.len_traj - 1 else torch.ones_like(done)
+            loss = loss - torch.where(
+                closes, discounted_return + cfg.gamma * discount * value,
+                torch.zeros_like(value)).sum()
+            discount = torch.where(done, torch.ones_like(discount), discount * cfg.gamma)
+            discounted_return = torch.where(done, torch.zeros_like(discounted_return),
+                                            discounted_return)
+            window["obs"].append(obs.detach())
+            window["rewards"].append(reward.detach())
+            window["next_values"].append(value.detach())
+            window["ends"].append(done.detach())
+            actions.append(action)
+            safe_actions.append(safe_action)
+            obs = next_obs
+        loss = loss / (n * cfg.len_traj)
+        if self.regularisation > 0.0:
+            from safegbpo.safeguards import regularisation_loss
+
+            loss = loss + regularisation_loss(torch.cat(actions), torch.cat(safe_actions),
+                                              self.regularisation)
+        self.obs = obs  # still attached to the graph until cut_graph()
+        data = {k: torch.stack(v) for k, v in window.items()}
+        return loss, data
+
+    def iterate(self) -> dict[str, float]:
+        cfg = self.config
+        with self.timer("rollout"):
+            loss, data = self.rollout_loss()
+        with self.timer("update"):
+            self.policy_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.policy_optimizer.step()
+            self.env.cut_graph()
+            self.obs = self.obs.detach()
+            critic_loss = self.fit_critic(data)
+            polyak_update(self.target_critic, self.critic, cfg.polyak)
+        return {"policy_loss": float(loss.detach()), "critic_loss": critic_loss,
+                "policy_grad_norm": float(grad_norm),
+                "window_reward": float(data["rewards"].mean())}
+
+    def fit_critic(self, data: dict[str, Tensor]) -> float:
+        """TD(lambda) regression of the critic on the window (returns the last epoch's loss)."""
+        cfg = self.config
+        targets = td_lambda_targets(data["rewards"], data["next_values"], data["ends"],
+                                    cfg.gamma, cfg.td_weight).reshape(-1)
+        obs = data["obs"].reshape(targets.shape[0], -1)
+        total = 0.0
+        for _ in range(cfg.vf_num_fits):
+            order = torch.randperm(targets.shape[0], generator=self.generator,
+                                   device=targets.device)
+            total = 0.0
+            for batch in torch.tensor_split(order, cfg.vf_fit_num_batches):
+                critic_loss = ((self.critic(obs[batch]) - targets[batch]) ** 2).mean()
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                critic_loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.critic_optimizer.step()
+                total += float(critic_loss.detach()) * batch.numel()
+        return total / targets.shape[0]

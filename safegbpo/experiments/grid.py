@@ -1,0 +1,525 @@
+"""The experiment grid behind the paper's Tables 2-6, declared as data and expanded into runs.
+
+A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/1``) declares
+
+* ``variants``: the safeguard variants (SPEC §5 modification table + "No Safeguard"), inline or
+  the name of a variants file (``variants.json``); each maps to ``TrainConfig`` fields;
+* ``seeds`` and ``budgets`` (per task: ``interactions`` and per-algorithm ``eval_every``,
+  SPEC §8);
+* ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
+  may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters;
+* ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
+  and variant, one seed, optional ``hyper`` overrides; ``paper_interactions`` is what the paper
+  timed, recorded so the report can say how the measurement was scaled);
+* ``checks`` (optional): profile checks evaluated after the runs (:mod:`.reproduce`).
+
+:func:`expand` turns a grid into :class:`RunSpec` s -- one per distinct training run.  A run's id
+is a readable name plus a hash of everything that determines its result (task, algorithm,
+variant fields, seed, budget, evaluation grid, hyper-parameter overrides, the safe-set file's
+content), so identical runs requested by two experiments (e.g. SHAC + BP in Tables 3 and 4) run
+once and feed both, and changing anything (e.g. ``--safe-sets``) gives new ids instead of
+mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ALGOS",
+    "GRID_FORMAT",
+    "TASKS",
+    "VARIANT_ORDER",
+    "Grid",
+    "RunSpec",
+    "expand",
+    "file_sha256",
+    "grid_path",
+    "load_grid",
+    "load_variants",
+    "resolve_safe_sets",
+]
+
+GRID_FORMAT = "safegbpo-grid/1"
+VARIANTS_FORMAT = "safegbpo-variants/1"
+TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
+ALGOS: tuple[str, ...] = ("shac", "ppo", "sac")
+VARIANT_ORDER: tuple[str, ...] = (
+    "No Safeguard",
+    "BP",
+    "BP Regularisation",
+    "RM",
+    "RM Regularisation",
+    "RM Passthrough Gradient",
+    "RM Hyperbolic",
+    "RM Hyperbolic and Regularisation",
+    "RM Orthogonal",
+)
+"""Row labels, in the order of SPEC §5's modification table (plus unsafe training first)."""
+
+_VARIANT_FIELDS = frozenset({"safeguard", "mapping", "centre", "passthrough", "regularisation"})
+_KINDS = ("train", "wallclock")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (identifies a safe-set file in run ids and reports)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# run specification
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid (JSON-serialisable, picklable for worker processes).
+
+    Attributes:
+        task, algo, variant, seed: the cell coordinates (``variant`` is a SPEC §5 row label).
+        variant_fields: the ``TrainConfig`` fields of the variant (safeguard, mapping, ...).
+        interactions: training budget (environment interactions, one env step = one).
+        eval_every: evaluation interval (interactions).
+        eval_episodes: evaluation episodes (``None``: the runner's default).
+        hyper: overrides of the algorithm's hyper-parameter preset (empty: the paper's).
+        kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
+        safe_set: path of the task's safe-set file, ``None`` for the project's own set.
+        safe_set_sha256: content hash of ``safe_set`` (part of the run id).
+        experiments, tables: which grid blocks / tables this run feeds (not part of the id).
+    """
+
+    task: str
+    algo: str
+    variant: str
+    seed: int
+    variant_fields: Mapping[str, Any]
+    interactions: int
+    eval_every: int
+    eval_episodes: int | None = None
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "train"
+    safe_set: str | None = None
+    safe_set_sha256: str | None = None
+    experiments: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algorithm {self.algo!r}; expected one of {ALGOS}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown run kind {self.kind!r}; expected one of {_KINDS}")
+        unknown = set(self.variant_fields) - _VARIANT_FIELDS
+        if unknown:
+            raise ValueError(f"variant {self.variant!r} sets unknown fields {sorted(unknown)}")
+        for name in ("interactions", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.eval_episodes is not None and (
+            isinstance(self.eval_episodes, bool)
+            or not isinstance(self.eval_episodes, int)
+            or self.eval_episodes <= 0
+        ):
+            raise ValueError(f"eval_episodes must be a positive integer, got {self.eval_episodes!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if (self.safe_set is None) != (self.safe_set_sha256 is None):
+            raise ValueError("safe_set and safe_set_sha256 must be given together")
+
+    # -- identity ----------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the run's result (hashed into :attr:`run_id`)."""
+        return {
+            "task": self.task,
+            "algo": self.algo,
+            "variant": dict(self.variant_fields),
+            "seed": self.seed,
+            "interactions": self.interactions,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes,
+            "hyper": dict(self.hyper),
+            "kind": self.kind,
+            "safe_set_sha256": self.safe_set_sha256,
+        }
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(_canonical(self.identity()).encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        """``<task>-<algo>-<variant>-s<seed>[-wallclock]-<hash>``, stable across sessions."""
+        kind = "-wallclock" if self.kind == "wallclock" else ""
+        return f"{self.task}-{self.algo}-{_slug(self.variant)}-s{self.seed}{kind}-{self.digest}"
+
+    @property
+    def cell(self) -> tuple[str, str, str]:
+        return (self.task, self.algo, self.variant)
+
+    # -- conversion --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "task": self.task,
+            "algo": self.algo,
+            "variant": self.variant,
+            "seed": self.seed,
+            "variant_fields": dict(self.variant_fields),
+            "interactions": self.interactions,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes,
+            "hyper": dict(self.hyper),
+            "kind": self.kind,
+            "safe_set": self.safe_set,
+            "safe_set_sha256": self.safe_set_sha256,
+            "experiments": list(self.experiments),
+            "tables": list(self.tables),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        fields = dict(data)
+        run_id = fields.pop("run_id", None)
+        fields["experiments"] = tuple(fields.get("experiments", ()))
+        fields["tables"] = tuple(fields.get("tables", ()))
+        spec = cls(**fields)
+        if run_id is not None and run_id != spec.run_id:
+            raise ValueError(f"run id {run_id!r} does not match the spec's content ({spec.run_id})")
+        return spec
+
+    def train_config_fields(self, device: str = "cpu") -> dict[str, Any]:
+        """The keyword arguments of ``TrainConfig`` for this run (SPEC §8 presets + overrides)."""
+        out: dict[str, Any] = {
+            "task": self.task,
+            "algo": self.algo,
+            "seed": self.seed,
+            "interactions": self.interactions,
+            "eval_every": self.eval_every,
+            "device": device,
+        }
+        out.update(self.variant_fields)
+        if self.eval_episodes is not None:
+            out["eval_episodes"] = self.eval_episodes
+        if self.hyper:
+            out["hyper"] = dict(self.hyper)
+        if self.safe_set is not None:
+            out["safe_set"] = self.safe_set
+        return out
+
+    def train_config(self, device: str = "cpu") -> Any:
+        """This run as a validated ``safegbpo.experiments.config.TrainConfig``."""
+        from safegbpo.experiments.config import TrainConfig
+
+        config = TrainConfig.from_dict(self.train_config_fields(device))
+        config.validate()
+        return config
+
+
+# --------------------------------------------------------------------------------------------
+# grid files
+# --------------------------------------------------------------------------------------------
+def grid_path(name: str) -> Path:
+    """Path of a packaged grid file (``'paper'``, ``'quick'``, ``'variants'``) or of ``name``
+    itself when it is an existing file path."""
+    candidate = Path(name)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    packaged = resources.files("safegbpo.experiments") / "grids" / f"{name}.json"
+    path = Path(str(packaged))
+    if not path.is_file():
+        raise ValueError(f"no grid named {name!r} (looked for {path})")
+    return path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def load_variants(source: str | Path | Mapping[str, Any] = "variants") -> dict[str, dict]:
+    """Variant table: row label -> ``TrainConfig`` fields (inline mapping or a variants file)."""
+    if isinstance(source, Mapping):
+        table = source
+        origin = "inline variants"
+    else:
+        path = grid_path(str(source)) if not Path(source).is_file() else Path(source)
+        data = _read_json(path)
+        if data.get("format") != VARIANTS_FORMAT:
+            raise ValueError(f"{path}: format {data.get('format')!r} is not {VARIANTS_FORMAT!r}")
+        table = data.get("variants")
+        origin = str(path)
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError(f"{origin}: 'variants' must be a non-empty mapping")
+    out: dict[str, dict] = {}
+    for name, fields in table.items():
+        if not isinstance(fields, Mapping):
+            raise ValueError(f"{origin}: variant {name!r} must map to TrainConfig fields")
+        unknown = set(fields) - _VARIANT_FIELDS
+        if unknown:
+            raise ValueError(f"{origin}: variant {name!r} sets unknown fields {sorted(unknown)}")
+        if "safeguard" not in fields:
+            raise ValueError(f"{origin}: variant {name!r} must set 'safeguard' (null for unsafe)")
+        out[str(name)] = dict(fields)
+    return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file (see the module docstring); :func:`expand` gives its runs."""
+
+    name: str
+    description: str
+    variants: Mapping[str, Mapping[str, Any]]
+    seeds: tuple[int, ...]
+    budgets: Mapping[str, Mapping[str, Any]]
+    experiments: tuple[Mapping[str, Any], ...]
+    wallclock: Mapping[str, Any] | None = None
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    eval_episodes: int | None = None
+    source: str = ""
+
+
+def _as_seeds(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: 'seeds' must be a non-empty list of integers")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value):
+        raise ValueError(f"{where}: seeds must be non-negative integers, got {value}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{where}: duplicate seeds in {value}")
+    return tuple(value)
+
+
+def _check_names(values: Any, allowed: Iterable[str], what: str, where: str) -> list[str]:
+    allowed = tuple(allowed)
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: '{what}' must be a non-empty list")
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"{where}: unknown {what} {bad}; expected some of {list(allowed)}")
+    return list(values)
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    """Parse and validate a grid file (packaged name or path)."""
+    path = grid_path(str(name_or_path))
+    data = _read_json(path)
+    where = str(path)
+    if data.get("format") != GRID_FORMAT:
+        raise ValueError(f"{where}: format {data.get('format')!r} is not {GRID_FORMAT!r}")
+    variants_src = data.get("variants", "variants")
+    if isinstance(variants_src, str) and not Path(variants_src).is_absolute():
+        sibling = path.parent / variants_src
+        variants_src = sibling if sibling.is_file() else variants_src.removesuffix(".json")
+    variants = load_variants(variants_src)
+    seeds = _as_seeds(data.get("seeds"), where)
+    budgets = data.get("budgets")
+    if not isinstance(budgets, Mapping) or not budgets:
+        raise ValueError(f"{where}: 'budgets' must map tasks to interactions and eval_every")
+    _check_names(list(budgets), TASKS, "budget tasks", where)
+    experiments = data.get("experiments")
+    if not isinstance(experiments, list) or not experiments:
+        raise ValueError(f"{where}: 'experiments' must be a non-empty list")
+    names = [e.get("name") for e in experiments]
+    if len(set(names)) != len(names) or any(not isinstance(n, str) for n in names):
+        raise ValueError(f"{where}: experiments need unique string names, got {names}")
+    for exp in experiments:
+        ew = f"{where}: experiment {exp['name']!r}"
+        _check_names(exp.get("tasks"), TASKS, "tasks", ew)
+        _check_names(exp.get("algos"), ALGOS, "algos", ew)
+        _check_names(exp.get("variants"), variants, "variants", ew)
+        if "seeds" in exp:
+            _as_seeds(exp["seeds"], ew)
+        if not isinstance(exp.get("tables", []), list):
+            raise ValueError(f"{ew}: 'tables' must be a list of table names")
+    wallclock = data.get("wallclock")
+    if wallclock is not None:
+        ww = f"{where}: wallclock"
+        _check_names([wallclock.get("task")], TASKS, "task", ww)
+        _check_names(wallclock.get("algos"), ALGOS, "algos", ww)
+        _check_names(wallclock.get("variants"), variants, "variants", ww)
+        if "No Safeguard" not in wallclock["variants"]:
+            raise ValueError(f"{ww}: ratios need the 'No Safeguard' baseline in 'variants'")
+    eval_episodes = data.get("eval_episodes")
+    return Grid(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        variants=variants,
+        seeds=seeds,
+        budgets=budgets,
+        experiments=tuple(experiments),
+        wallclock=wallclock,
+        checks=data.get("checks", {}),
+        eval_episodes=eval_episodes,
+        source=str(path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# safe sets
+# --------------------------------------------------------------------------------------------
+def resolve_safe_sets(directory: str | Path | None, tasks: Iterable[str]) -> dict[str, str | None]:
+    """``{task: path}`` of ``<directory>/<task>.json`` for each task (``None`` everywhere when
+    ``directory`` is ``None``: the project's own certified sets).
+
+    Raises:
+        FileNotFoundError: the directory or a task's set file does not exist.
+    """
+    tasks = list(dict.fromkeys(tasks))
+    if directory is None:
+        return dict.fromkeys(tasks)
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"--safe-sets: {root} is not a directory")
+    out: dict[str, str | None] = {}
+    for task in tasks:
+        path = root / f"{task}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"--safe-sets: no set file for task {task!r} ({path})")
+        out[task] = str(path)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# expansion
+# --------------------------------------------------------------------------------------------
+def _budget(grid: Grid, block: Mapping[str, Any], task: str, algo: str, where: str) -> tuple[int, int]:
+    base = dict(grid.budgets.get(task, {}))
+    override = (block.get("budgets") or {}).get(task, {})
+    interactions = override.get("interactions", base.get("interactions"))
+    eval_every = {**base.get("eval_every", {}), **override.get("eval_every", {})}.get(algo)
+    if interactions is None or eval_every is None:
+        raise ValueError(f"{where}: no budget (interactions, eval_every) for {task}/{algo}")
+    return int(interactions), int(eval_every)
+
+
+def expand(
+    grid: Grid,
+    *,
+    safe_sets: Mapping[str, str | None] | None = None,
+    include_wallclock: bool = True,
+) -> list[RunSpec]:
+    """All distinct runs of ``grid``, in declaration order (experiments, then wallclock).
+
+    Runs requested by several experiments are merged (their ``experiments`` / ``tables`` tags are
+    united).  ``safe_sets`` maps tasks to set files (:func:`resolve_safe_sets`).
+
+    Raises:
+        ValueError: a table cell would mix runs with different budgets or hyper-parameters.
+    """
+    safe_sets = dict(safe_sets or {})
+    digests = {task: file_sha256(p) for task, p in safe_sets.items() if p is not None}
+    runs: dict[str, RunSpec] = {}
+
+    def add(spec: RunSpec) -> None:
+        existing = runs.get(spec.run_id)
+        if existing is None:
+            runs[spec.run_id] = spec
+            return
+        runs[spec.run_id] = replace(
+            existing,
+            experiments=tuple(dict.fromkeys(existing.experiments + spec.experiments)),
+            tables=tuple(dict.fromkeys(existing.tables + spec.tables)),
+        )
+
+    for block in grid.experiments:
+        where = f"{grid.source}: experiment {block['name']!r}"
+        seeds = tuple(block.get("seeds", grid.seeds))
+        hyper_by_algo = block.get("hyper") or {}
+        for task in block["tasks"]:
+            for algo in block["algos"]:
+                interactions, eval_every = _budget(grid, block, task, algo, where)
+                for variant in block["variants"]:
+                    for seed in seeds:
+                        add(
+                            RunSpec(
+                                task=task,
+                                algo=algo,
+                                variant=variant,
+                                seed=seed,
+                                variant_fields=grid.variants[variant],
+                                interactions=interactions,
+                                eval_every=eval_every,
+                                eval_episodes=block.get("eval_episodes", grid.eval_episodes),
+                                hyper=dict(hyper_by_algo.get(algo, {})),
+                                safe_set=safe_sets.get(task),
+                                safe_set_sha256=digests.get(task),
+                                experiments=(block["name"],),
+                                tables=tuple(block.get("tables", ())),
+                            )
+                        )
+    if include_wallclock and grid.wallclock is not None:
+        wc = grid.wallclock
+        task = wc["task"]
+        interactions = int(wc["interactions"])
+        for algo in wc["algos"]:
+            for variant in wc["variants"]:
+                add(
+                    RunSpec(
+                        task=task,
+                        algo=algo,
+                        variant=variant,
+                        seed=int(wc.get("seed", 0)),
+                        variant_fields=grid.variants[variant],
+                        interactions=interactions,
+                        # evaluation is not part of the timed training: one evaluation at the end
+                        eval_every=interactions,
+                        eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
+                        hyper=dict((wc.get("hyper") or {}).get(algo, {})),
+                        kind="wallclock",
+                        safe_set=safe_sets.get(task),
+                        safe_set_sha256=digests.get(task),
+                        experiments=("wallclock",),
+                        tables=(str(wc.get("table", "table6")),),
+                    )
+                )
+    specs = list(runs.values())
+    _check_cells(specs)
+    return specs
+
+
+def _check_cells(specs: Sequence[RunSpec]) -> None:
+    """Every (table, cell) must be fed by runs that differ only in their seed."""
+    seen: dict[tuple[str, str, str, str, str], tuple[str, Any]] = {}
+    for spec in specs:
+        if spec.kind != "train":
+            continue
+        signature = {k: v for k, v in spec.identity().items() if k != "seed"}
+        for table in spec.tables:
+            key = (table, *spec.cell, spec.kind)
+            previous = seen.setdefault(key, (spec.run_id, signature))
+            if previous[1] != signature:
+                raise ValueError(
+                    f"table {table} cell {'/'.join(spec.cell)} would mix runs with different "
+                    f"settings ({previous[0]} vs {spec.run_id})"
+                )
+
+
+def runs_by_cell(specs: Iterable[RunSpec], table: str) -> dict[tuple[str, str, str], list[RunSpec]]:
+    """Training runs feeding ``table``, grouped by ``(task, algo, variant)`` (seeds sorted)."""
+    out: dict[tuple[str, str, str], list[RunSpec]] = {}
+    for spec in specs:
+        if spec.kind == "train" and table in spec.tables:
+            out.setdefault(spec.cell, []).append(spec)
+    for runs in out.values():
+        runs.sort(key=lambda s: s.seed)
+    return out

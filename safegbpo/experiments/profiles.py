@@ -1,0 +1,78 @@
+"""Reproduction profiles: which grid ``safegbpo reproduce --profile NAME`` runs, and why.
+
+* ``quick`` (default of ``nox -s reproduce``; under 30 minutes on 2 cores) -- every safeguard
+  variant of SPEC §5 trains SHAC on both tasks with tiny budgets while an independent monitor
+  checks that every realised state lies in the safe state zonotope; SHAC unsafe and safeguarded
+  train long enough on the pendulum to improve clearly; the Table 6 wall-clock ratios are
+  measured for SHAC/PPO/SAC unsafe vs BP vs RM on a scaled-down number of pendulum interactions.
+  Its numbers are *not* comparable to the paper's (budgets are tiny); the tables say so.
+* ``paper`` -- ten seeds, the paper's budgets and evaluation grids, every row of Tables 2-6.
+
+The grids themselves are data (``grids/quick.json``, ``grids/paper.json``); the checks a profile
+runs after training are declared in its grid's ``checks`` (evaluated by :mod:`.reproduce`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from safegbpo.experiments.grid import Grid, grid_path, load_grid
+
+__all__ = ["PROFILES", "Profile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named reproduction profile.
+
+    Attributes:
+        name: ``--profile`` value.
+        grid: packaged grid name (or a grid file path).
+        description: one line for ``--help`` and the report.
+        time_budget_minutes: intended upper bound of the wall clock on 2 cores (``None``:
+            days of compute, run it on a cluster with ``--executor ray``).
+        monitor_safety: train every run under the independent safe-state monitor.
+    """
+
+    name: str
+    grid: str
+    description: str
+    time_budget_minutes: float | None
+    monitor_safety: bool = True
+
+    def load_grid(self) -> Grid:
+        return load_grid(self.grid)
+
+    @property
+    def grid_file(self) -> Path:
+        return grid_path(self.grid)
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        grid="quick",
+        description="every safeguard variant on both tasks with tiny budgets, safety monitored; "
+                    "SHAC improvement; Table 6 ratios on scaled-down interactions (< 30 min)",
+        time_budget_minutes=30.0,
+    ),
+    "paper": Profile(
+        name="paper",
+        grid="paper",
+        description="ten seeds, the paper's budgets, every row of Tables 2-6",
+        time_budget_minutes=None,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the profiles).
+    """
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}") from None

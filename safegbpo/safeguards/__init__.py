@@ -1,0 +1,46 @@
+"""Differentiable safeguards (SPEC §3–§5): boundary projection and ray mask.
+
+* :class:`Safeguard` — the protocol: built for a vector env, ``safe = g(action)`` for the envs'
+  current states, differentiable, fail-safe (independent certification + backup action),
+  counting ``interventions`` and ``fallbacks``.
+* :class:`BoundaryProjection` (Eq 11), :class:`RayMask` (Eq 46/64 with the zonotopic Eq 52–53
+  or orthogonal Eq 54 centre), :func:`make_safeguard` (``'bp'``, ``'rm'``, user classes).
+* :func:`boundary_projection`, :func:`ray_mask` — standalone maps onto explicit zonotopes;
+  :func:`ray_mask_map` — the radial map itself (Lemma 3).
+* :func:`regularisation_loss` (Eq 45), :class:`SafeguardActionWrapper` (Gymnasium).
+"""
+
+from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, ActionSetStructure
+from safegbpo.safeguards.boundary_projection import BoundaryProjection, boundary_projection
+from safegbpo.safeguards.centres import CENTRES, OrthogonalCentre, ZonotopicCentre
+from safegbpo.safeguards.certify import DEFAULT_TOL, certify_actions
+from safegbpo.safeguards.protocol import INTERVENTION_THRESHOLD, Safeguard
+from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
+from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
+from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
+from safegbpo.safeguards.wrapper import SafeguardActionWrapper
+
+__all__ = [
+    "CENTRES",
+    "DEFAULT_MARGIN",
+    "DEFAULT_REGULARISATION",
+    "DEFAULT_TOL",
+    "INTERVENTION_THRESHOLD",
+    "MAPPINGS",
+    "SAFEGUARDS",
+    "ActionSetData",
+    "ActionSetStructure",
+    "BoundaryProjection",
+    "OrthogonalCentre",
+    "RayMask",
+    "Safeguard",
+    "SafeguardActionWrapper",
+    "ZonotopicCentre",
+    "boundary_projection",
+    "certify_actions",
+    "make_safeguard",
+    "radial_scale",
+    "ray_mask",
+    "ray_mask_map",
+    "regularisation_loss",
+]

@@ -1,0 +1,179 @@
+"""Safe-centre approximations of the ray mask for induced safe sets (SPEC §5, Eq 52–54).
+
+A centre strategy returns, for a batch of actions, the :class:`RayGeometry` the ray mask needs:
+the safe centre ``c_s``, ``lam_S`` and ``lam_A`` along the direction ``v = (a - c_s)/||a - c_s||``
+and the rows to leave unchanged.
+
+* :class:`ZonotopicCentre` (Eq 52–53) — solve the conic program
+  ``max geo_mean(l)`` s.t. ``Z = <c, G_dir diag(l)> ⊆ A ∩ A_s(s)`` for the ``K`` unit generator
+  directions ``G_dir`` (``K = 2d`` by default) drawn **once per instance** from a seeded
+  ``torch.Generator`` (reproducible; the reference redraws them at every call).  Then
+  ``c_s = c`` and ``lam_S`` is measured on ``Z`` (an under-approximation of the safe set, as
+  SPEC §5 prescribes) by the LP ``max t`` s.t. ``t v in <0, G_Z>``, ``t <= lam_A``.  Every
+  action is mapped (the ray mask intervenes everywhere except at the centre, Table 1).
+* :class:`OrthogonalCentre` (Eq 54) — only for unsafe actions: ``a_b = g_BP(a)`` (QP),
+  ``n = (a_b - a)/||a_b - a||``, ``t* = max t`` s.t. ``a_b + t n in A ∩ A_s(s)`` (LP, Eq 47),
+  ``c_s = a_b + (t*/2) n``, ``lam_S = t*/2``, ``lam_A`` from ``c_s`` along ``-n``.  Actions the
+  projection leaves in place (``||a_b - a|| <= 1e-7``) are returned unchanged.
+
+Gradients flow through both programs (cvxpylayers), w.r.t. the action and, through the
+linearisation, the state; nothing is detached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from safegbpo.safeguards.action_set import ActionSetData, ActionSetStructure
+from safegbpo.safeguards.certify import Certificate, ZonotopeCertificate
+from safegbpo.safeguards.geometry import box_distance, safe_norm, unit_direction
+from safegbpo.safeguards.problems import (
+    ProjectionProblem,
+    RayProblem,
+    ZonotopeRayProblem,
+    ZonotopicCentreProblem,
+)
+
+__all__ = ["CENTRES", "RayGeometry", "ZonotopicCentre", "OrthogonalCentre",
+           "draw_directions"]
+
+#: Names of the centre strategies.
+CENTRES = ("zonotopic", "orthogonal")
+
+#: The orthogonal centre treats an action as safe when its projection moved it at most this far.
+SAFE_DISTANCE = 1e-7
+
+
+@dataclass(frozen=True)
+class RayGeometry:
+    """What the ray mask needs per row: ``centre (N, d)``, ``lam_S (N,)``, ``lam_A (N,)``,
+    ``unchanged (N,)`` (rows returned as they are) and ``solved (N,)`` (all programs
+    succeeded).  Unsolved rows hold finite placeholders.
+
+    For the certification, the output of every row lies on the segment from ``start`` to
+    ``end`` ``(N, d)`` (centre and safe boundary point), whose candidate Eq 5/6 certificates are
+    ``start_certificate`` and ``end_certificate``.
+    """
+
+    centre: Tensor
+    lam_S: Tensor
+    lam_A: Tensor
+    unchanged: Tensor
+    solved: Tensor
+    start: Tensor
+    end: Tensor
+    start_certificate: Certificate
+    end_certificate: Certificate
+
+
+def draw_directions(dim: int, num: int, seed: int | None) -> Tensor:
+    """``num`` unit directions in ``R^dim`` (columns of a ``(dim, num)`` tensor), uniform on the
+    sphere, from ``torch.Generator().manual_seed(seed)`` (``seed=None``: fresh entropy)."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num_directions must be a positive integer, got {num!r}")
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        generator.manual_seed(seed)
+    directions = torch.randn(dim, num, generator=generator, dtype=torch.float64)
+    norms = directions.norm(dim=0)
+    while bool((norms < 1e-8).any()):  # measure-zero event; redraw the degenerate columns
+        bad = norms < 1e-8
+        directions[:, bad] = torch.randn(dim, int(bad.sum()), generator=generator,
+                                         dtype=torch.float64)
+        norms = directions.norm(dim=0)
+    return directions / norms
+
+
+class ZonotopicCentre:
+    """Zonotopic centre approximation (Eq 52–53); see the module docstring.
+
+    Args:
+        structure: the safe action set.
+        num_directions: ``K`` (default ``2 d``).
+        seed: seed of the direction generator (``None``: non-deterministic).
+        solver_args: diffcp options.
+    """
+
+    def __init__(self, structure: ActionSetStructure, num_directions: int | None = None,
+                 seed: int | None = 0, solver_args: dict[str, Any] | None = None) -> None:
+        d = structure.action_dim
+        K = 2 * d if num_directions is None else num_directions
+        self.structure = structure
+        self.directions = draw_directions(d, K, seed)
+        self.problem = ZonotopicCentreProblem(structure, self.directions.numpy(), solver_args)
+        self.ray = ZonotopeRayProblem(d, K, solver_args)
+
+    def zonotope(self, data: ActionSetData,
+                 like: Tensor) -> tuple[Tensor, Tensor, Tensor, ZonotopeCertificate]:
+        """The under-approximation ``Z``: ``(centre (N, d), generators (N, d, K), ok (N,),
+        certificate of Z ⊆ A_s)``."""
+        centre, lengths, ok, certificate = self.problem(data, like)
+        directions = self.directions.to(dtype=like.dtype, device=like.device)
+        return centre, directions * lengths.unsqueeze(-2), ok, certificate
+
+    def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
+        s = self.structure
+        centre, generators, ok, certificate = self.zonotope(data, action)
+        direction, _ = unit_direction(action - centre)
+        lam_A = box_distance(centre, direction, s.tensor("box_low", action),
+                             s.tensor("box_high", action))
+        lam_S, factors, ray_ok = self.ray(generators, direction, lam_A)
+        unchanged = torch.zeros_like(ok)
+        end = centre + lam_S.unsqueeze(-1) * direction
+        return RayGeometry(
+            centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=unchanged, solved=ok & ray_ok,
+            start=centre, end=end,
+            start_certificate=certificate.point(torch.zeros_like(factors)),
+            end_certificate=certificate.point(factors))
+
+
+class OrthogonalCentre:
+    """Orthogonal centre approximation (Eq 54); see the module docstring."""
+
+    def __init__(self, structure: ActionSetStructure,
+                 solver_args: dict[str, Any] | None = None) -> None:
+        self.structure = structure
+        self.projection = ProjectionProblem(structure, solver_args)
+        self.ray = RayProblem(structure, solver_args)
+
+    def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
+        s = self.structure
+        projected, ok, certificate = self.projection(action, data)
+        offset = projected - action
+        distance = safe_norm(offset)
+        unsafe = ok & (distance > SAFE_DISTANCE)
+        unchanged = ok & ~unsafe
+        # placeholders (finite) for the rows that are not mapped
+        centre = action.detach().clone()
+        lam_S = torch.zeros_like(distance)
+        lam_A = torch.ones_like(distance)
+        solved = ok.clone()
+        end = projected
+        end_certificate = certificate
+        rows = torch.nonzero(unsafe).flatten()
+        if rows.numel():
+            low, high = s.tensor("box_low", action), s.tensor("box_high", action)
+            normal, _ = unit_direction(offset[rows])
+            boundary = projected[rows]
+            t_box = box_distance(boundary, normal, low + s.margin, high - s.margin)
+            t, ray_ok, ray_certificate = self.ray(boundary, normal, t_box, data.subset(rows))
+            half = 0.5 * t
+            centre_rows = boundary + half.unsqueeze(-1) * normal
+            lam_A_rows = box_distance(centre_rows, -normal, low, high)
+            centre = centre.index_put((rows,), centre_rows)
+            lam_S = lam_S.index_put((rows,), half)
+            lam_A = lam_A.index_put((rows,), lam_A_rows)
+            solved = solved.index_put((rows,), ray_ok & ok[rows])
+            end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
+            end_certificate = certificate.index_put(rows, ray_certificate)
+        return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=unchanged,
+                           solved=solved, start=projected, end=end,
+                           start_certificate=certificate, end_certificate=end_certificate)

@@ -1,0 +1,249 @@
+"""The safeguard protocol (SPEC §3, §5): ``safe = g(action)`` for an environment's current states.
+
+A :class:`Safeguard` is built for one vector environment and maps a batch of actions
+``(num_envs, d)`` to safe actions for the environments' *current* states:
+
+1. read ``env.state`` ``(N, n)`` and linearise the dynamics at **each** environment's own state
+   (``env.linearise(state)``, Eq 12) — every state-dependent set and matrix is per environment;
+2. map the actions (:meth:`Safeguard._map`, implemented by boundary projection and ray mask),
+   differentiably (autograd w.r.t. the action and, through the linearisation, the state);
+3. certify every output independently (:func:`~safegbpo.safeguards.certify.certify_actions`);
+4. fail-safe: rows whose solve failed / was infeasible / non-finite, or whose output fails the
+   certification, get the certified backup action of the safe set
+   (``env.safe_set.backup_action(state)``, SPEC §7); they are counted in :attr:`fallbacks` and
+   the first such event of an instance is reported with :func:`warnings.warn` (with the states).
+
+Environment protocol (duck-typed; :class:`~safegbpo.envs.SafeVectorEnv` satisfies it):
+``state`` ``(N, n)``, ``linearise(state) -> (f0 (N, n), B (N, n, d), E (N, n, n_w))``,
+``action_box`` and ``noise_box`` (batch-1 :class:`~safegbpo.sets.Zonotope`), and ``safe_set``
+with ``state`` (``S_s``), ``action`` (``U_s`` or ``None``) and ``backup_action(states)``.
+Gymnasium wrappers are unwrapped (``env.unwrapped``).
+
+Inputs: NaN/inf actions raise :class:`ValueError` (never an unsafe output); actions outside
+``A`` are valid input and are mapped into the safe set like any other.
+
+Passthrough (``passthrough=True``, "RM Passthrough Gradient" of SPEC §5): the forward pass is
+the safeguard, the backward pass w.r.t. the action is the identity (straight-through,
+``g(a) + a - stopgrad(a)``); the gradient w.r.t. the state through ``g`` is kept.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, ActionSetStructure
+from safegbpo.safeguards.certify import (
+    CERTIFICATION_METHODS,
+    DEFAULT_TOL,
+    Certificate,
+    certify_actions,
+)
+
+__all__ = ["INTERVENTION_THRESHOLD", "Safeguard", "validate_action"]
+
+#: An env-step is an intervention when ``||g(a) - a|| > INTERVENTION_THRESHOLD`` (SPEC §5).
+INTERVENTION_THRESHOLD = 1e-6
+
+
+def _base_env(env: Any) -> Any:
+    """The innermost environment (gymnasium wrappers expose it as ``unwrapped``)."""
+    return getattr(env, "unwrapped", env)
+
+
+def validate_action(action: Any, batch: int, dim: int, *, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str | None = None) -> Tensor:
+    """``action`` as a finite ``(batch, dim)`` tensor (graph kept); clear ``ValueError`` else."""
+    if not isinstance(action, Tensor):
+        try:
+            action = torch.as_tensor(np.asarray(action, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"action must be a tensor or an array of numbers: {err}") from None
+    if action.is_complex() or action.dtype == torch.bool:
+        raise ValueError(f"action must be real-valued, got dtype {action.dtype}")
+    action = action.to(dtype=dtype, device=device)
+    if tuple(action.shape) != (batch, dim):
+        raise ValueError(f"action must have shape ({batch}, {dim}) (num_envs, action_dim), got "
+                         f"{tuple(action.shape)}")
+    finite = torch.isfinite(action.detach()).all(-1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ValueError(f"action contains NaN/inf (rows {bad}); a safeguard never maps a "
+                         "non-finite action")
+    return action
+
+
+class Safeguard(abc.ABC):
+    """Base class of the differentiable safeguards (module docstring).
+
+    Args:
+        env: the vector environment (see the environment protocol above).
+        passthrough: straight-through gradient w.r.t. the action (module docstring).
+        margin: tightening of the safeguard's problems (:mod:`~safegbpo.safeguards.action_set`).
+        tol: tolerance of the independent certification (:mod:`~safegbpo.safeguards.certify`).
+        solver_args: diffcp options overriding
+            :data:`~safegbpo.safeguards.problems.DEFAULT_SOLVER_ARGS`.
+        certification: ``'certificate'`` (check the programs' Eq 5/6 certificates exactly, LPs
+            for the rest; fast) or ``'lp'`` (HiGHS LPs for every row); see
+            :mod:`~safegbpo.safeguards.certify`.
+
+    Attributes:
+        interventions: number of env-steps with ``||g(a) - a|| > 1e-6`` since the last
+            :meth:`reset_counters` (SPEC §5).
+        fallbacks: number of env-steps that returned the safe set's backup action.
+        steps: number of env-steps processed (``calls x N``).
+        last_safe_action: ``(N, d)`` output of the last call (detached), ``None`` before.
+        last_intervened, last_fallback: ``(N,)`` bool masks of the last call.
+    """
+
+    #: registry name (``make_safeguard``).
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        env: Any,
+        *,
+        passthrough: bool = False,
+        margin: float = DEFAULT_MARGIN,
+        tol: float = DEFAULT_TOL,
+        solver_args: dict[str, Any] | None = None,
+        certification: str = "certificate",
+    ) -> None:
+        self.env = _base_env(env)
+        safe_set = getattr(self.env, "safe_set", None)
+        if safe_set is None or not callable(getattr(safe_set, "backup_action", None)):
+            raise ValueError(f"{type(self).__name__} needs an env with a safe_set providing "
+                             "backup_action(states) (the fail-safe of SPEC §3)")
+        if not isinstance(passthrough, bool):
+            raise ValueError(f"passthrough must be a bool, got {passthrough!r}")
+        if certification not in CERTIFICATION_METHODS:
+            raise ValueError(f"certification must be one of {CERTIFICATION_METHODS}, got "
+                             f"{certification!r}")
+        tol = float(tol)
+        if not 0.0 <= tol < 1e-3:
+            raise ValueError(f"tol must lie in [0, 1e-3), got {tol!r}")
+        self.structure = ActionSetStructure.from_env(self.env, margin)
+        self.passthrough = passthrough
+        self.tol = tol
+        self.certification = certification
+        self.solver_args = dict(solver_args or {})
+        self._warned = False
+        self.reset_counters()
+
+    # -- counters ----------------------------------------------------------------------------
+    def reset_counters(self) -> None:
+        """Zero :attr:`interventions`, :attr:`fallbacks`, :attr:`steps`; forget the last call."""
+        self.interventions = 0
+        self.fallbacks = 0
+        self.steps = 0
+        self.last_safe_action: Tensor | None = None
+        self.last_intervened: Tensor | None = None
+        self.last_fallback: Tensor | None = None
+
+    # -- the map -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _map(self, action: Tensor,
+             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
+        """Map ``action (N, d)`` for the set ``data``.
+
+        Returns ``(candidate (N, d), solved (N,), certificate)``: ``candidate`` must be finite
+        in every row (put a placeholder in unsolved rows; those are replaced by the backup
+        action); ``certificate`` holds candidate Eq 5/6 certificates of the candidates
+        (:class:`~safegbpo.safeguards.certify.Certificate`, ``None`` if unavailable).
+        """
+
+    def action_set_data(self, state: Tensor) -> ActionSetData:
+        """Linearisation of every row of ``state`` (Eq 12) as :class:`ActionSetData`."""
+        if not self.structure.has_induced:
+            return ActionSetData.explicit_only(state.shape[0])
+        f0, B, E = self.env.linearise(state)
+        return ActionSetData.from_linearisation(self.structure, f0, B, E)
+
+    def __call__(self, action: Any, state: Tensor | None = None) -> Tensor:
+        """Safe actions ``(N, d)`` for ``action (N, d)`` at the env's current states.
+
+        Args:
+            action: ``(N, d)`` tensor (numpy accepted); NaN/inf raise ``ValueError``.
+            state: optional ``(N, n)`` states to use instead of ``env.state`` (audits).
+        """
+        if state is None:
+            state = self.env.state
+        if not isinstance(state, Tensor) or state.ndim != 2:
+            shape = getattr(state, "shape", state)
+            raise ValueError(f"state must be an (N, n) tensor, got {shape}")
+        action = validate_action(action, state.shape[0], self.structure.action_dim,
+                                 dtype=state.dtype, device=state.device)
+        data = self.action_set_data(state)
+        mapped_input = action.detach() if self.passthrough else action
+        candidate, solved, certificate = self._map(mapped_input, data)
+        certified = certify_actions(candidate, self.structure, data, self.tol, rows=solved,
+                                    certificate=certificate, method=self.certification)
+        fallback = ~certified
+        if bool(fallback.any()):
+            safe = self._fall_back(candidate, fallback, state, data)
+        else:
+            safe = candidate
+        if self.passthrough:
+            safe = safe + (action - action.detach())
+        self._record(action, safe, fallback)
+        return safe
+
+    # -- internals ---------------------------------------------------------------------------
+    def _fall_back(self, candidate: Tensor, fallback: Tensor, state: Tensor,
+                   data: ActionSetData) -> Tensor:
+        backup, exact = self._backup_action(state)
+        backup = backup.to(dtype=candidate.dtype, device=candidate.device)
+        if tuple(backup.shape) != tuple(candidate.shape):
+            raise ValueError(f"safe_set.backup_action returned shape {tuple(backup.shape)}, "
+                             f"expected {tuple(candidate.shape)}")
+        rows = torch.nonzero(fallback).flatten()
+        if not self._warned:
+            self._warned = True
+            backup_ok = certify_actions(backup, self.structure, data, self.tol, rows=fallback)
+            uncertified = [int(i) for i in rows if not bool(backup_ok[i])]
+            note = ("" if not uncertified and exact else
+                    f" WARNING: the backup action itself is not certified for rows {uncertified}"
+                    " (state outside the safe state set?).")
+            warnings.warn(
+                f"{type(self).__name__}: solver failure or uncertified output for env rows "
+                f"{rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning the "
+                f"safe set's backup action (counted in .fallbacks; further fallbacks of this "
+                f"instance are counted silently).{note}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return torch.where(fallback.unsqueeze(-1), backup, candidate)
+
+    def _backup_action(self, state: Tensor) -> tuple[Tensor, bool]:
+        """``(backup (N, d), exact)``: the safe set's backup actions.  For states outside the
+        safe state set (no certified backup exists) the non-strict factor is used and the
+        result is clipped to ``A``; ``exact`` is then ``False``."""
+        safe_set = self.env.safe_set
+        try:
+            return safe_set.backup_action(state.detach()), True
+        except ValueError:
+            backup = safe_set.backup_action(state.detach(), strict=False)
+            low = self.structure.tensor("box_low", backup)
+            high = self.structure.tensor("box_high", backup)
+            backup = torch.nan_to_num(backup, nan=0.0, posinf=0.0, neginf=0.0)
+            return torch.clamp(backup, low, high), False
+
+    def _record(self, action: Tensor, safe: Tensor, fallback: Tensor) -> None:
+        with torch.no_grad():
+            distance = torch.linalg.vector_norm(safe.detach() - action.detach(), dim=-1)
+            intervened = distance > INTERVENTION_THRESHOLD
+        self.interventions += int(intervened.sum())
+        self.fallbacks += int(fallback.sum())
+        self.steps += int(action.shape[0])
+        self.last_safe_action = safe.detach()
+        self.last_intervened = intervened
+        self.last_fallback = fallback
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(passthrough={self.passthrough}, "
+                f"margin={self.structure.margin}, tol={self.tol})")

@@ -1,0 +1,641 @@
+"""Certified robust control invariant (RCI) state zonotopes with paired backup actions (SPEC §7).
+
+One convex program per candidate, no external reachability tool.  The result is a
+:class:`~safegbpo.safesets.SafeSet` ``S_s = <c, G>`` with a generator-paired action zonotope
+``U_s = <u_c, K>`` such that for every factor ``b`` (``||b||_inf <= 1``), every noise ``w`` in
+``W`` and the *nonlinear* dynamics ``f`` of the task,
+
+``f(c + G b, u_c + K b, w) in S_s``   (robust control invariance with backup action ``u_c + K b``).
+
+Linear difference inclusion (how the nonlinearity is bounded)
+--------------------------------------------------------------
+The brief of SPEC §7 bounds the linearisation remainder by a box ``R = <0, diag(rho)>``.  A box
+remainder is very conservative for the pendulum: on ``|theta| <= 2.6`` the remainder
+``(3g/2l)(sin theta - theta)`` reaches ``30 rad/s^2`` of the ``90 rad/s^2`` of control authority.
+We therefore write every nonlinear term as a *sector* (a bounded, state-dependent gain times a
+state or action coordinate), which gives a polytopic linear difference inclusion (LDI), and keep
+a box remainder only for what is not a sector.  :class:`LinearEnclosure` states the resulting
+guarantee: for every state whose *bounded coordinate* ``j`` satisfies ``|x_j - x_e,j| <= nu``,
+every ``u`` in ``A`` and every ``w`` in ``W``,
+
+``f(x, u, w) in x_e + conv_k { A_k (x - x_e) + B_k (u - u_e) } + E (w + r)``,
+``r in <r_c, diag(r_rad)>``,
+
+where ``E = df/dw`` and all nonlinear terms of both tasks are accelerations, so their remainders
+enter the next state through the noise channels ``E`` (semi-implicit Euler: ``dt^2`` in the
+position, ``dt`` in the velocity).  ``A = A_k`` for the sector gains of the Jacobian linearisation
+(``torch.func.jacrev`` at the equilibrium) is one of the vertices.
+
+* **Pendulum** (``theta_ddot = k sin(theta) + b_a a + w``, ``k = 3g/(2l)``): with
+  ``sigma = sin(theta)/theta`` (``= 1`` at 0), ``sin(theta) = theta + (sigma - 1) theta`` and
+  ``sigma in [sin(nu)/nu, 1]`` for ``|theta| <= nu <= pi`` (``sin(x)/x`` decreases on
+  ``[0, pi]``).  Vertices ``A_k = A + k (sigma_k - 1) E e_theta^T``, ``sigma_k in {sin(nu)/nu, 1}``;
+  no box remainder.
+* **Quadrotor** (``T = g + c a_T``, ``c = 6/7``): ``x_ddot = T sin(phi) = g phi + (beta - g) phi``
+  with ``beta = T sin(phi)/phi in [(g - c) sin(nu)/nu, g + c]`` (``T in [g - c, g + c]``, both
+  factors positive); ``z_ddot = T cos(phi) - g = c a_T + c (gamma - 1) a_T + g (cos(phi) - 1)``
+  with ``gamma = cos(phi) in [cos(nu), 1]`` and the box remainder
+  ``g (cos(phi) - 1) in [-g (1 - cos(nu)), 0]`` for ``|phi| <= nu <= pi/12``.  Vertices
+  ``A_k = A + (beta_k - g) E_x e_phi^T``, ``B_k = B + c (gamma_k - 1) E_z e_{a_T}^T`` (4 of them).
+
+Because the true next state is, for each ``(x, u, w)``, a convex combination (over the sector
+gains, which enter affinely) of the vertex maps at the same ``(x, u, w)`` plus ``E r``, the
+containment of every vertex image of the lifted zonotope ``<(c, u_c), [G; K]>`` in ``S_s`` proves
+the invariance of ``S_s`` under the nonlinear dynamics (``S_s`` is convex).
+
+The convex program (SPEC §7, per candidate bound ``nu``)
+--------------------------------------------------------
+In scaled coordinates ``x~ = D^{-1} (x - x_e)`` (``D`` the half-widths of ``S``, for conditioning):
+template directions ``T`` (``n x m``: identity plus closed-loop iterates ``(A_cl^p)^i e_j`` of a
+discrete LQR gain, unit columns), unknowns ``s >= 0`` (``G~ = T diag(s)``), ``K`` (``d x m``),
+the centres ``c~``, ``u~`` and per vertex ``Gamma'_k``, ``Omega'_k``, ``beta'_k``:
+
+* invariance (Eq 6 with ``Gamma' = diag(s) Gamma``, linear in all unknowns):
+  ``A~_k T diag(s) + B~_k K = T Gamma'_k``, ``E~ diag(w + r_rad) = T Omega'_k``,
+  ``A~_k c~ + B~_k u~ + E~ r_c - c~ = T beta'_k``, and for every row ``i``
+  ``sum_j |Gamma'_k,ij| + sum_j |Omega'_k,ij| + |beta'_k,i| <= (1 - slack) s_i``;
+* ``u_e + u~ +- |K| 1`` in ``A`` (paired actions feasible), ``x_e + D (c~ +- |T| s)`` in ``S``
+  (states feasible), and ``|c~_j| + (|T| s)_j <= nu / D_j`` (the LDI is valid on the set);
+* maximise ``sum_i omega_i log(s_i + eps)``.
+
+"Re-bound and repeat" is done rigorously: the remainder bound depends on the scalar ``nu`` only,
+and ``nu`` is imposed as a constraint, so every candidate is a valid certificate; an outer
+golden-section search over ``nu`` keeps the largest volume.  The weights ``omega`` start uniform
+(``sum log s``, SPEC §7 step 5) and are then refined by minorise-maximise iterations on the exact
+volume ``V(s) = 2^n sum_{|S|=n} |det T_S| prod_{i in S} s_i``: by Jensen,
+``log V(s) >= sum_i omega_i log s_i + const`` with ``omega_i = sum_{S ni i} w_S``,
+``w_S = |det T_S| prod s_S / V`` at the current iterate (tight there), so each iteration does not
+decrease the volume (up to ``eps``).
+
+Every returned set is finally re-certified with independent HiGHS LPs in the original
+coordinates (:func:`certificate_margins`: Eq 6 margin of every vertex image, which must be
+``<= 1``), so the result does not depend on the conic solver's accuracy; an a-posteriori check on
+sampled states of the nonlinear dynamics is :func:`safegbpo.safesets.verify.verify_safe_set`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cvxpy as cp
+import numpy as np
+import scipy.linalg
+import torch
+from torch.func import jacrev
+
+from safegbpo.envs.models import PendulumModel, QuadrotorModel, TaskModel, get_model
+from safegbpo.safesets.safe_set import SafeSet
+from safegbpo.sets import Zonotope, containment_margin_lp
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "RCIConfig",
+    "RCIInfeasibleError",
+    "LinearEnclosure",
+    "DEFAULT_CONFIGS",
+    "ENCLOSURES",
+    "certificate_margins",
+    "compute_rci",
+    "linear_enclosure",
+    "linearise",
+    "template_directions",
+]
+
+#: Bumped whenever the algorithm or its defaults change (part of the cache key).
+ALGORITHM_VERSION = "rci-ldi-zonotope/1"
+
+
+class RCIInfeasibleError(ValueError):
+    """The RCI program has no solution (or the solver failed) for every candidate."""
+
+
+# ------------------------------------------------------------------------------------------
+# configuration
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RCIConfig:
+    """Tuning constants of :func:`compute_rci` (all part of the cache key).
+
+    Attributes:
+        num_directions: template size ``m`` (columns of ``T``).
+        template_powers: candidate spacings ``p`` of the closed-loop iterates ``(A_cl^p)^i``;
+            the one giving the largest volume at the widest bound is kept.
+        lqr_control_weight: ``R = r I`` of the LQR in scaled coordinates (``Q = I``).
+        bound_fraction_range: the search interval of ``nu`` as fractions of the half-width of
+            ``S`` in the bounded coordinate.
+        bound_evaluations: number of golden-section evaluations of ``nu``.
+        volume_iterations: minorise-maximise reweighting iterations on the volume.
+        log_eps: ``eps`` of ``log(s + eps)`` (scaled units; lets useless directions vanish).
+        slack: relative slack of the row-sum constraint (robustness to solver tolerances).
+        prune_tol: generators with ``s_i < prune_tol * max(s)`` are dropped (if the certificate
+            still holds without them).
+    """
+
+    num_directions: int
+    template_powers: tuple[int, ...] = (1, 3, 10)
+    lqr_control_weight: float = 0.1
+    bound_fraction_range: tuple[float, float] = (0.2, 1.0)
+    bound_evaluations: int = 7
+    volume_iterations: int = 4
+    log_eps: float = 1e-5
+    slack: float = 1e-6
+    prune_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.num_directions < 1:
+            raise ValueError(f"num_directions must be >= 1, got {self.num_directions}")
+        if not self.template_powers or min(self.template_powers) < 1:
+            raise ValueError(f"template_powers must be positive integers, got "
+                             f"{self.template_powers}")
+        lo, hi = self.bound_fraction_range
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"bound_fraction_range must satisfy 0 < lo <= hi <= 1, got "
+                             f"{self.bound_fraction_range}")
+        if self.bound_evaluations < 1 or self.volume_iterations < 0:
+            raise ValueError("bound_evaluations must be >= 1 and volume_iterations >= 0")
+        if not 0.0 <= self.slack < 0.1 or self.log_eps <= 0 or self.lqr_control_weight <= 0:
+            raise ValueError("need 0 <= slack < 0.1, log_eps > 0, lqr_control_weight > 0")
+
+    def to_dict(self) -> dict:
+        return {
+            "num_directions": self.num_directions,
+            "template_powers": list(self.template_powers),
+            "lqr_control_weight": self.lqr_control_weight,
+            "bound_fraction_range": list(self.bound_fraction_range),
+            "bound_evaluations": self.bound_evaluations,
+            "volume_iterations": self.volume_iterations,
+            "log_eps": self.log_eps,
+            "slack": self.slack,
+            "prune_tol": self.prune_tol,
+        }
+
+
+#: Per-task defaults (tuned for volume; see the module docstring).
+DEFAULT_CONFIGS: dict[str, RCIConfig] = {
+    "pendulum": RCIConfig(num_directions=4),
+    "quadrotor": RCIConfig(num_directions=18),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# linearisation and enclosures
+# ------------------------------------------------------------------------------------------
+def linearise(
+    model: TaskModel, state: torch.Tensor, action: torch.Tensor, noise: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Jacobians ``A = df/dx``, ``B = df/du``, ``E = df/dw`` of the raw dynamics at one point
+    (``torch.func.jacrev``), as float64 numpy arrays ``(n, n)``, ``(n, d)``, ``(n, n_w)``."""
+
+    def f(x: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return model.dynamics(x[None], u[None], w[None])[0]
+
+    jac = jacrev(f, argnums=(0, 1, 2))(state, action, noise)
+    return tuple(j.detach().cpu().numpy().astype(np.float64) for j in jac)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LinearEnclosure:
+    """Polytopic LDI enclosure of the dynamics (module docstring), valid for
+    ``|x[bounded_index] - x_e[bounded_index]| <= bound``, ``u`` in ``A``, ``w`` in ``W``.
+
+    Attributes:
+        x_e, u_e: equilibrium ``(n,)``, ``(d,)``.
+        A: vertex state matrices ``(K, n, n)``; B: vertex input matrices ``(K, n, d)``.
+        E: noise input matrix ``(n, n_w)``.
+        noise_radius: half-widths of ``W`` ``(n_w,)``.
+        remainder_center, remainder_radius: box remainder ``r`` in noise coordinates ``(n_w,)``.
+        bounded_index, bound: the coordinate whose range the enclosure assumes, and its bound.
+    """
+
+    x_e: np.ndarray
+    u_e: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    E: np.ndarray
+    noise_radius: np.ndarray
+    remainder_center: np.ndarray
+    remainder_radius: np.ndarray
+    bounded_index: int
+    bound: float
+
+    @property
+    def num_vertices(self) -> int:
+        return self.A.shape[0]
+
+    def disturbance_generators(self) -> np.ndarray:
+        """``E diag(w + r_rad)`` without zero columns, ``(n, p)``."""
+        radius = self.noise_radius + self.remainder_radius
+        cols = self.E * radius[None, :]
+        return cols[:, radius > 0]
+
+    def disturbance_offset(self) -> np.ndarray:
+        """``E r_c`` ``(n,)``."""
+        return self.E @ self.remainder_center
+
+
+def _equilibrium_jacobians(model: TaskModel):
+    x_e, u_e = model.equilibrium()
+    w0 = torch.zeros(model.noise_dim, dtype=torch.float64)
+    residual = model.dynamics(x_e[None], u_e[None], w0[None])[0] - x_e
+    if float(residual.abs().max()) > 1e-12:
+        raise ValueError(f"{model.name}: model.equilibrium() is not a fixed point "
+                         f"(residual {residual.tolist()})")
+    A, B, E = linearise(model, x_e, u_e, w0)
+    return x_e.numpy(), u_e.numpy(), A, B, E
+
+
+def _pendulum_enclosure(model: PendulumModel, bound: float) -> LinearEnclosure:
+    """Sector enclosure of ``k sin(theta)`` for ``|theta| <= bound <= pi`` (module docstring)."""
+    if not 0.0 < bound <= math.pi:
+        raise ValueError(f"pendulum enclosure needs 0 < bound <= pi, got {bound}")
+    x_e, u_e, A, B, E = _equilibrium_jacobians(model)
+    k = 3.0 * model.gravity / (2.0 * model.length)
+    sigma_min = math.sin(bound) / bound
+    e_theta = np.eye(model.state_dim)[0]
+    A_v = np.stack([A + k * (sigma - 1.0) * np.outer(E[:, 0], e_theta)
+                    for sigma in (sigma_min, 1.0)])
+    B_v = np.stack([B, B])
+    zeros = np.zeros(model.noise_dim)
+    return LinearEnclosure(x_e, u_e, A_v, B_v, E, np.asarray(model.noise_bound, float),
+                           zeros, zeros.copy(), 0, float(bound))
+
+
+def _quadrotor_enclosure(model: QuadrotorModel, bound: float) -> LinearEnclosure:
+    """Sector enclosure of ``T sin(phi)``, ``T cos(phi)`` for ``|phi| <= bound <= pi/12``."""
+    if not 0.0 < bound <= math.pi / 12 + 1e-12:
+        raise ValueError(f"quadrotor enclosure needs 0 < bound <= pi/12, got {bound}")
+    x_e, u_e, A, B, E = _equilibrium_jacobians(model)
+    g, c = model.gravity, model.thrust_gain
+    sinc = math.sin(bound) / bound
+    n, d = model.state_dim, model.action_dim
+    e_phi, e_thrust = np.eye(n)[2], np.eye(d)[0]
+    A_v, B_v = [], []
+    for beta in ((g - c) * sinc, g + c):
+        for gamma in (math.cos(bound), 1.0):
+            A_v.append(A + (beta - g) * np.outer(E[:, 0], e_phi))
+            B_v.append(B + c * (gamma - 1.0) * np.outer(E[:, 1], e_thrust))
+    half = g * (1.0 - math.cos(bound)) / 2.0
+    return LinearEnclosure(x_e, u_e, np.stack(A_v), np.stack(B_v), E,
+                           np.asarray(model.noise_bound, float), np.array([0.0, -half]),
+                           np.array([0.0, half]), 2, float(bound))
+
+
+#: Task -> enclosure builder ``(model, bound) -> LinearEnclosure``.
+ENCLOSURES: dict[str, Callable[..., LinearEnclosure]] = {
+    "pendulum": _pendulum_enclosure,
+    "quadrotor": _quadrotor_enclosure,
+}
+
+
+def linear_enclosure(task: str, bound: float) -> LinearEnclosure:
+    """The LDI enclosure of ``task``'s dynamics for the bound ``nu = bound`` (see module doc)."""
+    model = get_model(task)
+    if task not in ENCLOSURES:
+        raise ValueError(f"no linear enclosure for task {task!r}")
+    return ENCLOSURES[task](model, bound)
+
+
+# ------------------------------------------------------------------------------------------
+# template
+# ------------------------------------------------------------------------------------------
+def template_directions(
+    A: np.ndarray, B: np.ndarray, num_directions: int, power: int, control_weight: float
+) -> np.ndarray:
+    """Template ``T`` ``(n, m)``: identity, then closed-loop iterates ``(A_cl^p)^i e_j``.
+
+    ``A_cl = A + B K_lqr`` with the discrete LQR gain for ``Q = I``, ``R = control_weight I``
+    (``scipy.linalg.solve_discrete_are``); all in the caller's (scaled) coordinates.  Columns
+    are normalised to unit length; near-duplicates (``|cos| > 0.999``) are skipped.
+    """
+    n, d = B.shape
+    if num_directions < n:
+        raise ValueError(f"num_directions must be >= the state dimension {n}, got "
+                         f"{num_directions}")
+    R = control_weight * np.eye(d)
+    P = scipy.linalg.solve_discrete_are(A, B, np.eye(n), R)
+    K = -np.linalg.solve(B.T @ P @ B + R, B.T @ P @ A)
+    step = np.linalg.matrix_power(A + B @ K, power)
+    cols: list[np.ndarray] = list(np.eye(n))
+    X = np.eye(n)
+    for _ in range(4 * num_directions):
+        if len(cols) >= num_directions:
+            break
+        X = step @ X
+        for j in range(n):
+            v = X[:, j]
+            norm = np.linalg.norm(v)
+            if norm < 1e-12 or len(cols) >= num_directions:
+                continue
+            v = v / norm
+            if max(abs(float(v @ u)) for u in cols) > 0.999:
+                continue
+            cols.append(v)
+    if len(cols) < num_directions:  # the iterates collapsed: complete with fixed directions
+        rng = np.random.default_rng(0)
+        while len(cols) < num_directions:
+            v = rng.normal(size=n)
+            cols.append(v / np.linalg.norm(v))
+    return np.stack(cols, axis=1)
+
+
+def _volume_terms(T: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
+    """Volume ``2^n sum_S |det T_S| prod s_S`` and MM weights ``omega`` (module docstring)."""
+    n, m = T.shape
+    G = T * s[None, :]
+    subsets = np.array(list(itertools.combinations(range(m), n)), dtype=np.int64)
+    dets = np.abs(np.linalg.det(np.moveaxis(G[:, subsets], 1, 0)))  # (num_subsets,)
+    total = float(dets.sum())
+    if total <= 0:
+        return 0.0, np.full(m, n / m)
+    omega = np.zeros(m)
+    np.add.at(omega, subsets.ravel(), np.repeat(dets / total, n))
+    return total * 2.0**n, omega
+
+
+# ------------------------------------------------------------------------------------------
+# the convex program
+# ------------------------------------------------------------------------------------------
+@dataclass
+class _Solution:
+    volume: float
+    s: np.ndarray
+    K: np.ndarray
+    c: np.ndarray  # scaled centre offset
+    u: np.ndarray  # action centre offset
+    T: np.ndarray
+    enclosure: LinearEnclosure
+    power: int
+    solver: str
+    weights: np.ndarray = field(repr=False)
+
+
+class _Program:
+    """The RCI program of one task in scaled coordinates (built per bound and template)."""
+
+    def __init__(self, model: TaskModel, config: RCIConfig, solver: str | None) -> None:
+        self.model = model
+        self.config = config
+        self.solver = solver
+        low, high = (t.numpy() for t in model.state_bounds())
+        self.low, self.high = low, high
+        self.D = (high - low) / 2.0
+
+    def solve(self, enc: LinearEnclosure, T: np.ndarray, weights: np.ndarray,
+              power: int) -> _Solution | None:
+        """One conic solve; ``None`` if infeasible or the solvers fail."""
+        cfg = self.config
+        n, m = T.shape
+        d = enc.B.shape[2]
+        Dinv = 1.0 / self.D
+        W = Dinv[:, None] * enc.disturbance_generators()
+        offset = Dinv * enc.disturbance_offset()
+        s = cp.Variable(m, nonneg=True, name="s")
+        K = cp.Variable((d, m), name="K")
+        c = cp.Variable(n, name="c")
+        u = cp.Variable(d, name="u")
+        cons = []
+        for A_k, B_k in zip(enc.A, enc.B, strict=True):
+            As = Dinv[:, None] * A_k * self.D[None, :]
+            Bs = Dinv[:, None] * B_k
+            gam = cp.Variable((m, m), name="Gamma")
+            beta = cp.Variable(m, name="beta")
+            rows = cp.sum(cp.abs(gam), axis=1) + cp.abs(beta)
+            cons += [cp.multiply(As @ T, s[None, :]) + Bs @ K == T @ gam,
+                     As @ c + Bs @ u + offset - c == T @ beta]
+            if W.shape[1]:
+                omg = cp.Variable((m, W.shape[1]), name="Omega")
+                cons.append(W == T @ omg)
+                rows = rows + cp.sum(cp.abs(omg), axis=1)
+            cons.append(rows <= (1.0 - cfg.slack) * s)
+        hull = np.abs(T) @ s
+        lo = (self.low - enc.x_e) / self.D
+        hi = (self.high - enc.x_e) / self.D
+        k_rows = cp.sum(cp.abs(K), axis=1)
+        j = enc.bounded_index
+        cons += [c + hull <= hi, c - hull >= lo,
+                 enc.u_e + u + k_rows <= 1.0, enc.u_e + u - k_rows >= -1.0,
+                 cp.abs(c[j]) + hull[j] <= enc.bound / self.D[j]]
+        objective = cp.Maximize(weights @ cp.log(s + cfg.log_eps))
+        problem = cp.Problem(objective, cons)
+        for name in self._solvers():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    problem.solve(solver=name)
+            except cp.error.SolverError:
+                continue
+            if problem.status == cp.OPTIMAL:
+                s_val = np.maximum(np.asarray(s.value, float), 0.0)
+                volume, _ = _volume_terms(T, s_val * 1.0)
+                volume *= float(np.prod(self.D))
+                return _Solution(volume, s_val, np.asarray(K.value, float),
+                                 np.asarray(c.value, float), np.asarray(u.value, float), T,
+                                 enc, power, name, weights)
+            if problem.status in (cp.INFEASIBLE, cp.UNBOUNDED):
+                return None
+        return None
+
+    def _solvers(self) -> Sequence[str]:
+        if self.solver is not None:
+            return (self.solver,)
+        return ("CLARABEL", "SCS")
+
+
+def certificate_margins(
+    enc: LinearEnclosure, center: np.ndarray, generators: np.ndarray,
+    action_center: np.ndarray, action_generators: np.ndarray,
+) -> np.ndarray:
+    """Eq 6 margins (HiGHS LPs) of the vertex images of the lifted set, one per LDI vertex.
+
+    Vertex ``k`` maps ``<(c, u_c), [G; K]>`` (plus noise and remainder) to
+    ``< x_e + A_k (c - x_e) + B_k (u_c - u_e) + E r_c, [A_k G + B_k K, E diag(w + r_rad)] >``;
+    all margins ``<= 1`` certify robust control invariance of ``<c, G>`` with the paired backup
+    actions (module docstring).
+    """
+    margins = []
+    W = enc.disturbance_generators()
+    for A_k, B_k in zip(enc.A, enc.B, strict=True):
+        inner_c = (enc.x_e + A_k @ (center - enc.x_e) + B_k @ (action_center - enc.u_e)
+                   + enc.disturbance_offset())
+        inner_G = np.hstack([A_k @ generators + B_k @ action_generators, W])
+        margins.append(containment_margin_lp(inner_c, inner_G, center, generators))
+    return np.asarray(margins)
+
+
+def _to_safe_set(program: _Program, sol: _Solution, task: str, config: RCIConfig,
+                 extra: dict) -> tuple[SafeSet, np.ndarray]:
+    enc, D = sol.enclosure, program.D
+    keep = sol.s >= program.config.prune_tol * float(sol.s.max())
+    candidates = [keep, np.ones_like(keep)] if not keep.all() else [keep]
+    for mask in candidates:
+        G = D[:, None] * sol.T[:, mask] * sol.s[None, mask]
+        c = enc.x_e + D * sol.c
+        K = sol.K[:, mask]
+        u_c = enc.u_e + sol.u
+        margins = certificate_margins(enc, c, G, u_c, K)
+        if np.all(margins <= 1.0 + 1e-9):
+            break
+    else:
+        raise RCIInfeasibleError(
+            f"{task}: the solver's RCI candidate failed the independent certificate check "
+            f"(Eq 6 margins {margins.tolist()} > 1); try another solver")
+    metadata = {
+        "algorithm": ALGORITHM_VERSION,
+        "config": config.to_dict(),
+        "bounded_coordinate": program.model.state_names[enc.bounded_index],
+        "bound": enc.bound,
+        "template_power": sol.power,
+        "solver": sol.solver,
+        "certificate_margins": margins.tolist(),
+        **extra,
+    }
+    safe = SafeSet(
+        task=task,
+        state=Zonotope(torch.as_tensor(c), torch.as_tensor(G)),
+        action=Zonotope(torch.as_tensor(u_c), torch.as_tensor(K)),
+        source=f"safegbpo.safesets.rci ({ALGORITHM_VERSION}): SPEC §7 convex program with an "
+               f"LDI sector enclosure",
+        metadata=metadata,
+    )
+    return safe, margins
+
+
+def compute_rci(
+    task: str,
+    *,
+    num_directions: int | None = None,
+    iterations: int | None = None,
+    solver: str | None = None,
+    config: RCIConfig | None = None,
+    verbose: bool = False,
+) -> SafeSet:
+    """Compute a certified RCI state zonotope with paired backup actions for ``task``.
+
+    Args:
+        task: ``"pendulum"`` or ``"quadrotor"``.
+        num_directions: template size ``m`` (default: :data:`DEFAULT_CONFIGS`).
+        iterations: volume (minorise-maximise) reweighting iterations (default: config).
+        solver: a cvxpy conic solver name (default: CLARABEL, then SCS as fallback).
+        config: full :class:`RCIConfig` (overridden by the two arguments above).
+        verbose: print the progress of the search.
+
+    Returns:
+        The :class:`SafeSet`; ``metadata`` records the bound ``nu``, the template, the solver
+        and the independent certificate margins (all ``<= 1``).
+
+    Raises:
+        ValueError: unknown task or bad configuration.
+        RCIInfeasibleError: no candidate was feasible / the solvers failed.
+    """
+    model = get_model(task)
+    if task not in ENCLOSURES:
+        raise ValueError(f"no linear enclosure for task {task!r}")
+    cfg = config or DEFAULT_CONFIGS[task]
+    overrides = {}
+    if num_directions is not None:
+        overrides["num_directions"] = num_directions
+    if iterations is not None:
+        overrides["volume_iterations"] = iterations
+    if overrides:
+        cfg = RCIConfig(**{**cfg.__dict__, **overrides})
+    if solver is not None and solver not in cp.installed_solvers():
+        raise ValueError(f"solver {solver!r} is not installed; installed: "
+                         f"{cp.installed_solvers()}")
+    start = time.perf_counter()
+    program = _Program(model, cfg, solver)
+    D = program.D
+
+    def log(msg: str) -> None:
+        if verbose:
+            print(f"[rci {task} {time.perf_counter() - start:6.1f}s] {msg}")
+
+    j = ENCLOSURES_INDEX[task]
+    full = float(min(program.high[j], -program.low[j]))  # widest bound the box allows
+    lo_f, hi_f = cfg.bound_fraction_range
+    uniform = np.full(cfg.num_directions, model.state_dim / cfg.num_directions)
+
+    # 1. template: pick the spacing p with the largest volume at the widest bound
+    enc_hi = ENCLOSURES[task](model, hi_f * full)
+    _, _, A_jac, B_jac, _ = _equilibrium_jacobians(model)
+    As = A_jac * (1.0 / D)[:, None] * D[None, :]
+    Bs = B_jac * (1.0 / D)[:, None]
+    templates = {p: template_directions(As, Bs, cfg.num_directions, p, cfg.lqr_control_weight)
+                 for p in cfg.template_powers}
+    best_p, best = None, None
+    for p, T in templates.items():
+        sol = program.solve(enc_hi, T, uniform, p)
+        log(f"template p={p}: " + ("infeasible" if sol is None else f"volume {sol.volume:.4g}"))
+        if sol is not None and (best is None or sol.volume > best.volume):
+            best_p, best = p, sol
+    if best_p is None:
+        # the widest bound may be infeasible while narrower ones are not: use the first p
+        best_p = cfg.template_powers[0]
+    T = templates[best_p]
+
+    # 2. golden-section search of the bound nu (every candidate is a valid certificate)
+    cache: dict[float, _Solution | None] = {}
+
+    def evaluate(frac: float) -> float:
+        frac = round(frac, 12)
+        if frac not in cache:
+            enc = ENCLOSURES[task](model, frac * full)
+            cache[frac] = program.solve(enc, T, uniform, best_p)
+            sol = cache[frac]
+            log(f"bound {frac * full:.4f}: " + ("infeasible" if sol is None
+                                               else f"volume {sol.volume:.4g}"))
+        sol = cache[frac]
+        return -1.0 if sol is None else sol.volume
+
+    a, b = lo_f, hi_f
+    if cfg.bound_evaluations == 1 or a == b:
+        evaluate(b)
+    else:
+        evaluate(a)
+        evaluate(b)
+        invphi = (math.sqrt(5.0) - 1.0) / 2.0
+        x1, x2 = b - invphi * (b - a), a + invphi * (b - a)
+        f1, f2 = evaluate(x1), evaluate(x2)
+        for _ in range(max(0, cfg.bound_evaluations - 4)):
+            if f1 >= f2:
+                b, x2, f2 = x2, x1, f1
+                x1 = b - invphi * (b - a)
+                f1 = evaluate(x1)
+            else:
+                a, x1, f1 = x1, x2, f2
+                x2 = a + invphi * (b - a)
+                f2 = evaluate(x2)
+    feasible = {k: v for k, v in cache.items() if v is not None}
+    if not feasible:
+        raise RCIInfeasibleError(
+            f"{task}: the RCI program is infeasible (or the solver failed) for every bound "
+            f"nu in [{lo_f * full:.4g}, {hi_f * full:.4g}] on "
+            f"{model.state_names[j]} with template m={cfg.num_directions}, p={best_p}")
+    frac = max(feasible, key=lambda k: feasible[k].volume)
+    best = feasible[frac]
+
+    # 3. volume reweighting (minorise-maximise) at the best bound
+    for it in range(cfg.volume_iterations):
+        _, omega = _volume_terms(best.T, best.s)
+        sol = program.solve(best.enclosure, best.T, omega, best_p)
+        log(f"volume iteration {it + 1}: " + ("solver failed" if sol is None
+                                             else f"volume {sol.volume:.4g}"))
+        if sol is None or sol.volume <= best.volume * (1.0 + 1e-4):
+            if sol is not None and sol.volume > best.volume:
+                best = sol
+            break
+        best = sol
+
+    safe, margins = _to_safe_set(program, best, task, cfg,
+                                 {"volume": best.volume,
+                                  "compute_seconds": round(time.perf_counter() - start, 2)})
+    log(f"done: volume {best.volume:.4g}, certificate margins {np.round(margins, 6).tolist()}")
+    return safe
+
+
+#: Index of the bounded coordinate of each task's enclosure.
+ENCLOSURES_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2}
