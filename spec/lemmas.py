@@ -37,10 +37,12 @@ from spec.sampling import random_directions, sample_safe_states
 __all__ = ["check_lemma1", "check_lemma2", "check_lemma3", "radial_derivative",
            "radial_ratio", "LEMMA_TOL"]
 
-LEMMA_TOL = 1e-4
-"""Agreement tolerance of Jacobians with the lemmas' closed forms: implicit differentiation
-through interior-point solutions accurate to ~1e-8 gives Jacobians accurate to ~1e-6; 1e-4
-leaves a margin while a wrong Jacobian (rank, projector, eigenvalue) is off by O(0.1)."""
+LEMMA_TOL = 1e-3
+"""Agreement tolerance of Jacobians with the lemmas' closed forms (and the rank threshold on
+singular values).  Implicit differentiation (diffcp) through Clarabel's interior-point
+solutions gives Jacobians accurate to ~1e-6 typically and ~1e-4 at boundary points close to a
+lower-dimensional face (measured); 1e-3 keeps a margin of ten while a wrong Jacobian (rank,
+projector, eigenvalue) is off by O(0.1)."""
 
 _FREE = 1e-6  # |b_j| < 1 - _FREE: the generator's factor is not at its bound
 _AMBIGUOUS = 1e-4  # 1 - _AMBIGUOUS <= |b_j| < 1 - _FREE: too close to call; sample skipped
@@ -84,8 +86,12 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
         shapes.append((d, m))
         c, G = _random_zonotope(d, m, gen)
         radius = G.abs().sum(dim=1)
-        a = c + 2.0 * radius * (2 * torch.rand((actions_per_set, d), generator=gen,
-                                               dtype=torch.float64) - 1)
+        half = actions_per_set // 2
+        inside = c + (0.95 * (2 * torch.rand((half, m), generator=gen, dtype=torch.float64)
+                              - 1)) @ G.T
+        outside = c + 2.0 * radius * (2 * torch.rand((actions_per_set - half, d), generator=gen,
+                                                     dtype=torch.float64) - 1)
+        a = torch.cat([inside, outside])
         J = _jacobian(lambda x, c=c, G=G: boundary_projection(x, c, G), a)
         with torch.no_grad():
             x = boundary_projection(a, c, G)
@@ -110,8 +116,8 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
             G_I = Gn[:, mag < 1.0 - _FREE]
             P = G_I @ np.linalg.pinv(G_I) if G_I.shape[1] else np.zeros((d, d))
             errs_out.append(float(np.abs(J[i].numpy() - P).max()))
-            ranks_out.append(int((np.linalg.svd(J[i].numpy(), compute_uv=False) > 1e-6).sum())
-                             - d)
+            ranks_out.append(int((np.linalg.svd(J[i].numpy(), compute_uv=False) > LEMMA_TOL)
+                                 .sum()) - d)
     max_in = max(errs_in, default=0.0)
     max_out = max(errs_out, default=0.0)
     max_proj = max(proj_err, default=0.0)
@@ -261,8 +267,8 @@ def check_lemma3(num_sets: int = 4, actions_per_set: int = 12, seed: int = 0) ->
             a = centre + r * v
             lam_S = R_S.expand(n)
             lam_A = R_A.expand(n)
-            J = _jacobian(lambda x, c=centre, s=lam_S, A=lam_A: ray_mask_map(x, c, s, A, mapping),
-                          a)
+            J = _jacobian(lambda x, c=centre, s=lam_S, A=lam_A, mp=mapping:
+                          ray_mask_map(x, c, s, A, mp), a)
             dh = radial_derivative(r[:, 0], lam_S, lam_A, mapping)
             hr = radial_ratio(r[:, 0], lam_S, lam_A, mapping)
             expected = hr[:, None, None] * torch.eye(d) + (dh - hr)[:, None, None] * (
@@ -273,7 +279,7 @@ def check_lemma3(num_sets: int = 4, actions_per_set: int = 12, seed: int = 0) ->
             d = 2 + k % 2
             c, G = _random_zonotope(d, d + 2, gen, scale=0.3)
             a = 2 * torch.rand((actions_per_set, d), generator=gen, dtype=torch.float64) - 1
-            J = _jacobian(lambda x, c=c, G=G: ray_mask(x, c, G, mapping), a)
+            J = _jacobian(lambda x, c=c, G=G, mp=mapping: ray_mask(x, c, G, mp), a)
             for i in range(actions_per_set):
                 delta = (a[i] - c).numpy()
                 r_i = float(np.linalg.norm(delta))

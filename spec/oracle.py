@@ -125,7 +125,8 @@ class SafeActionOracle:
         if a.ndim != 2 or a.shape[1] != self.action_dim:
             raise ValueError(f"actions must have shape (K, {self.action_dim}), got {a.shape}")
         idx = np.arange(a.shape[0]) if index is None else np.asarray(index, dtype=np.int64)
-        if idx.shape != (a.shape[0],) or (idx.size and (idx.min() < 0 or idx.max() >= self.num_states)):
+        out_of_range = idx.size and (idx.min() < 0 or idx.max() >= self.num_states)
+        if idx.shape != (a.shape[0],) or out_of_range:
             raise ValueError("index must give one valid state index per action")
         finite = np.all(np.isfinite(a), axis=1)
         box = np.full(a.shape[0], np.inf)

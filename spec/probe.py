@@ -11,8 +11,9 @@ the env's current states; optional attributes ``interventions``, ``fallbacks``,
   once — the protocol's outputs of env ``i`` depend on action ``i`` only),
 * the central finite-difference Jacobian (step ``fd_step``) for the gradcheck,
 * finite-difference Lipschitz ratios ``||g(a + h u) - g(a)|| / h`` along random directions,
-* boundary-straddling pairs (``(1 ± delta) t*`` along a ray, and across a face of ``A``) whose
-  output distance over input distance exposes jumps (discontinuities) of the map,
+* segments across the safe boundary (``(1 ± delta) t*`` along a ray) and across a face of
+  ``A``, bisected towards the largest output change: a jump (discontinuity) of the map shows
+  as a ratio that doubles with every step,
 * call times (P5), and whether NaN/inf inputs raise (P1).
 
 Any exception a safeguard raises on a finite input is recorded (it breaks P1: a safeguard must
@@ -21,7 +22,6 @@ map *every* action) instead of aborting the audit.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,9 +31,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from safegbpo.sets.containment import gauge_lp
 from spec.oracle import SafeActionOracle
-from spec.sampling import CATEGORIES, boundary_pairs, random_directions, sample_actions, \
-    sample_safe_states
+from spec.sampling import (
+    CATEGORIES,
+    boundary_pairs,
+    random_directions,
+    sample_actions,
+    sample_safe_states,
+)
 
 __all__ = ["ProbeConfig", "Evidence", "probe", "call_safeguard", "INTERVENTION_THRESHOLD"]
 
@@ -52,11 +58,16 @@ class ProbeConfig:
         fd_step: central-difference step of the gradcheck.  ``1e-4``: the solvers are accurate
             to ~1e-8, so the difference quotient carries ~1e-4 noise, while the truncation error
             ``h^2 |g'''|`` stays far below it.
-        lipschitz_step: step of the Lipschitz ratios (small, to see jumps).
+        lipschitz_step: step of the Lipschitz ratios (``1e-5``: well above the solvers' output
+            noise of up to ~5e-6, so noise alone cannot produce a large ratio).
         lipschitz_directions: random directions per sample.
-        straddle_delta: relative distance of the boundary-straddling pairs (``1e-6``: above the
-            solvers' accuracy so the two points are told apart, small enough that a jump shows
-            as a ratio of order ``jump / (2e-6 t*)``).
+        straddle_delta: relative half-width of the segments across the safe boundary and the
+            faces of ``A`` that are bisected for jumps (``1e-3``: wide enough to contain the
+            safeguards' constraint tightening, ~1e-6, so the jump of a map that switches
+            behaviour at the tightened boundary lies inside the segment).
+        bisection_steps: bisection steps per segment; the kept half shrinks to
+            ``2e-3 t* / 2^steps`` (~1e-7 t* for 14 steps), where a jump ``J`` shows as a ratio
+            ``~ 8e3 J / t*``.
         timing_calls: timed forward calls per round (P5); the first call of the audit is a
             warm-up and not timed.
         training_path: also step the env through ``SafeguardActionWrapper`` (P1 on the path
@@ -67,9 +78,10 @@ class ProbeConfig:
     categories: tuple[str, ...] = CATEGORIES
     vertex_fraction: float = 0.25
     fd_step: float = 1e-4
-    lipschitz_step: float = 1e-6
+    lipschitz_step: float = 1e-5
     lipschitz_directions: int = 2
-    straddle_delta: float = 1e-6
+    straddle_delta: float = 1e-3
+    bisection_steps: int = 14
     timing_calls: int = 3
     training_path: bool = True
 
@@ -84,8 +96,9 @@ class ProbeConfig:
             value = getattr(self, name)
             if not 0.0 < value < 0.1:
                 raise ValueError(f"{name} must lie in (0, 0.1), got {value}")
-        if self.lipschitz_directions < 1 or self.timing_calls < 1:
-            raise ValueError("lipschitz_directions and timing_calls must be >= 1")
+        if self.lipschitz_directions < 1 or self.timing_calls < 1 or self.bisection_steps < 1:
+            raise ValueError("lipschitz_directions, timing_calls and bisection_steps must be "
+                             ">= 1")
 
 
 @dataclass
@@ -102,7 +115,8 @@ class Evidence:
         output_violation: ``(S,)`` output not certified safe (tolerance ``tol``).
         jac_auto, jac_fd: ``(S, d, d)`` autograd and finite-difference Jacobians.
         lipschitz_ratio: ``(S,)`` largest FD ratio over the random directions.
-        straddle: list of dicts ``{kind, ratio, distance, jump}`` (one per pair).
+        straddle: list of dicts ``{kind, ratio, distance, jump}`` (one per bisected segment:
+            the largest output-change / input-distance ratio seen, and where).
         call_errors: messages of exceptions raised (or wrong outputs) on finite inputs.
         grad_errors: backward failures / outputs without autograd graph.
         nonfinite_input_raises: ``{"nan": bool, "inf": bool}`` and the exception types.
@@ -158,15 +172,33 @@ def _counters(safeguard: Any) -> dict[str, float]:
 
 
 def _layer_nonfinite(safeguard: Any) -> float | None:
-    """Sum of ``nonfinite_gradients`` of solver layers held directly by the safeguard (the
-    built-in layers replace NaN gradients by zero and count them)."""
+    """Sum of the ``nonfinite_gradients`` counters of the solver layers a safeguard holds
+    (searched through its attributes, three levels deep, skipping the env).  The built-in
+    layers replace non-finite gradient entries by zero and count them; a positive count means
+    the safeguard's derivative was not finite somewhere (P2)."""
+    seen: set[int] = set()
     total, found = 0.0, False
-    for value in vars(safeguard).values() if hasattr(safeguard, "__dict__") else ():
-        for obj in (value, getattr(value, "layer", None)):
-            count = getattr(obj, "nonfinite_gradients", None)
-            if isinstance(count, int | float) and not isinstance(count, bool):
-                total += float(count)
-                found = True
+
+    def visit(obj: Any, depth: int) -> None:
+        nonlocal total, found
+        if id(obj) in seen or depth > 3:
+            return
+        seen.add(id(obj))
+        count = getattr(obj, "nonfinite_gradients", None) if obj is not safeguard else None
+        if isinstance(count, int | float) and not isinstance(count, bool):
+            total += float(count)
+            found = True
+        children = vars(obj).items() if hasattr(obj, "__dict__") else ()
+        for name, value in children:
+            if name == "env" or isinstance(value, Tensor | str | int | float | bool):
+                continue
+            if isinstance(value, list | tuple):
+                for item in value:
+                    visit(item, depth + 1)
+            elif hasattr(value, "__dict__") and not isinstance(value, type):
+                visit(value, depth + 1)
+
+    visit(safeguard, 0)
     return total if found else None
 
 
@@ -243,21 +275,50 @@ def _lipschitz(safeguard, action: Tensor, out: Tensor, config: ProbeConfig,
     return ratios
 
 
-def _straddle(safeguard, inside: Tensor, outside: Tensor, kind: str, evidence: Evidence,
-              like: Tensor) -> None:
+def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, iterations: int, kind: str,
+                  evidence: Evidence, like: Tensor) -> None:
+    """Look for a jump of ``g`` on each segment ``[lo_i, hi_i]`` (one per env) by bisection.
+
+    At every step the half with the larger output change is kept; for a map that is
+    Lipschitz with constant ``L`` on the segment the ratio ``||g(b) - g(a)|| / ||b - a||`` of
+    the kept half never exceeds ``L``, while a jump ``J`` stays inside the kept half and its
+    ratio doubles with every step (``J / (2^-k |hi - lo|)``).  The largest ratio seen per
+    segment is recorded in ``evidence.straddle``.
+    """
     with torch.no_grad():
-        yi, err_i = call_safeguard(safeguard, inside.to(like))
-        yo, err_o = call_safeguard(safeguard, outside.to(like))
-    if err_i or err_o:
-        evidence.call_errors.append(err_i or err_o)
-        return
-    dist = (inside - outside).norm(dim=1)
-    jump = (yi.double().cpu() - yo.double().cpu()).norm(dim=1)
-    for k in range(inside.shape[0]):
-        ratio = float(jump[k] / dist[k]) if float(dist[k]) > 0 else 0.0
-        evidence.straddle.append({"kind": kind, "ratio": ratio if math.isfinite(ratio)
-                                  else float("inf"), "distance": float(dist[k]),
-                                  "jump": float(jump[k])})
+        a, b = lo.to(like).clone(), hi.to(like).clone()
+        ga, err_a = call_safeguard(safeguard, a)
+        gb, err_b = call_safeguard(safeguard, b)
+        if err_a or err_b:
+            evidence.call_errors.append(err_a or err_b)
+            return
+        N = a.shape[0]
+        worst = torch.zeros(N, dtype=torch.float64)
+        jump = torch.zeros(N, dtype=torch.float64)
+        dist = torch.zeros(N, dtype=torch.float64)
+        for _ in range(iterations + 1):
+            length = (b - a).norm(dim=1).double().cpu()
+            change = (gb - ga).norm(dim=1).double().cpu()
+            ratio = torch.where(length > 0, change / length.clamp_min(1e-300),
+                                torch.zeros_like(length))
+            ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, float("inf")))
+            better = ratio > worst
+            worst = torch.where(better, ratio, worst)
+            jump = torch.where(better, change, jump)
+            dist = torch.where(better, length, dist)
+            m = 0.5 * (a + b)
+            gm, err = call_safeguard(safeguard, m)
+            if err is not None:
+                evidence.call_errors.append(err)
+                break
+            left = (gm - ga).norm(dim=1) >= (gb - gm).norm(dim=1)
+            a = torch.where(left.unsqueeze(-1), a, m)
+            b = torch.where(left.unsqueeze(-1), m, b)
+            ga = torch.where(left.unsqueeze(-1), ga, gm)
+            gb = torch.where(left.unsqueeze(-1), gm, gb)
+    for k in range(N):
+        evidence.straddle.append({"kind": kind, "ratio": float(worst[k]),
+                                  "distance": float(dist[k]), "jump": float(jump[k])})
 
 
 def _box_face_pairs(N: int, d: int, delta: float, generator: torch.Generator
@@ -314,7 +375,8 @@ def _training_path(safeguard, env, states: Tensor, actions: Tensor, tol: float,
     wrapper.reset(options={"state": states})
     with torch.no_grad():
         _, _, _, _, info = wrapper.step(actions.to(env.dtype))
-    next_state = info["state"].detach().double().cpu()
+    # the realised next state (on a truncating step the env has already reset: final_state)
+    next_state = info.get("final_state", info["state"]).detach().double().cpu()
     noise = info["noise"].detach().double().cpu()
     oracle = SafeActionOracle(env, states)
     model = env.model
@@ -331,7 +393,6 @@ def _training_path(safeguard, env, states: Tensor, actions: Tensor, tol: float,
     margins = oracle.margins(applied)
     applied_bad = margins.violation(tol)
     S_c, S_G = oracle.S_c, oracle.S_G
-    from safegbpo.sets.containment import gauge_lp
     next_gauge = np.array([gauge_lp(S_G, p - S_c) for p in next_state.numpy()])
     next_bad = next_gauge > 1.0 + tol
     last = getattr(safeguard, "last_safe_action", None)
@@ -407,11 +468,13 @@ def probe(
             ja.append(J_auto)
             jf.append(J_fd)
             lips.append(lip)
-        # continuity across the safe boundary and across the faces of A
+        # continuity across the safe boundary and across the faces of A (bisection for jumps)
         inside, outside = boundary_pairs(oracle, gen, delta=config.straddle_delta)
-        _straddle(safeguard, inside, outside, "safe boundary", ev, like=states)
+        _bisect_jumps(safeguard, inside, outside, config.bisection_steps, "safe boundary", ev,
+                      like=states)
         inside, outside = _box_face_pairs(N, d, config.straddle_delta, gen)
-        _straddle(safeguard, inside, outside, "face of A", ev, like=states)
+        _bisect_jumps(safeguard, inside, outside, config.bisection_steps, "face of A", ev,
+                      like=states)
         # P5: timed calls on fresh uniform actions
         for _ in range(config.timing_calls):
             a = sample_actions(oracle, "uniform", gen).to(dtype=env.dtype, device=env.device)

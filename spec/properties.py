@@ -10,9 +10,11 @@ safeguard protocol.  The verdict rules (thresholds justified where they are defi
   NaN and inf inputs raise, and on the training path (``SafeguardActionWrapper``) the action the
   env actually applied — reconstructed from the realised transition — is safe and the realised
   next state lies in ``S_s``.
-* **P2** (required) — every autograd Jacobian finite and every finite-difference Lipschitz
-  ratio (random directions at step ``1e-6``, pairs straddling the safe boundary and the faces of
-  ``A``) at most :data:`LIPSCHITZ_BOUND`.
+* **P2** (required) — every autograd Jacobian finite (also before any masking: a safeguard
+  whose solver layers count replaced non-finite gradient entries fails), and every
+  finite-difference Lipschitz ratio (random directions at step ``1e-5``, and segments across
+  the safe boundary and the faces of ``A`` bisected towards jumps) at most
+  :data:`LIPSCHITZ_BOUND`.
 * **P3** — at the generic samples (uniform in ``A``: the range of the tanh-squashed policies of
   SPEC §8; the boundary/edge samples sit where C1 may legitimately fail, and outside ``A`` a
   safeguard may clamp radially) every autograd Jacobian has full numerical rank
@@ -55,9 +57,11 @@ __all__ = [
 LIPSCHITZ_BOUND = 1e3
 """Largest admissible finite-difference ratio.  Projections are 1-Lipschitz and the ray masks'
 constants are bounded by the set geometry (``lam_S/lam_A`` plus the angular variation of
-``lam_S``: O(1)-O(10) for the audited sets); a jump ``J`` across a boundary pair at distance
-``2e-6 t*`` shows as a ratio ``~ J / (2e-6 t*)``, i.e. above 1e3 for any jump larger than
-~1e-3 of the set's size.  Solver noise (~1e-8) over steps of 1e-6 stays far below."""
+``lam_S``: O(1)-O(10) for the audited sets); a jump ``J`` on a bisected boundary segment shows
+as a ratio ``~ 8e3 J / t*`` after 14 steps (:class:`spec.probe.ProbeConfig`), i.e. above 1e3 for
+any jump larger than ~1e-1 of the set's size ``t*`` and growing without bound as the steps
+shrink.  Solver noise (~1e-8, ~5e-6 for the projection of interior points) over the final
+segment length ~1e-7 t* stays below ~50."""
 
 RANK_TOL = 1e-6
 """Numerical rank threshold on singular values of the action Jacobian (actions live in
@@ -197,6 +201,9 @@ def check_p2(ev: Evidence, expectation: Expectation | None = None,
                        f"{ev.category[i]})")
     if ev.grad_errors:
         reasons.append(f"no usable gradient: {ev.grad_errors[0]}")
+    if masked:
+        reasons.append(f"the safeguard replaced {int(masked)} non-finite gradient entries by "
+                       "zero (its derivative is not finite there; the zeros hide it)")
     if not lip_max <= lipschitz_bound:
         i = int(np.argmax(lip))
         reasons.append(f"finite-difference ratio {lip_max:.4g} > {lipschitz_bound:g} at action "
@@ -211,9 +218,6 @@ def check_p2(ev: Evidence, expectation: Expectation | None = None,
     details = "; ".join(reasons) if reasons else (
         f"all Jacobians finite; Lipschitz estimates <= {max(lip_max, worst_straddle):.4g} "
         f"(bound {lipschitz_bound:g}), no jump across the safe boundary or the faces of A")
-    if masked:
-        details += (f"; note: the safeguard's solver layers replaced {int(masked)} non-finite "
-                    "gradient entries by zero")
     return _expect(CheckResult("P2", "subdifferentiable: continuous, locally Lipschitz, finite "
                                      "derivatives", holds, measured, details, required=True),
                    expectation)
@@ -284,7 +288,10 @@ def check_p4(ev: Evidence, expectation: Expectation | None = None) -> CheckResul
     clearly_safe = ev.input_margin <= 1.0 - SAFE_BAND
     unsafe = ev.input_margin > 1.0 + ev.tol
     uniform = ev.category == "uniform"
-    rate = (lambda mask: float(intervened[mask].mean()) if mask.any() else None)
+
+    def rate(mask: np.ndarray) -> float | None:
+        return float(intervened[mask].mean()) if mask.any() else None
+
     measured = {
         "intervention_rate_uniform": rate(uniform),
         "unsafe_fraction_uniform": float(unsafe[uniform].mean()) if uniform.any() else None,
@@ -296,8 +303,9 @@ def check_p4(ev: Evidence, expectation: Expectation | None = None) -> CheckResul
     }
     holds = not bool((intervened & clearly_safe).any())
     if holds:
-        details = (f"intervenes only on unsafe actions (rate {measured['intervention_rate_uniform']:.1%} "
-                   f"on uniform actions, {measured['unsafe_fraction_uniform']:.1%} of them unsafe)")
+        details = (f"intervenes only on unsafe actions (rate "
+                   f"{measured['intervention_rate_uniform']:.1%} on uniform actions, "
+                   f"{measured['unsafe_fraction_uniform']:.1%} of them unsafe)")
     else:
         details = (f"intervenes on {measured['interventions_on_safe_inputs']}/"
                    f"{measured['safe_inputs']} clearly safe inputs (mean displacement "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ class CellComparison:
     why: str
     status: str
     note: str = ""
+    comparable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -248,6 +249,7 @@ def compare_tables(
     ours: Mapping[Key, Mapping[str, Any]],
     data: Mapping[str, Any] | None = None,
     alternatives: Mapping[Key, Mapping[str, Any]] | None = None,
+    tables: Iterable[str] | None = None,
 ) -> list[CellComparison]:
     """Every quantity of every paper cell against ``ours[(task, algo, variant)]``.
 
@@ -259,19 +261,31 @@ def compare_tables(
         alternatives: second reference values per cell (the archived curves' metrics), used
             for cells with a known inconsistency between the paper text and its archive (a
             ``note`` in the data): such a cell passes if ours matches either reference.
+        tables: restrict to these table ids (default: all).
+
+    A cell of ours with ``comparable: false`` (e.g. a shorter budget than the paper's) is
+    still judged, and flagged ``comparable=False`` so readers do not take the verdict as a
+    reproduction result.
     """
     out = []
+    wanted = None if tables is None else set(tables)
     for cell in paper_cells(data):
+        if wanted is not None and cell.table not in wanted:
+            continue
         mine = ours.get(cell.key)
         for quantity, paper_value in cell.values.items():
             rule = rule_for(cell.task, cell.algo, cell.variant, quantity)
+            tolerance = rule.describe()
+            if quantity == "steps" and rule.kind == "abs_rel":
+                tolerance += f" (at least {_STEPS_FLOOR.get(cell.task, 0)})"
             value = None if mine is None else mine.get(quantity)
             if value is None:
                 out.append(CellComparison(cell.table, cell.task, cell.algo, cell.variant,
-                                          quantity, paper_value, None, None, rule.describe(),
+                                          quantity, paper_value, None, None, tolerance,
                                           rule.why, "not run", cell.note))
                 continue
             value = float(value)
+            comparable = mine.get("comparable") is not False
             runs = mine.get("runs")
             ok = compare_value(rule, paper_value, value, task=cell.task, quantity=quantity,
                                runs=runs, ci_half=_ci_half(mine))
@@ -284,6 +298,6 @@ def compare_tables(
                     ok = True
                     note = f"{cell.note}; matches the archived value {alt_value:g}"
             out.append(CellComparison(cell.table, cell.task, cell.algo, cell.variant, quantity,
-                                      paper_value, value, value - paper_value, rule.describe(),
-                                      rule.why, "pass" if ok else "fail", note))
+                                      paper_value, value, value - paper_value, tolerance,
+                                      rule.why, "pass" if ok else "fail", note, comparable))
     return out

@@ -15,6 +15,7 @@ initialisation and sampling use two streams derived from the run seed with
 from __future__ import annotations
 
 import abc
+import copy
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,7 +33,9 @@ __all__ = [
     "PhaseTimer",
     "derive_seed",
     "make_generator",
-    "Safeguard",
+    "SafeguardFn",
+    "final_observations",
+    "stored_regularisation_loss",
     "check_hidden",
     "check_positive",
     "check_positive_int",
@@ -41,7 +44,7 @@ __all__ = [
 
 #: A safeguard as seen by the algorithms: maps actions ``(N, d)`` of the env's current states
 #: to safe actions ``(N, d)`` (``safegbpo.safeguards.Safeguard`` protocol).
-Safeguard = Callable[[Tensor], Tensor]
+SafeguardFn = Callable[[Tensor], Tensor]
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -91,9 +94,11 @@ class PhaseTimer:
 class Algorithm(abc.ABC):
     """Interface of the learning algorithms (see the module docstring).
 
-    Subclasses set ``self.policy`` (a :class:`GaussianPolicy`), ``self.generator`` (sampling
-    stream), ``self.obs`` (current observations ``(N, o)``) and register what a checkpoint must
-    hold in ``self.modules`` / ``self.optimizers`` / :meth:`extra_state`.
+    Subclasses set ``self.policy`` (a :class:`GaussianPolicy`) and ``self.generator`` (sampling
+    stream) and register what a checkpoint must hold in ``self.modules`` / ``self.optimizers`` /
+    :meth:`extra_state`.  ``self.obs`` (current observations ``(N, o)``) is set by
+    :meth:`reset_env` (constructors call it when given an ``env_seed``) or
+    :meth:`load_state_dict` (resuming: the environment object is restored by the caller).
     """
 
     name: ClassVar[str] = ""
@@ -102,7 +107,7 @@ class Algorithm(abc.ABC):
         self,
         env: Any,
         *,
-        safeguard: Safeguard | None,
+        safeguard: SafeguardFn | None,
         regularisation: float,
         timer: PhaseTimer | None,
     ) -> None:
@@ -120,7 +125,19 @@ class Algorithm(abc.ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.policy: GaussianPolicy
         self.generator: torch.Generator
-        self.obs: Tensor
+        self.obs: Tensor | None = None  # set by reset_env() or load_state_dict()
+
+    def reset_env(self, seed: int | None) -> None:
+        """Start training episodes: ``env.reset(seed=seed)`` and keep the observations."""
+        obs, _ = self.env.reset(seed=seed)
+        self.obs = obs.detach()
+
+    def current_obs(self) -> Tensor:
+        """The current training observations ``(N, o)``; error before :meth:`reset_env`."""
+        if self.obs is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset_env(seed) (or load a "
+                               "checkpoint) before iterate()")
+        return self.obs
 
     # -- the training step -------------------------------------------------------------------
     @property
@@ -154,30 +171,82 @@ class Algorithm(abc.ABC):
         """Algorithm-specific checkpoint content (buffers, counters); override if needed."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`extra_state`."""
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`extra_state` (nothing by default)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training bit for bit (except the environment)."""
-        return {
+        """Everything needed to continue training bit for bit (except the environment), as a
+        snapshot (deep copy: later training does not alter it)."""
+        return copy.deepcopy({
             "name": self.name,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "generator": self.generator.get_state(),
-            "obs": self.obs.detach().clone(),
+            "obs": self.current_obs().detach().clone(),
             "extra": self.extra_state(),
-        }
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name") != self.name:
-            raise ValueError(f"checkpoint is for algorithm {state.get('name')!r}, not {self.name!r}")
+            raise ValueError(f"checkpoint is for algorithm {state.get('name')!r}, "
+                             f"not {self.name!r}")
         for key, module in self.modules.items():
             module.load_state_dict(state["modules"][key])
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
         self.generator.set_state(state["generator"])
-        self.obs = state["obs"].to(self.obs.device)
+        device = next(self.policy.parameters()).device
+        self.obs = state["obs"].to(device)
         self.load_extra_state(state["extra"])
+
+
+def stored_regularisation_loss(policy: GaussianPolicy, obs: Tensor, noise: Tensor,
+                               action: Tensor, safe_action: Tensor, coef: float) -> Tensor:
+    """Eq 45 for the sampling-based algorithms (PPO, SAC) from stored transitions.
+
+    The rollout stored, per transition, the policy's noise ``eps`` ``(B, d)``, its action
+    ``a = tanh(mu(o) + std eps)`` and the executed safe action ``g(a, s)`` (each ``(B, d)``).
+    The current policy re-evaluates ``a_theta = tanh(mu_theta(o) + std_theta eps)`` (``= a`` at
+    the parameters that sampled it) and the term is
+
+        ``coef * mean_B m_i ||a_theta,i - g(a_i, s_i)||^2``,
+
+    with ``m_i = 1`` where the safeguard intervened (``||g(a) - a|| > 1e-6``) and 0 elsewhere
+    (there ``g(a) = a``: Eq 45 vanishes).  ``g(a, s)`` is a fixed target, so the gradient is
+    ``2 coef (a_theta - g)`` through ``a_theta``: Eq 45's gradient without the
+    ``-J_g^T (a - g)`` part, which is exactly zero for the boundary projection
+    (``J^T n = 0`` along the mapping direction, Eq 16) and a scaling along the ray for the ray
+    mask.  Re-solving the safeguard for every mini-batch of every epoch would multiply its cost
+    by the number of gradient steps.
+    """
+    from safegbpo.safeguards import INTERVENTION_THRESHOLD, regularisation_loss
+
+    current = policy.action_from_noise(obs, noise)
+    intervened = torch.linalg.vector_norm(safe_action - action, dim=-1) > INTERVENTION_THRESHOLD
+    target = torch.where(intervened.unsqueeze(-1), safe_action, current.detach())
+    return regularisation_loss(current, target, coef)
+
+
+def final_observations(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> Tensor:
+    """The real next observation of every env ``(N, o)``: ``info["final_obs"]`` where an episode
+    ended (same-step autoreset put the reset observation in ``next_obs``), ``next_obs`` elsewhere.
+
+    ``info["final_obs"]`` may be a tensor ``(N, o)`` (rows of envs that did not finish are
+    ignored) or a per-env sequence with ``None`` for envs that did not finish.
+    """
+    if not bool(done.any()):
+        return next_obs
+    final = info.get("final_obs")
+    if final is None:
+        raise ValueError("env reported a finished episode but no info['final_obs']")
+    if not isinstance(final, Tensor):
+        rows = [final[i] if bool(done[i]) else next_obs[i] for i in range(next_obs.shape[0])]
+        final = torch.stack([torch.as_tensor(r, dtype=next_obs.dtype, device=next_obs.device)
+                             for r in rows])
+    if final.shape != next_obs.shape:
+        raise ValueError(f"info['final_obs'] has shape {tuple(final.shape)}, expected "
+                         f"{tuple(next_obs.shape)}")
+    return torch.where(done.unsqueeze(-1), final, next_obs)
 
 
 # -- validation of hyper-parameter dataclasses ---------------------------------------------

@@ -92,9 +92,8 @@ class MLP(nn.Sequential):
             layers.append(nn.ELU())
             layers.append(nn.LayerNorm(int(width), dtype=dtype, device=device))
             last = int(width)
-        layers.append(
-            _linear(last, out_dim, gain=output_gain, generator=generator, dtype=dtype, device=device)
-        )
+        layers.append(_linear(last, out_dim, gain=output_gain, generator=generator, dtype=dtype,
+                              device=device))
         super().__init__(*layers)
 
 
@@ -136,7 +135,8 @@ class GaussianPolicy(nn.Module):
 
     def _check(self, obs: Tensor) -> None:
         if obs.ndim != 2 or obs.shape[-1] != self.obs_dim:
-            raise ValueError(f"observations must be (batch, {self.obs_dim}), got {tuple(obs.shape)}")
+            raise ValueError(f"observations must be (batch, {self.obs_dim}), "
+                             f"got {tuple(obs.shape)}")
 
     def distribution(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean ``(batch, d)`` and standard deviation ``(d,)`` of the pre-squash Gaussian."""

@@ -16,15 +16,11 @@ followed by ``num_fits`` epochs of ``num_batches`` mini-batches.
 * **Losses**: clipped surrogate ``max(-A r, -A clip(r, 1 - eps, 1 + eps))``, entropy bonus
   ``-ent_coef * H`` of the Gaussian (state independent), value loss ``0.5 (V - R)^2``;
   separate Adam optimisers (policy, critic), each gradient clipped to ``max_grad_norm``.
-* **Regularisation (Eq 45)**, when ``coef > 0``: for every stored sample the env step used the
-  safe action ``g(a, s)`` computed in the rollout; the term added to the policy loss is
-  ``coef * mean ||a_theta - g(a, s)||^2`` with ``a_theta = tanh(mu_theta(o) + std_theta eps)``
-  re-evaluated with the stored noise ``eps`` (so ``a_theta = a`` at the behaviour parameters)
-  and ``g(a, s)`` held fixed.  Its gradient is ``2 coef (a - g)`` through ``a_theta``, i.e.
-  Eq 45's gradient without the ``-J_g^T (a - g)`` part; for the boundary projection that part is
-  exactly zero (``J_g^T n = 0`` for the mapping direction, Eq 16), for the ray mask it is a
-  scaling along the ray.  Re-solving the safeguard for every mini-batch of every epoch would
-  multiply the safeguard cost by ``num_fits``.
+* **Regularisation (Eq 45)**, when ``coef > 0``: the rollout stores the noise ``eps`` of every
+  sample and the executed safe action ``g(a, s)``; the policy loss gets
+  ``coef * mean m ||tanh(mu_theta(o) + std_theta eps) - g(a, s)||^2`` (``m`` = the safeguard
+  intervened), see :func:`~safegbpo.algorithms.base.stored_regularisation_loss` for how this
+  reaches the gradient and why the safeguard is not re-solved per mini-batch.
 
 Decisions beyond SPEC §8 (overridable in :class:`PPOConfig`): ``gae_lambda = 0.95``,
 ``max_grad_norm = 0.5``, default Adam betas, constant learning rates.
@@ -41,16 +37,17 @@ from torch import Tensor
 from safegbpo.algorithms.base import (
     Algorithm,
     PhaseTimer,
-    Safeguard,
+    SafeguardFn,
     check_hidden,
     check_positive,
     check_positive_int,
     check_unit,
     derive_seed,
+    final_observations,
     make_generator,
+    stored_regularisation_loss,
 )
 from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic
-from safegbpo.algorithms.shac import final_observations
 
 __all__ = ["PPOConfig", "PPO", "gae"]
 
@@ -121,8 +118,8 @@ class PPO(Algorithm):
         config: PPOConfig,
         *,
         seed: int,
-        env_seed: int,
-        safeguard: Safeguard | None = None,
+        env_seed: int | None,
+        safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
         device: torch.device | str = "cpu",
@@ -142,8 +139,8 @@ class PPO(Algorithm):
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.modules = {"policy": self.policy, "critic": self.critic}
         self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
-        obs, _ = env.reset(seed=env_seed)
-        self.obs = obs.detach()
+        if env_seed is not None:
+            self.reset_env(env_seed)
 
     @property
     def interactions_per_iteration(self) -> int:
@@ -157,7 +154,7 @@ class PPO(Algorithm):
         cfg = self.config
         keys = ("obs", "pre_tanh", "noise", "log_prob", "value", "reward", "done", "safe_action")
         data: dict[str, list[Tensor]] = {k: [] for k in keys}
-        obs = self.obs
+        obs = self.current_obs()
         for _ in range(cfg.len_traj):
             sample = self.policy.sample(obs, self.generator)
             safe_action = self.apply_safeguard(sample.action)
@@ -206,22 +203,9 @@ class PPO(Algorithm):
             for idx in torch.tensor_split(order, cfg.num_batches):
                 if idx.numel() == 0:
                     continue
-                obs = flat["obs"][idx]
-                advantage = flat["advantage"][idx]
-                if cfg.normalise_advantages and idx.numel() > 1:
-                    advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-                log_ratio = self.policy.log_prob_pre_tanh(obs, flat["pre_tanh"][idx]) \
-                    - flat["log_prob"][idx]
-                ratio = log_ratio.exp()
-                surrogate = torch.max(
-                    -advantage * ratio,
-                    -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
-                entropy = self.policy.entropy()
-                policy_loss = surrogate - cfg.ent_coef * entropy
-                if self.regularisation > 0.0:
-                    policy_loss = policy_loss + self.regularisation_term(
-                        obs, flat["noise"][idx], flat["safe_action"][idx])
-                value_loss = 0.5 * ((self.critic(obs) - flat["return"][idx]) ** 2).mean()
+                batch = {k: v[idx] for k, v in flat.items()}
+                policy_loss, info = self.policy_loss(batch)
+                value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean()
                 self.policy_optimizer.zero_grad(set_to_none=True)
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 (policy_loss + value_loss).backward()
@@ -229,16 +213,32 @@ class PPO(Algorithm):
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.policy_optimizer.step()
                 self.critic_optimizer.step()
+        return {"policy_loss": float(policy_loss.detach()),
+                "value_loss": float(value_loss.detach()), **info}
+
+    def policy_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Clipped surrogate + entropy bonus (+ Eq 45) of a mini-batch of flattened rollout
+        data (``obs``, ``pre_tanh``, ``noise``, ``log_prob``, ``advantage``, ``safe_action``);
+        returns the loss and diagnostics (entropy, approximate KL, clip fraction)."""
+        cfg = self.config
+        advantage = batch["advantage"]
+        if cfg.normalise_advantages and advantage.numel() > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        log_ratio = self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) \
+            - batch["log_prob"]
+        ratio = log_ratio.exp()
+        surrogate = torch.max(
+            -advantage * ratio,
+            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+        entropy = self.policy.entropy()
+        loss = surrogate - cfg.ent_coef * entropy
+        if self.regularisation > 0.0:
+            loss = loss + stored_regularisation_loss(
+                self.policy, batch["obs"], batch["noise"], torch.tanh(batch["pre_tanh"]),
+                batch["safe_action"], self.regularisation)
         with torch.no_grad():
-            approx_kl = float(((ratio - 1.0) - log_ratio).mean())
-            clip_fraction = float(((ratio - 1.0).abs() > cfg.clip_coef).to(ratio.dtype).mean())
-        return {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss),
-                "entropy": float(entropy.detach()), "approx_kl": approx_kl,
-                "clip_fraction": clip_fraction}
-
-    def regularisation_term(self, obs: Tensor, noise: Tensor, safe_action: Tensor) -> Tensor:
-        """Eq 45 with the stored safe action as a fixed target (see the module docstring)."""
-        from safegbpo.safeguards import regularisation_loss
-
-        action = self.policy.action_from_noise(obs, noise)
-        return regularisation_loss(action, safe_action, self.regularisation)
+            info = {"entropy": float(entropy.detach()),
+                    "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+                    "clip_fraction": float(((ratio - 1.0).abs() > cfg.clip_coef)
+                                           .to(ratio.dtype).mean())}
+        return loss, info

@@ -19,9 +19,9 @@ CleanRL), every ``target_freq``-th update Polyak-averages the target Q-function(
   ``initial_alpha``, or fixed at ``initial_alpha``.
 * **Regularisation (Eq 45)**, when ``coef > 0``: the buffer also stores the sample's noise
   ``eps`` and the executed safe action ``g(a, s)``; the policy loss gets
-  ``coef * mean ||tanh(mu_theta(o) + std_theta eps) - g(a, s)||^2`` over the mini-batch (the
-  re-evaluated action equals ``a`` at the behaviour parameters, ``g(a, s)`` is a fixed target;
-  see :mod:`safegbpo.algorithms.ppo` for why the safeguard is not re-solved).
+  ``coef * mean m ||tanh(mu_theta(o) + std_theta eps) - g(a, s)||^2`` over the mini-batch
+  (``m`` = the safeguard intervened; see
+  :func:`~safegbpo.algorithms.base.stored_regularisation_loss`).
 * Exploration during ``learning_starts``: the (initial) policy's samples, not uniform actions,
   so every stored action has a noise ``eps`` for Eq 45.
 
@@ -43,17 +43,18 @@ from torch import Tensor
 from safegbpo.algorithms.base import (
     Algorithm,
     PhaseTimer,
-    Safeguard,
+    SafeguardFn,
     check_hidden,
     check_positive,
     check_positive_int,
     check_unit,
     derive_seed,
+    final_observations,
     make_generator,
+    stored_regularisation_loss,
 )
 from safegbpo.algorithms.buffers import ReplayBuffer
 from safegbpo.algorithms.networks import GaussianPolicy, QCritic, polyak_update
-from safegbpo.algorithms.shac import final_observations
 
 __all__ = ["SACConfig", "SAC"]
 
@@ -105,8 +106,8 @@ class SAC(Algorithm):
         config: SACConfig,
         *,
         seed: int,
-        env_seed: int,
-        safeguard: Safeguard | None = None,
+        env_seed: int | None,
+        safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
         device: torch.device | str = "cpu",
@@ -146,8 +147,8 @@ class SAC(Algorithm):
             "terminated": ((), dtype), "noise": act, "safe_action": act}, device=device)
         self.interactions = 0
         self.updates = 0
-        obs, _ = env.reset(seed=env_seed)
-        self.obs = obs.detach()
+        if env_seed is not None:
+            self.reset_env(env_seed)
 
     @property
     def interactions_per_iteration(self) -> int:
@@ -160,11 +161,12 @@ class SAC(Algorithm):
     @torch.no_grad()
     def collect(self) -> Tensor:
         """One vector step with the stochastic policy, stored in the buffer; returns rewards."""
-        sample = self.policy.sample(self.obs, self.generator)
+        obs = self.current_obs()
+        sample = self.policy.sample(obs, self.generator)
         safe_action = self.apply_safeguard(sample.action)
         next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
         real_next = final_observations(next_obs, terminated | truncated, info)
-        self.buffer.add(obs=self.obs, action=sample.action, reward=reward, next_obs=real_next,
+        self.buffer.add(obs=obs, action=sample.action, reward=reward, next_obs=real_next,
                         terminated=terminated.to(reward.dtype), noise=sample.noise,
                         safe_action=safe_action)
         self.obs = next_obs.detach()
@@ -204,11 +206,7 @@ class SAC(Algorithm):
 
         if self.updates % cfg.policy_freq == 0:
             for _ in range(cfg.policy_freq):
-                sample, log_prob = self.policy.sample_with_log_prob(batch["obs"], self.generator)
-                q_value = self._min_q(self.q_functions, batch["obs"], sample.action)
-                policy_loss = (self.alpha * log_prob - q_value).mean()
-                if self.regularisation > 0.0:
-                    policy_loss = policy_loss + self.regularisation_term(batch)
+                policy_loss, log_prob = self.policy_loss(batch)
                 self.policy_optimizer.zero_grad(set_to_none=True)
                 policy_loss.backward()
                 self.policy_optimizer.step()
@@ -223,12 +221,19 @@ class SAC(Algorithm):
             polyak_update(self.q_targets, self.q_functions, cfg.polyak)
         return stats
 
-    def regularisation_term(self, batch: dict[str, Tensor]) -> Tensor:
-        """Eq 45 with the stored safe action as a fixed target (see the module docstring)."""
-        from safegbpo.safeguards import regularisation_loss
-
-        action = self.policy.action_from_noise(batch["obs"], batch["noise"])
-        return regularisation_loss(action, batch["safe_action"], self.regularisation)
+    def policy_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``mean(alpha log pi(a|o) - Q(o, a))`` with fresh reparameterised actions for the
+        batch's observations (+ Eq 45 from the stored transitions,
+        :func:`~safegbpo.algorithms.base.stored_regularisation_loss`); returns the loss and
+        the log-probabilities ``(B,)`` (for the temperature step)."""
+        sample, log_prob = self.policy.sample_with_log_prob(batch["obs"], self.generator)
+        q_value = self._min_q(self.q_functions, batch["obs"], sample.action)
+        loss = (self.alpha * log_prob - q_value).mean()
+        if self.regularisation > 0.0:
+            loss = loss + stored_regularisation_loss(
+                self.policy, batch["obs"], batch["noise"], batch["action"],
+                batch["safe_action"], self.regularisation)
+        return loss, log_prob
 
     def extra_state(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict(), "interactions": self.interactions,

@@ -39,17 +39,18 @@ from torch import Tensor
 from safegbpo.algorithms.base import (
     Algorithm,
     PhaseTimer,
-    Safeguard,
+    SafeguardFn,
     check_hidden,
     check_positive,
     check_positive_int,
     check_unit,
     derive_seed,
+    final_observations,
     make_generator,
 )
 from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic, polyak_update
 
-__all__ = ["SHACConfig", "SHAC", "td_lambda_targets", "final_observations"]
+__all__ = ["SHACConfig", "SHAC", "td_lambda_targets"]
 
 
 @dataclass(frozen=True)
@@ -82,28 +83,6 @@ class SHACConfig:
             check_unit(name, getattr(self, name))
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-
-
-def final_observations(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> Tensor:
-    """The real next observation of every env ``(N, o)``: ``info["final_obs"]`` where an episode
-    ended (same-step autoreset put the reset observation in ``next_obs``), ``next_obs`` elsewhere.
-
-    ``info["final_obs"]`` may be a tensor ``(N, o)`` (rows of envs that did not finish are
-    ignored) or a per-env sequence with ``None`` for envs that did not finish.
-    """
-    if not bool(done.any()):
-        return next_obs
-    final = info.get("final_obs")
-    if final is None:
-        raise ValueError("env reported a finished episode but no info['final_obs']")
-    if not isinstance(final, Tensor):
-        rows = [final[i] if bool(done[i]) else next_obs[i] for i in range(next_obs.shape[0])]
-        final = torch.stack([torch.as_tensor(r, dtype=next_obs.dtype, device=next_obs.device)
-                             for r in rows])
-    if final.shape != next_obs.shape:
-        raise ValueError(f"info['final_obs'] has shape {tuple(final.shape)}, expected "
-                         f"{tuple(next_obs.shape)}")
-    return torch.where(done.unsqueeze(-1), final, next_obs)
 
 
 def td_lambda_targets(
@@ -141,8 +120,8 @@ class SHAC(Algorithm):
         config: SHACConfig,
         *,
         seed: int,
-        env_seed: int,
-        safeguard: Safeguard | None = None,
+        env_seed: int | None,
+        safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
         device: torch.device | str = "cpu",
@@ -166,8 +145,8 @@ class SHAC(Algorithm):
         self.modules = {"policy": self.policy, "critic": self.critic,
                         "target_critic": self.target_critic}
         self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
-        obs, _ = env.reset(seed=env_seed)
-        self.obs = obs.detach()
+        if env_seed is not None:
+            self.reset_env(env_seed)
 
     @property
     def interactions_per_iteration(self) -> int:
@@ -178,7 +157,7 @@ class SHAC(Algorithm):
         (a differentiable scalar) and the detached window data for the critic
         (``obs (h, N, o)``, ``rewards``, ``next_values``, ``ends`` each ``(h, N)``)."""
         cfg, n = self.config, self.num_envs
-        obs = self.obs
+        obs = self.current_obs()
         discount = torch.ones(n, dtype=obs.dtype, device=obs.device)  # gamma^t since reset
         discounted_return = torch.zeros_like(discount)  # sum gamma^t r_t since window / reset
         loss = torch.zeros((), dtype=obs.dtype, device=obs.device)
@@ -246,6 +225,8 @@ class SHAC(Algorithm):
                                    device=targets.device)
             total = 0.0
             for batch in torch.tensor_split(order, cfg.vf_fit_num_batches):
+                if batch.numel() == 0:  # more mini-batches than samples
+                    continue
                 critic_loss = ((self.critic(obs[batch]) - targets[batch]) ** 2).mean()
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 critic_loss.backward()

@@ -35,9 +35,9 @@ import signal
 import sys
 import time
 import traceback
-from contextlib import nullcontext
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -175,8 +175,11 @@ def execute_run(
                         f"trainer returned status {result.get('status')!r} for {spec.run_id}: "
                         "expected a finished run"
                     )
-                result.pop("config", None)  # the spec is stored instead
-                record.update(status="finished", **result)
+                # the spec replaces the config; the record keeps its own format and status
+                record.update({k: v for k, v in result.items()
+                               if k not in ("format", "config", "status")})
+                record["result_format"] = result.get("format")
+                record["status"] = "finished"
         if monitor is not None:
             record["safety"] = dict(watcher.report())
         record["attempt"] = {
@@ -298,6 +301,10 @@ class RayExecutor:
             }
             if self.address is None:
                 kwargs["num_cpus"] = self.jobs or os.cpu_count() or 1
+                # a local instance's workers see the driver's import path (e.g. a trainer
+                # module given by path that is not installed)
+                paths = [p for p in sys.path if p and os.path.isdir(p)]
+                kwargs["runtime_env"]["env_vars"]["PYTHONPATH"] = os.pathsep.join(paths)
             else:
                 kwargs["address"] = self.address
             ray.init(**kwargs)

@@ -135,7 +135,9 @@ class RunSpec:
             or not isinstance(self.eval_episodes, int)
             or self.eval_episodes <= 0
         ):
-            raise ValueError(f"eval_episodes must be a positive integer, got {self.eval_episodes!r}")
+            raise ValueError(
+                f"eval_episodes must be a positive integer, got {self.eval_episodes!r}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if (self.safe_set is None) != (self.safe_set_sha256 is None):
@@ -402,7 +404,9 @@ def resolve_safe_sets(directory: str | Path | None, tasks: Iterable[str]) -> dic
 # --------------------------------------------------------------------------------------------
 # expansion
 # --------------------------------------------------------------------------------------------
-def _budget(grid: Grid, block: Mapping[str, Any], task: str, algo: str, where: str) -> tuple[int, int]:
+def _budget(
+    grid: Grid, block: Mapping[str, Any], task: str, algo: str, where: str
+) -> tuple[int, int]:
     base = dict(grid.budgets.get(task, {}))
     override = (block.get("budgets") or {}).get(task, {})
     interactions = override.get("interactions", base.get("interactions"))

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 CONVERGENCE_TOLERANCE = 0.05
-"""Relative band of # Steps: the curve counts as converged once it reaches ``final - 5% |final|``."""
+"""Relative band of # Steps: converged once the curve reaches ``final - 5% |final|``."""
 
 CI_LEVEL = 0.95
 """Level of the bootstrap confidence interval of Reward."""
@@ -94,7 +94,7 @@ ARCHIVE_VARIANTS: dict[str, str] = {
 def _as_steps(steps: Any) -> np.ndarray:
     arr = np.asarray(steps, dtype=np.int64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"evaluation steps must be a non-empty 1-D sequence, got shape {arr.shape}")
+        raise ValueError(f"evaluation steps must be a non-empty 1-D sequence, got {arr.shape}")
     if np.any(np.diff(arr) <= 0):
         raise ValueError(f"evaluation steps must be strictly increasing, got {arr.tolist()}")
     return arr
@@ -110,7 +110,7 @@ def seed_mean_curve(curves: Any) -> np.ndarray:
     try:
         arr = np.asarray(curves, dtype=np.float64)
     except ValueError as err:  # ragged input
-        raise ValueError(f"learning curves of a cell must share one evaluation grid: {err}") from err
+        raise ValueError(f"curves of a cell must share one evaluation grid: {err}") from err
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"expected curves of shape (seeds, T) with seeds, T >= 1, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -180,7 +180,8 @@ def bootstrap_ci(
     """
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"bootstrap needs a non-empty 1-D array of per-seed values, got {arr.shape}")
+        raise ValueError(f"bootstrap needs a non-empty 1-D array of per-seed values, "
+                         f"got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("bootstrap values contain NaN/inf")
     if not 0.0 < level < 1.0:
@@ -242,7 +243,8 @@ class CellMetrics:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["ci"] = list(self.ci) if self.ci is not None else None
-        for key in ("per_seed_steps", "per_seed_final", "eval_steps", "mean_curve", "stuck_reasons"):
+        for key in ("per_seed_steps", "per_seed_final", "eval_steps", "mean_curve",
+                    "stuck_reasons"):
             out[key] = list(out[key])
         return out
 
@@ -271,7 +273,8 @@ def cell_metrics(
     arr = np.asarray([np.asarray(c, dtype=np.float64) for c in curves], dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != steps_arr.size:
         raise ValueError(
-            f"cell {key}: curves of shape {arr.shape} do not match {steps_arr.size} evaluation steps"
+            f"cell {key}: curves of shape {arr.shape} do not match {steps_arr.size} "
+            "evaluation steps"
         )
     mean = seed_mean_curve(arr)
     finals = arr[:, -1]

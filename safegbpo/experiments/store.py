@@ -4,7 +4,7 @@ Layout under the results directory (``--results DIR``)::
 
     runs/<run_id>/            the runner's directory of the run (checkpoint, result.json,
                               policy.pt) plus spec.json; an interrupted run resumes from it
-    runs/<run_id>/.lock       advisory lock held by the process training the run
+    runs/<run_id>/.store.lock advisory lock held by the worker executing the run
     records/<run_id>.json     the run's record, written once the run ended (atomic rename):
                               its presence is what "finished" means to the store
     manifest.json             the last invocation: profile, grid, safe sets, run ids
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.experiments.grid import RunSpec
+from safegbpo.experiments.io import atomic_write_text
 
 __all__ = ["RECORD_FORMAT", "ResultsStore", "RunLocked"]
 
@@ -39,13 +40,6 @@ RECORD_FORMAT = "safegbpo-run-record/1"
 
 class RunLocked(RuntimeError):
     """Another live process holds the run's lock."""
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (same-directory temporary file, fsync, rename)."""
-    from safegbpo.experiments.io import atomic_write_text
-
-    atomic_write_text(path, text)
 
 
 class ResultsStore:
@@ -107,7 +101,7 @@ class ResultsStore:
             raise ValueError(f"record status must be 'finished' or 'failed', got "
                              f"{record.get('status')!r}")
         path = self.record_path(str(record.get("run_id", "")))
-        _atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=True))
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, allow_nan=True))
         return path
 
     def delete_record(self, run_id: str) -> None:
@@ -148,7 +142,7 @@ class ResultsStore:
             if stored.get("run_id") != spec.run_id:
                 raise ValueError(f"{spec_file} belongs to run {stored.get('run_id')!r}")
         else:
-            _atomic_write_text(spec_file, json.dumps(spec.to_dict(), indent=1, sort_keys=True))
+            atomic_write_text(spec_file, json.dumps(spec.to_dict(), indent=1, sort_keys=True))
         return path
 
     @contextmanager
@@ -160,7 +154,7 @@ class ResultsStore:
         """
         path = self.run_dir(run_id)
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path / ".store.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
@@ -185,12 +179,12 @@ class ResultsStore:
     # -- whole-reproduction files ------------------------------------------------------------
     def write_json(self, name: str, data: Any) -> Path:
         path = self.root / name
-        _atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True))
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=True))
         return path
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.root / name
-        _atomic_write_text(path, text)
+        atomic_write_text(path, text)
         return path
 
     def read_json(self, name: str) -> Any | None:

@@ -63,7 +63,8 @@ TABLES_FORMAT = "safegbpo-tables/1"
 
 TABLES: dict[str, dict[str, Any]] = {
     "table2": {"title": "Table 2 - unsafe training", "quantities": ("steps", "reward", "stuck")},
-    "table3": {"title": "Table 3 - safeguarded training", "quantities": ("steps", "reward", "stuck")},
+    "table3": {"title": "Table 3 - safeguarded training",
+               "quantities": ("steps", "reward", "stuck")},
     "table4": {"title": "Table 4 - SHAC, # Stuck per modification",
                "quantities": ("steps", "reward", "stuck")},
     "table5": {"title": "Table 5 - SHAC, ray mask centre approximation",
@@ -83,7 +84,8 @@ _ALGO_ORDER = ("shac", "ppo", "sac")
 _TASK_ORDER = ("pendulum", "quadrotor")
 _LABELS = {"table5": {"RM": "Zonotopic", "RM Orthogonal": "Orthogonal"}}
 _VARIANT_ALIASES = {"Unsafe": "No Safeguard"}
-_REWARD_MATCH_REL = 1e-3  # the paper prints 4 significant digits
+_REWARD_MATCH_REL = 1e-3
+_NOT_TRAINING = ("eval", "checkpoint", "setup", "total")  # the paper prints 4 significant digits
 
 DEFINITIONS = {
     "steps": f"first evaluation step at which the seed-mean curve has reached its final value "
@@ -145,16 +147,15 @@ def load_paper_values(path: str | Path | None = None) -> dict[str, dict[tuple, d
 # our cells
 # --------------------------------------------------------------------------------------------
 def wallclock_seconds(record: Mapping[str, Any]) -> float | None:
-    """Training wall clock of a run: the runner's per-phase seconds without evaluation phases
-    (phases named ``eval*``) and without set-up; falls back to the attempt's duration when the
-    runner reports no phases and the run was not resumed."""
+    """Training wall clock of a run: the runner's per-phase seconds (``wallclock``) without the
+    phases that are not training -- ``evaluation``, ``checkpoint`` (file writes), ``setup`` and
+    the ``total`` -- i.e. rollout + safeguard + update.  Falls back to the attempt's duration
+    when the runner reports no phases and the run was not resumed."""
     phases = record.get("wallclock")
     if isinstance(phases, Mapping) and phases:
-        if "train" in phases and isinstance(phases["train"], int | float):
-            return float(phases["train"])
         total = sum(
             float(v) for k, v in phases.items()
-            if isinstance(v, int | float) and not k.startswith(("eval", "setup", "total"))
+            if isinstance(v, int | float) and not k.startswith(_NOT_TRAINING)
         )
         return total if total > 0 else None
     attempt = record.get("attempt") or {}
@@ -453,6 +454,11 @@ def build_tables(
                         key=lambda c: (*_sort_key((c["task"], c["algo"], c["variant"])),
                                        c.get("interactions") or 0)),
         "hypotheses": _hypotheses(h1_cells, h2_cells),
+        "hypotheses_note": (
+            "computed from cells whose budget is below the paper's: these verdicts are not "
+            "evidence about the paper's claims"
+            if any(c.get("comparable") is False for c in (*h1_cells.values(),
+                                                           *h2_cells.values())) else None),
         "archive_check": {k: v for k, v in check.items() if k != "archive_cells"},
     }
     if check.get("available"):
@@ -556,6 +562,8 @@ def render_markdown(tables: Mapping[str, Any]) -> str:
             )
         lines.append("")
     lines += ["## Hypotheses", ""]
+    if tables.get("hypotheses_note"):
+        lines += [f"_{tables['hypotheses_note']}_", ""]
     for name, verdict in (tables.get("hypotheses") or {}).items():
         lines.append(f"- **{name}** ({verdict.get('statement', '')}): "
                      f"**{verdict.get('verdict')}**"
@@ -583,8 +591,11 @@ def render_markdown(tables: Mapping[str, Any]) -> str:
             lines.append("")
         if check.get("wallclock"):
             ok = sum(1 for w in check["wallclock"] if w["match"])
-            lines += [f"Table 6 from the archived timings: {ok} of {len(check['wallclock'])} "
-                      "ratios equal the paper's.", ""]
+            lines += [f"Table 6 from the archived timings (paper_wallclock_seconds.json): {ok} of "
+                      f"{len(check['wallclock'])} ratios equal the paper's.", ""]
+            lines += [f"- {w['algo'].upper()} {w['variant']}: archive {w['archive']:.3f}, paper "
+                      f"{w['paper']:.3f}" for w in check["wallclock"] if not w["match"]]
+            lines.append("")
         for name, verdict in (check.get("hypotheses") or {}).items():
             lines.append(f"- {name} on the archived curves: **{verdict.get('verdict')}**")
         lines.append("")

@@ -24,7 +24,11 @@ from torch import Tensor
 
 from safegbpo.safeguards.action_set import ActionSetData
 from safegbpo.safeguards.certify import Certificate
-from safegbpo.safeguards.problems import ExplicitProjectionProblem, ProjectionProblem
+from safegbpo.safeguards.problems import (
+    SNAP_DISTANCE,
+    ExplicitProjectionProblem,
+    ProjectionProblem,
+)
 from safegbpo.safeguards.protocol import Safeguard
 
 __all__ = ["BoundaryProjection", "boundary_projection"]
@@ -95,8 +99,19 @@ def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> T
     batches = {action.shape[0], center.shape[0], generators.shape[0]} - {1}
     if len(batches) > 1:
         raise ValueError(f"batch sizes {sorted(batches)} cannot be broadcast")
-    x, _, ok = _explicit_problem(d, m)(action, center, generators)
+    x, factors, ok = _explicit_problem(d, m)(action, center, generators)
     if not bool(ok.all()):
         rows = torch.nonzero(~ok).flatten().tolist()
         raise ValueError(f"boundary_projection: the projection QP failed for rows {rows}")
-    return x
+    # return actions inside the zonotope exactly (see ProjectionProblem.__call__): the factors
+    # of the solution, corrected exactly to the action, prove membership
+    with torch.no_grad():
+        batch = x.shape[0]
+        G = generators.detach().expand(batch, d, m)
+        offset = (action.detach() - center.detach()).expand(batch, d)
+        residual = offset - (G @ factors.unsqueeze(-1)).squeeze(-1)
+        corrected = factors + (torch.linalg.pinv(G) @ residual.unsqueeze(-1)).squeeze(-1)
+        exact = (G @ corrected.unsqueeze(-1)).squeeze(-1) - offset
+        inside = ((x.detach() - action.detach()).norm(dim=-1) <= SNAP_DISTANCE) \
+            & (corrected.abs().amax(-1) <= 1.0) & (exact.abs().amax(-1) <= 1e-12)
+    return torch.where(inside.unsqueeze(-1), action.expand_as(x), x)

@@ -100,13 +100,22 @@ class ZonotopicCentre:
         num_directions: ``K`` (default ``2 d``).
         seed: seed of the direction generator (``None``: non-deterministic).
         solver_args: diffcp options.
+        centre_gradient: differentiate ``Z`` (centre and lengths) w.r.t. the state through the
+            conic program (default).  ``False`` treats ``Z`` as a constant of the state: the
+            gradient w.r.t. the action is unchanged (``Z`` does not depend on it) but the ray
+            mask then has no gradient w.r.t. the state at all (``Z`` carries all its state
+            dependence); the forward+backward pass is about twice as fast on the quadrotor.
     """
 
     def __init__(self, structure: ActionSetStructure, num_directions: int | None = None,
-                 seed: int | None = 0, solver_args: dict[str, Any] | None = None) -> None:
+                 seed: int | None = 0, solver_args: dict[str, Any] | None = None,
+                 centre_gradient: bool = True) -> None:
         d = structure.action_dim
         K = 2 * d if num_directions is None else num_directions
+        if not isinstance(centre_gradient, bool):
+            raise ValueError(f"centre_gradient must be a bool, got {centre_gradient!r}")
         self.structure = structure
+        self.centre_gradient = centre_gradient
         self.directions = draw_directions(d, K, seed)
         self.problem = ZonotopicCentreProblem(structure, self.directions.numpy(), solver_args)
         self.ray = ZonotopeRayProblem(d, K, solver_args)
@@ -114,8 +123,13 @@ class ZonotopicCentre:
     def zonotope(self, data: ActionSetData,
                  like: Tensor) -> tuple[Tensor, Tensor, Tensor, ZonotopeCertificate]:
         """The under-approximation ``Z``: ``(centre (N, d), generators (N, d, K), ok (N,),
-        certificate of Z ⊆ A_s)``."""
-        centre, lengths, ok, certificate = self.problem(data, like)
+        certificate of Z ⊆ A_s)``.  Without :attr:`centre_gradient` the program is solved
+        without autograd (``Z`` is then a constant w.r.t. the state)."""
+        if self.centre_gradient:
+            centre, lengths, ok, certificate = self.problem(data, like)
+        else:
+            with torch.no_grad():
+                centre, lengths, ok, certificate = self.problem(data, like)
         directions = self.directions.to(dtype=like.dtype, device=like.device)
         return centre, directions * lengths.unsqueeze(-2), ok, certificate
 

@@ -104,11 +104,15 @@ class RayMask(Safeguard):
         seed: seed of the ``torch.Generator`` drawing the zonotopic generator directions once
             per instance (default ``0``: reproducible; ``None``: non-deterministic).
         num_directions: number ``K`` of zonotopic directions (default ``2 d``).
+        centre_gradient: differentiate the zonotopic centre w.r.t. the state (default
+            ``True``; ``False`` detaches it, see :class:`~safegbpo.safeguards.centres.
+            ZonotopicCentre`).
         passthrough, margin, tol, solver_args, certification: see
             :class:`~safegbpo.safeguards.protocol.Safeguard`.
 
     Gradients: autograd through the mapping, the boundary LP (w.r.t. the direction, hence
-    the action, and the state) and the centre program (w.r.t. the state); nothing is detached.
+    the action, and the state) and the centre program (w.r.t. the state); nothing is detached
+    unless ``centre_gradient=False``.
     """
 
     name = "rm"
@@ -121,19 +125,21 @@ class RayMask(Safeguard):
         centre: str = "zonotopic",
         seed: int | None = 0,
         num_directions: int | None = None,
+        centre_gradient: bool = True,
         **options: Any,
     ) -> None:
         self.mapping = _check_mapping(mapping)
         if centre not in CENTRES:
             raise ValueError(f"unknown ray-mask centre {centre!r}; expected one of {CENTRES}")
-        if centre == "orthogonal" and num_directions is not None:
-            raise ValueError("num_directions only applies to centre='zonotopic'")
+        if centre == "orthogonal" and (num_directions is not None or not centre_gradient):
+            raise ValueError("num_directions and centre_gradient only apply to "
+                             "centre='zonotopic'")
         super().__init__(env, **options)
         self.centre_name = centre
         if centre == "zonotopic":
             self.centre: ZonotopicCentre | OrthogonalCentre = ZonotopicCentre(
                 self.structure, num_directions=num_directions, seed=seed,
-                solver_args=self.solver_args)
+                solver_args=self.solver_args, centre_gradient=centre_gradient)
         else:
             self.centre = OrthogonalCentre(self.structure, solver_args=self.solver_args)
 

@@ -3,10 +3,10 @@
 Built-in names:
 
 * ``'bp'`` — :class:`~safegbpo.safeguards.boundary_projection.BoundaryProjection`
-  (options ``passthrough``, ``margin``, ``tol``, ``solver_args``);
+  (options ``passthrough``, ``margin``, ``tol``, ``solver_args``, ``certification``);
 * ``'rm'`` — :class:`~safegbpo.safeguards.ray_mask.RayMask` (additionally ``mapping``
   ``'linear'|'hyperbolic'``, ``centre`` ``'zonotopic'|'orthogonal'``, ``seed``,
-  ``num_directions``).
+  ``num_directions``, ``centre_gradient``).
 
 Any other name of the form ``'package.module:Class'`` imports ``Class`` and instantiates it as
 ``Class(env, **options)`` (a user's safeguard; it should follow

@@ -9,9 +9,10 @@ One convex program per candidate, no external reachability tool.  The result is 
 
 Linear difference inclusion (how the nonlinearity is bounded)
 --------------------------------------------------------------
-The brief of SPEC §7 bounds the linearisation remainder by a box ``R = <0, diag(rho)>``.  A box
-remainder is very conservative for the pendulum: on ``|theta| <= 2.6`` the remainder
-``(3g/2l)(sin theta - theta)`` reaches ``30 rad/s^2`` of the ``90 rad/s^2`` of control authority.
+SPEC §7 bounds the linearisation remainder by a box ``R = <0, diag(rho)>`` (e.g. a Taylor bound
+``|sin(theta) - theta| <= |theta|^3 / 6``).  A box remainder is very conservative for the
+pendulum: on ``|theta| <= 2.6`` the remainder ``(3g/2l)(sin theta - theta)`` reaches
+``30 rad/s^2`` of the ``90 rad/s^2`` of control authority, and the Taylor bound is worse still.
 We therefore write every nonlinear term as a *sector* (a bounded, state-dependent gain times a
 state or action coordinate), which gives a polytopic linear difference inclusion (LDI), and keep
 a box remainder only for what is not a sector.  :class:`LinearEnclosure` states the resulting
@@ -23,8 +24,9 @@ every ``u`` in ``A`` and every ``w`` in ``W``,
 
 where ``E = df/dw`` and all nonlinear terms of both tasks are accelerations, so their remainders
 enter the next state through the noise channels ``E`` (semi-implicit Euler: ``dt^2`` in the
-position, ``dt`` in the velocity).  ``A = A_k`` for the sector gains of the Jacobian linearisation
-(``torch.func.jacrev`` at the equilibrium) is one of the vertices.
+position, ``dt`` in the velocity).  The vertices are the Jacobian linearisation ``A, B, E``
+(``torch.func.jacrev`` of the raw dynamics at the equilibrium) plus rank-one sector deviations
+in those channels.
 
 * **Pendulum** (``theta_ddot = k sin(theta) + b_a a + w``, ``k = 3g/(2l)``): with
   ``sigma = sin(theta)/theta`` (``= 1`` at 0), ``sin(theta) = theta + (sigma - 1) theta`` and
@@ -67,20 +69,34 @@ volume ``V(s) = 2^n sum_{|S|=n} |det T_S| prod_{i in S} s_i``: by Jensen,
 ``w_S = |det T_S| prod s_S / V`` at the current iterate (tight there), so each iteration does not
 decrease the volume (up to ``eps``).
 
-Every returned set is finally re-certified with independent HiGHS LPs in the original
-coordinates (:func:`certificate_margins`: Eq 6 margin of every vertex image, which must be
-``<= 1``), so the result does not depend on the conic solver's accuracy; an a-posteriori check on
-sampled states of the nonlinear dynamics is :func:`safegbpo.safesets.verify.verify_safe_set`.
+Solver handling.  Each candidate is first tested for feasibility by a HiGHS LP (interior-point
+conic solvers detect infeasibility of these problems slowly and unreliably), then solved with
+CLARABEL (SCS if the whole search fails with CLARABEL, or the solver the caller names).  Every
+candidate is re-certified with independent HiGHS LPs in the original coordinates
+(:func:`certificate_margins`: Eq 6 margin of every vertex image, which must be ``<= 1``); a
+candidate that fails (e.g. an ``optimal_inaccurate`` solve) is projected onto the feasible set by
+an LP (:meth:`_Program.polish`) and re-certified, else discarded.  The returned set therefore
+never depends on the conic solver's accuracy, and an infeasible or failed search raises
+:class:`RCIInfeasibleError`.  The a-posteriori check on sampled states of the nonlinear dynamics
+is :func:`safegbpo.safesets.verify.verify_safe_set`.
+
+Results and limits (defaults, see :data:`DEFAULT_CONFIGS`).  Pendulum: ``m = 5``, volume ``~88``
+of the ``~100.5`` of ``S`` (the reference set: ``~66.9``, and it partly lies outside ``S``); the
+sector gain range ``[0, 1]`` needed at ``|theta| = pi`` is the main conservatism.  Quadrotor:
+``m = 18``, volume ``~170`` (reference ``~0.46``); the template size limits it (``m = 24`` gives
+``~215`` at three times the computing time), and a box template alone is infeasible because of
+the integrator chain ``x <- x_dot <- phi <- phi_dot``.  Both compute in seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
@@ -132,8 +148,8 @@ class RCIConfig:
         volume_iterations: minorise-maximise reweighting iterations on the volume.
         log_eps: ``eps`` of ``log(s + eps)`` (scaled units; lets useless directions vanish).
         slack: relative slack of the row-sum constraint (robustness to solver tolerances).
-        prune_tol: generators with ``s_i < prune_tol * max(s)`` are dropped (if the certificate
-            still holds without them).
+        prune_tol: generators with ``s_i < prune_tol * max(s)`` are dropped before the
+            certificate is checked.
     """
 
     num_directions: int
@@ -143,7 +159,7 @@ class RCIConfig:
     bound_evaluations: int = 7
     volume_iterations: int = 4
     log_eps: float = 1e-5
-    slack: float = 1e-6
+    slack: float = 1e-5
     prune_tol: float = 1e-6
 
     def __post_init__(self) -> None:
@@ -177,8 +193,10 @@ class RCIConfig:
 
 #: Per-task defaults (tuned for volume; see the module docstring).
 DEFAULT_CONFIGS: dict[str, RCIConfig] = {
-    "pendulum": RCIConfig(num_directions=4),
-    "quadrotor": RCIConfig(num_directions=18),
+    "pendulum": RCIConfig(num_directions=5, template_powers=(1, 2, 3, 5, 10),
+                          lqr_control_weight=1.0, volume_iterations=30),
+    "quadrotor": RCIConfig(num_directions=18, template_powers=(5, 10, 15),
+                           lqr_control_weight=0.1, volume_iterations=10),
 }
 
 
@@ -292,6 +310,10 @@ ENCLOSURES: dict[str, Callable[..., LinearEnclosure]] = {
 }
 
 
+#: Index of the coordinate bounded by each task's enclosure (theta, phi).
+BOUNDED_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2}
+
+
 def linear_enclosure(task: str, bound: float) -> LinearEnclosure:
     """The LDI enclosure of ``task``'s dynamics for the bound ``nu = bound`` (see module doc)."""
     model = get_model(task)
@@ -344,17 +366,25 @@ def template_directions(
 
 
 def _volume_terms(T: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
-    """Volume ``2^n sum_S |det T_S| prod s_S`` and MM weights ``omega`` (module docstring)."""
+    """Volume ``2^n sum_S |det T_S| prod s_S`` and MM weights ``omega`` (module docstring);
+    the ``C(m, n)`` determinants are evaluated in chunks."""
     n, m = T.shape
     G = T * s[None, :]
-    subsets = np.array(list(itertools.combinations(range(m), n)), dtype=np.int64)
-    dets = np.abs(np.linalg.det(np.moveaxis(G[:, subsets], 1, 0)))  # (num_subsets,)
-    total = float(dets.sum())
+    total = 0.0
+    omega = np.zeros(m)
+    combos = itertools.combinations(range(m), n)
+    while True:
+        chunk = np.fromiter(itertools.chain.from_iterable(itertools.islice(combos, 20_000)),
+                            dtype=np.int64)
+        if chunk.size == 0:
+            break
+        subsets = chunk.reshape(-1, n)
+        dets = np.abs(np.linalg.det(np.moveaxis(G[:, subsets], 1, 0)))  # (chunk,)
+        total += float(dets.sum())
+        np.add.at(omega, subsets.ravel(), np.repeat(dets, n))
     if total <= 0:
         return 0.0, np.full(m, n / m)
-    omega = np.zeros(m)
-    np.add.at(omega, subsets.ravel(), np.repeat(dets / total, n))
-    return total * 2.0**n, omega
+    return total * 2.0**n, omega / total
 
 
 # ------------------------------------------------------------------------------------------
@@ -362,22 +392,26 @@ def _volume_terms(T: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
 # ------------------------------------------------------------------------------------------
 @dataclass
 class _Solution:
+    """A certified candidate: scaled solution (``s``, template ``T``) and the set in original
+    coordinates (``center``, ``G``, ``u_c``, ``K``) with its certificate ``margins``."""
+
     volume: float
     s: np.ndarray
-    K: np.ndarray
-    c: np.ndarray  # scaled centre offset
-    u: np.ndarray  # action centre offset
     T: np.ndarray
+    center: np.ndarray
+    G: np.ndarray
+    u_c: np.ndarray
+    K: np.ndarray
+    margins: np.ndarray
     enclosure: LinearEnclosure
     power: int
     solver: str
-    weights: np.ndarray = field(repr=False)
 
 
 class _Program:
-    """The RCI program of one task in scaled coordinates (built per bound and template)."""
+    """The RCI program of one task in scaled coordinates ``x~ = D^{-1} (x - x_e)``."""
 
-    def __init__(self, model: TaskModel, config: RCIConfig, solver: str | None) -> None:
+    def __init__(self, model: TaskModel, config: RCIConfig, solver: str) -> None:
         self.model = model
         self.config = config
         self.solver = solver
@@ -385,65 +419,121 @@ class _Program:
         self.low, self.high = low, high
         self.D = (high - low) / 2.0
 
-    def solve(self, enc: LinearEnclosure, T: np.ndarray, weights: np.ndarray,
-              power: int) -> _Solution | None:
-        """One conic solve; ``None`` if infeasible or the solvers fail."""
-        cfg = self.config
+    def _constraints(self, enc: LinearEnclosure, T: np.ndarray, s, row_scale):
+        """Constraints of the program (module docstring) for scales ``s`` (variable or fixed
+        array) and row-sum bound ``row_scale * s``; returns ``(constraints, K, c, u)``."""
         n, m = T.shape
         d = enc.B.shape[2]
-        Dinv = 1.0 / self.D
+        D, Dinv = self.D, 1.0 / self.D
         W = Dinv[:, None] * enc.disturbance_generators()
         offset = Dinv * enc.disturbance_offset()
-        s = cp.Variable(m, nonneg=True, name="s")
         K = cp.Variable((d, m), name="K")
         c = cp.Variable(n, name="c")
         u = cp.Variable(d, name="u")
         cons = []
         for A_k, B_k in zip(enc.A, enc.B, strict=True):
-            As = Dinv[:, None] * A_k * self.D[None, :]
+            As = Dinv[:, None] * A_k * D[None, :]
             Bs = Dinv[:, None] * B_k
             gam = cp.Variable((m, m), name="Gamma")
             beta = cp.Variable(m, name="beta")
             rows = cp.sum(cp.abs(gam), axis=1) + cp.abs(beta)
-            cons += [cp.multiply(As @ T, s[None, :]) + Bs @ K == T @ gam,
-                     As @ c + Bs @ u + offset - c == T @ beta]
+            image = (cp.multiply(As @ T, s[None, :]) if isinstance(s, cp.Expression)
+                     else (As @ T) * s[None, :])
+            cons += [image + Bs @ K == T @ gam, As @ c + Bs @ u + offset - c == T @ beta]
             if W.shape[1]:
                 omg = cp.Variable((m, W.shape[1]), name="Omega")
                 cons.append(W == T @ omg)
                 rows = rows + cp.sum(cp.abs(omg), axis=1)
-            cons.append(rows <= (1.0 - cfg.slack) * s)
+            cons.append(rows <= cp.multiply(row_scale, s))
         hull = np.abs(T) @ s
-        lo = (self.low - enc.x_e) / self.D
-        hi = (self.high - enc.x_e) / self.D
+        lo = (self.low - enc.x_e) / D
+        hi = (self.high - enc.x_e) / D
         k_rows = cp.sum(cp.abs(K), axis=1)
         j = enc.bounded_index
         cons += [c + hull <= hi, c - hull >= lo,
                  enc.u_e + u + k_rows <= 1.0, enc.u_e + u - k_rows >= -1.0,
-                 cp.abs(c[j]) + hull[j] <= enc.bound / self.D[j]]
-        objective = cp.Maximize(weights @ cp.log(s + cfg.log_eps))
-        problem = cp.Problem(objective, cons)
-        for name in self._solvers():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    problem.solve(solver=name)
-            except cp.error.SolverError:
-                continue
-            if problem.status == cp.OPTIMAL:
-                s_val = np.maximum(np.asarray(s.value, float), 0.0)
-                volume, _ = _volume_terms(T, s_val * 1.0)
-                volume *= float(np.prod(self.D))
-                return _Solution(volume, s_val, np.asarray(K.value, float),
-                                 np.asarray(c.value, float), np.asarray(u.value, float), T,
-                                 enc, power, name, weights)
-            if problem.status in (cp.INFEASIBLE, cp.UNBOUNDED):
-                return None
-        return None
+                 cp.abs(c[j]) + hull[j] <= enc.bound / D[j]]
+        return cons, K, c, u
 
-    def _solvers(self) -> Sequence[str]:
-        if self.solver is not None:
-            return (self.solver,)
-        return ("CLARABEL", "SCS")
+    def solve(self, enc: LinearEnclosure, T: np.ndarray, weights: np.ndarray,
+              power: int) -> _Solution | None:
+        """Solve, certify (and if needed polish) one candidate; ``None`` if the program is
+        infeasible or no certified solution was found.
+
+        1. HiGHS LP feasibility test of the constraints (interior-point solvers are slow and
+           unreliable at detecting infeasibility of these problems);
+        2. the conic program (``self.solver``); an ``optimal_inaccurate`` status is accepted
+           as a *candidate* only;
+        3. negligible generators are pruned and the candidate is certified independently
+           (:func:`certificate_margins`, HiGHS).  If a margin exceeds 1 (solver tolerance),
+           :meth:`polish` projects it onto the feasible set by an LP and the certificate is
+           checked again; uncertifiable candidates are discarded.
+        """
+        cfg = self.config
+        m = T.shape[1]
+        s = cp.Variable(m, nonneg=True, name="s")
+        cons, K, c, u = self._constraints(enc, T, s, 1.0 - cfg.slack)
+        if "HIGHS" in cp.installed_solvers():
+            feas = cp.Problem(cp.Minimize(0), cons)
+            try:
+                feas.solve(solver="HIGHS")
+            except (cp.error.SolverError, ValueError):
+                pass
+            if feas.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+                return None
+        problem = cp.Problem(cp.Maximize(weights @ cp.log(s + cfg.log_eps)), cons)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                problem.solve(solver=self.solver)
+        except (cp.error.SolverError, ValueError):
+            return None
+        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or s.value is None:
+            return None
+        s_val = np.maximum(np.asarray(s.value, float), 0.0)
+        if s_val.max() <= 0:
+            return None
+        keep = s_val >= cfg.prune_tol * float(s_val.max())
+        T, s_val, weights = T[:, keep], s_val[keep], weights[keep]
+        sol = self._to_solution(enc, T, s_val, K.value[:, keep], c.value, u.value, power,
+                                self.solver)
+        if np.all(sol.margins <= 1.0):
+            return sol
+        polished = self.polish(enc, T, s_val, weights)
+        if polished is None:
+            return None
+        sol = self._to_solution(enc, T, *polished, power, f"{self.solver}+HIGHS-polish")
+        return sol if np.all(sol.margins <= 1.0) else None
+
+    def polish(self, enc: LinearEnclosure, T: np.ndarray, s_ref: np.ndarray,
+               weights: np.ndarray):
+        """LP projection of an inaccurate candidate onto the feasible set: maximise
+        ``sum_i omega_i s_i / s_ref_i`` subject to all constraints and ``s <= s_ref``.
+
+        Returns ``(s, K, c, u)`` or ``None``.  Solved by HiGHS (exact feasibility up to its
+        ``1e-7`` tolerance, covered by the row-sum slack).
+        """
+        s = cp.Variable(T.shape[1], nonneg=True, name="s")
+        cons, K, c, u = self._constraints(enc, T, s, 1.0 - self.config.slack)
+        cons.append(s <= s_ref)
+        problem = cp.Problem(cp.Maximize((weights / s_ref) @ s), cons)
+        try:
+            problem.solve(solver="HIGHS" if "HIGHS" in cp.installed_solvers() else None)
+        except (cp.error.SolverError, ValueError):
+            return None
+        if problem.status != cp.OPTIMAL or s.value is None:
+            return None
+        return np.maximum(np.asarray(s.value, float), 0.0), K.value, c.value, u.value
+
+    def _to_solution(self, enc, T, s, K, c, u, power, solver) -> _Solution:
+        D = self.D
+        G = D[:, None] * T * s[None, :]
+        center = enc.x_e + D * np.asarray(c, float)
+        u_c = enc.u_e + np.asarray(u, float)
+        K = np.asarray(K, float)
+        margins = certificate_margins(enc, center, G, u_c, K)
+        volume = _volume_terms(T, s)[0] * float(np.prod(D))
+        return _Solution(volume, s, T, center, G, u_c, K, margins, enc, power, solver)
 
 
 def certificate_margins(
@@ -455,7 +545,9 @@ def certificate_margins(
     Vertex ``k`` maps ``<(c, u_c), [G; K]>`` (plus noise and remainder) to
     ``< x_e + A_k (c - x_e) + B_k (u_c - u_e) + E r_c, [A_k G + B_k K, E diag(w + r_rad)] >``;
     all margins ``<= 1`` certify robust control invariance of ``<c, G>`` with the paired backup
-    actions (module docstring).
+    actions (module docstring).  Feasibility (``<c, G>`` in ``S``, ``<u_c, K>`` in ``A``, the
+    bounded coordinate within the enclosure's bound) is checked by :class:`SafeSet` and
+    :func:`_check_feasibility`.
     """
     margins = []
     W = enc.disturbance_generators()
@@ -467,42 +559,47 @@ def certificate_margins(
     return np.asarray(margins)
 
 
-def _to_safe_set(program: _Program, sol: _Solution, task: str, config: RCIConfig,
-                 extra: dict) -> tuple[SafeSet, np.ndarray]:
-    enc, D = sol.enclosure, program.D
-    keep = sol.s >= program.config.prune_tol * float(sol.s.max())
-    candidates = [keep, np.ones_like(keep)] if not keep.all() else [keep]
-    for mask in candidates:
-        G = D[:, None] * sol.T[:, mask] * sol.s[None, mask]
-        c = enc.x_e + D * sol.c
-        K = sol.K[:, mask]
-        u_c = enc.u_e + sol.u
-        margins = certificate_margins(enc, c, G, u_c, K)
-        if np.all(margins <= 1.0 + 1e-9):
-            break
-    else:
-        raise RCIInfeasibleError(
-            f"{task}: the solver's RCI candidate failed the independent certificate check "
-            f"(Eq 6 margins {margins.tolist()} > 1); try another solver")
+def _check_feasibility(task: str, sol: _Solution, low: np.ndarray, high: np.ndarray) -> None:
+    """The set lies in ``S`` and within the enclosure bound, the actions in ``A`` (tol 1e-7)."""
+    radius = np.abs(sol.G).sum(axis=1)
+    j, enc = sol.enclosure.bounded_index, sol.enclosure
+    problems = []
+    if np.any(sol.center + radius > high + 1e-7) or np.any(sol.center - radius < low - 1e-7):
+        problems.append("state set leaves S")
+    if abs(sol.center[j] - enc.x_e[j]) + radius[j] > enc.bound + 1e-7:
+        problems.append("state set leaves the enclosure's bound")
+    a_rad = np.abs(sol.K).sum(axis=1)
+    if np.any(np.abs(sol.u_c) + a_rad > 1.0 + 1e-7):
+        problems.append("paired actions leave A")
+    if problems:
+        raise RCIInfeasibleError(f"{task}: solver returned an infeasible candidate: "
+                                 + "; ".join(problems))
+
+
+def _to_safe_set(sol: _Solution, task: str, model: TaskModel, config: RCIConfig,
+                 extra: dict) -> SafeSet:
+    low, high = (t.numpy() for t in model.state_bounds())
+    _check_feasibility(task, sol, low, high)
+    enc = sol.enclosure
     metadata = {
         "algorithm": ALGORITHM_VERSION,
         "config": config.to_dict(),
-        "bounded_coordinate": program.model.state_names[enc.bounded_index],
+        "bounded_coordinate": model.state_names[enc.bounded_index],
         "bound": enc.bound,
         "template_power": sol.power,
         "solver": sol.solver,
-        "certificate_margins": margins.tolist(),
+        "certificate_margins": sol.margins.tolist(),
+        "volume": sol.volume,
         **extra,
     }
-    safe = SafeSet(
+    return SafeSet(
         task=task,
-        state=Zonotope(torch.as_tensor(c), torch.as_tensor(G)),
-        action=Zonotope(torch.as_tensor(u_c), torch.as_tensor(K)),
+        state=Zonotope(torch.as_tensor(sol.center), torch.as_tensor(sol.G)),
+        action=Zonotope(torch.as_tensor(sol.u_c), torch.as_tensor(sol.K)),
         source=f"safegbpo.safesets.rci ({ALGORITHM_VERSION}): SPEC §7 convex program with an "
                f"LDI sector enclosure",
         metadata=metadata,
     )
-    return safe, margins
 
 
 def compute_rci(
@@ -520,7 +617,8 @@ def compute_rci(
         task: ``"pendulum"`` or ``"quadrotor"``.
         num_directions: template size ``m`` (default: :data:`DEFAULT_CONFIGS`).
         iterations: volume (minorise-maximise) reweighting iterations (default: config).
-        solver: a cvxpy conic solver name (default: CLARABEL, then SCS as fallback).
+        solver: a cvxpy conic solver (exponential cone) name; default CLARABEL, and if the
+            whole search fails with it, SCS.
         config: full :class:`RCIConfig` (overridden by the two arguments above).
         verbose: print the progress of the search.
 
@@ -529,8 +627,8 @@ def compute_rci(
         and the independent certificate margins (all ``<= 1``).
 
     Raises:
-        ValueError: unknown task or bad configuration.
-        RCIInfeasibleError: no candidate was feasible / the solvers failed.
+        ValueError: unknown task, bad configuration or solver not installed.
+        RCIInfeasibleError: no candidate was feasible / certified with any solver.
     """
     model = get_model(task)
     if task not in ENCLOSURES:
@@ -542,39 +640,59 @@ def compute_rci(
     if iterations is not None:
         overrides["volume_iterations"] = iterations
     if overrides:
-        cfg = RCIConfig(**{**cfg.__dict__, **overrides})
-    if solver is not None and solver not in cp.installed_solvers():
-        raise ValueError(f"solver {solver!r} is not installed; installed: "
-                         f"{cp.installed_solvers()}")
+        cfg = dataclasses.replace(cfg, **overrides)
+    if solver is not None:
+        if solver not in cp.installed_solvers():
+            raise ValueError(f"solver {solver!r} is not installed; installed: "
+                             f"{cp.installed_solvers()}")
+        solvers = [solver]
+    else:
+        solvers = [s for s in ("CLARABEL", "SCS") if s in cp.installed_solvers()]
+        if not solvers:
+            raise ValueError("neither CLARABEL nor SCS is installed (cvxpy conic solvers)")
     start = time.perf_counter()
-    program = _Program(model, cfg, solver)
+    errors = []
+    for name in solvers:
+        try:
+            best = _search(task, model, cfg, _Program(model, cfg, name), verbose, start)
+        except RCIInfeasibleError as err:
+            errors.append(f"{name}: {err}")
+            continue
+        return _to_safe_set(best, task, model, cfg,
+                            {"compute_seconds": round(time.perf_counter() - start, 2)})
+    raise RCIInfeasibleError("; ".join(errors))
+
+
+def _search(task: str, model: TaskModel, cfg: RCIConfig, program: _Program, verbose: bool,
+            start: float) -> _Solution:
+    """Template choice, golden-section search of the bound ``nu``, volume reweighting."""
     D = program.D
 
     def log(msg: str) -> None:
         if verbose:
-            print(f"[rci {task} {time.perf_counter() - start:6.1f}s] {msg}")
+            print(f"[rci {task} {program.solver} {time.perf_counter() - start:6.1f}s] {msg}")
 
-    j = ENCLOSURES_INDEX[task]
+    def describe(sol: _Solution | None) -> str:
+        return "infeasible/uncertified" if sol is None else f"volume {sol.volume:.4g}"
+
+    j = BOUNDED_INDEX[task]
     full = float(min(program.high[j], -program.low[j]))  # widest bound the box allows
     lo_f, hi_f = cfg.bound_fraction_range
     uniform = np.full(cfg.num_directions, model.state_dim / cfg.num_directions)
 
-    # 1. template: pick the spacing p with the largest volume at the widest bound
-    enc_hi = ENCLOSURES[task](model, hi_f * full)
+    # 1. template: the spacing p with the largest volume at the widest bound
     _, _, A_jac, B_jac, _ = _equilibrium_jacobians(model)
     As = A_jac * (1.0 / D)[:, None] * D[None, :]
     Bs = B_jac * (1.0 / D)[:, None]
     templates = {p: template_directions(As, Bs, cfg.num_directions, p, cfg.lqr_control_weight)
                  for p in cfg.template_powers}
-    best_p, best = None, None
+    enc_hi = ENCLOSURES[task](model, hi_f * full)
+    best_p, best_volume = cfg.template_powers[0], -1.0
     for p, T in templates.items():
         sol = program.solve(enc_hi, T, uniform, p)
-        log(f"template p={p}: " + ("infeasible" if sol is None else f"volume {sol.volume:.4g}"))
-        if sol is not None and (best is None or sol.volume > best.volume):
-            best_p, best = p, sol
-    if best_p is None:
-        # the widest bound may be infeasible while narrower ones are not: use the first p
-        best_p = cfg.template_powers[0]
+        log(f"template p={p}: {describe(sol)}")
+        if sol is not None and sol.volume > best_volume:
+            best_p, best_volume = p, sol.volume
     T = templates[best_p]
 
     # 2. golden-section search of the bound nu (every candidate is a valid certificate)
@@ -583,20 +701,16 @@ def compute_rci(
     def evaluate(frac: float) -> float:
         frac = round(frac, 12)
         if frac not in cache:
-            enc = ENCLOSURES[task](model, frac * full)
-            cache[frac] = program.solve(enc, T, uniform, best_p)
-            sol = cache[frac]
-            log(f"bound {frac * full:.4f}: " + ("infeasible" if sol is None
-                                               else f"volume {sol.volume:.4g}"))
+            cache[frac] = program.solve(ENCLOSURES[task](model, frac * full), T, uniform,
+                                        best_p)
+            log(f"bound {frac * full:.4f}: {describe(cache[frac])}")
         sol = cache[frac]
         return -1.0 if sol is None else sol.volume
 
     a, b = lo_f, hi_f
-    if cfg.bound_evaluations == 1 or a == b:
-        evaluate(b)
-    else:
+    evaluate(b)
+    if cfg.bound_evaluations > 1 and a < b:
         evaluate(a)
-        evaluate(b)
         invphi = (math.sqrt(5.0) - 1.0) / 2.0
         x1, x2 = b - invphi * (b - a), a + invphi * (b - a)
         f1, f2 = evaluate(x1), evaluate(x2)
@@ -609,33 +723,26 @@ def compute_rci(
                 a, x1, f1 = x1, x2, f2
                 x2 = a + invphi * (b - a)
                 f2 = evaluate(x2)
-    feasible = {k: v for k, v in cache.items() if v is not None}
+    feasible = [sol for sol in cache.values() if sol is not None]
     if not feasible:
         raise RCIInfeasibleError(
-            f"{task}: the RCI program is infeasible (or the solver failed) for every bound "
-            f"nu in [{lo_f * full:.4g}, {hi_f * full:.4g}] on "
+            f"{task}: the RCI program is infeasible (or no solution could be certified) for "
+            f"every bound nu in [{lo_f * full:.4g}, {hi_f * full:.4g}] on "
             f"{model.state_names[j]} with template m={cfg.num_directions}, p={best_p}")
-    frac = max(feasible, key=lambda k: feasible[k].volume)
-    best = feasible[frac]
+    best = max(feasible, key=lambda sol: sol.volume)
 
     # 3. volume reweighting (minorise-maximise) at the best bound
     for it in range(cfg.volume_iterations):
         _, omega = _volume_terms(best.T, best.s)
         sol = program.solve(best.enclosure, best.T, omega, best_p)
-        log(f"volume iteration {it + 1}: " + ("solver failed" if sol is None
-                                             else f"volume {sol.volume:.4g}"))
-        if sol is None or sol.volume <= best.volume * (1.0 + 1e-4):
-            if sol is not None and sol.volume > best.volume:
-                best = sol
+        log(f"volume iteration {it + 1}: {describe(sol)}")
+        if sol is None:
             break
-        best = sol
-
-    safe, margins = _to_safe_set(program, best, task, cfg,
-                                 {"volume": best.volume,
-                                  "compute_seconds": round(time.perf_counter() - start, 2)})
-    log(f"done: volume {best.volume:.4g}, certificate margins {np.round(margins, 6).tolist()}")
-    return safe
-
-
-#: Index of the bounded coordinate of each task's enclosure.
-ENCLOSURES_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2}
+        improved = sol.volume > best.volume * (1.0 + 1e-4)
+        if sol.volume > best.volume:
+            best = sol
+        if not improved:
+            break
+    log(f"done: volume {best.volume:.4g} ({best.solver}), bound {best.enclosure.bound:.4f}, "
+        f"certificate margins {np.round(best.margins, 6).tolist()}")
+    return best

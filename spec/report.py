@@ -1,0 +1,529 @@
+"""The compliance report: ``reports/compliance.md``, ``reports/compliance.json`` and figures.
+
+:func:`write_report` gathers, in this order,
+
+1. the environment (git commit, package versions, machine, seeds: :mod:`spec.metadata`);
+2. the spec checks — ``reports/spec.json`` written by ``python -m spec --all`` when present,
+   otherwise the audits are run now (:func:`spec.audit.run_all`), or reported as "not run";
+3. the reproduction's results (``<results>/tables.json`` of ``safegbpo reproduce``): the paper's
+   Tables 2–6 next to ours with deltas and a pass/fail per cell by the rules of
+   :mod:`spec.tables`, H1/H2 (:mod:`spec.hypotheses`), the reproduction's own checks (safety
+   monitor); every cell without a result of ours reads "not run";
+4. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
+   curves (``../shared/reference/paper_learning_curves.json``, read at run time when present),
+   and the safe sets with actions before/after every safeguard.
+
+The markdown starts with a summary table, so a reader sees at a glance what passed, what
+failed and why.  ``failed_required`` (and ``safegbpo report``'s exit code) lists every
+*required* check that failed: P1 of any audit, P2 of any audit where Table 1 / SPEC §5 expects
+it to hold, a lemma, or the reproduction's safety monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from spec.audit import DEFAULT_SAMPLES, run_all, summarise
+from spec.console import key_numbers
+from spec.hypotheses import evaluate_h1, evaluate_h2
+from spec.metadata import collect_metadata
+from spec.results import UNEXPECTED, AuditResult, CheckResult, jsonable
+from spec.tables import DEFAULT_RULES, CellComparison, compare_tables, load_paper_tables
+
+__all__ = ["REPORT_FORMAT", "default_archive_path", "write_report", "build_report"]
+
+REPORT_FORMAT = "safegbpo-compliance/1"
+_TABLE_ORDER = ("table2", "table3", "table4", "table5", "table6")
+_PROPS = ("P1", "P2", "P3", "P4", "P5")
+
+
+def default_archive_path() -> Path | None:
+    """``../shared/reference/paper_learning_curves.json`` next to the repository, if present."""
+    path = (Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+            / "paper_learning_curves.json").resolve()
+    return path if path.is_file() else None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
+def _load_spec(spec: Path | None, out: Path, run_spec: bool, samples: int,
+               progress: Callable[[str], None] | None) -> tuple[dict[str, Any] | None, str]:
+    path = spec if spec is not None else out / "spec.json"
+    if path.is_file():
+        doc = json.loads(path.read_text())
+        if doc.get("format") != "safegbpo-spec/1":
+            raise ValueError(f"{path}: not a safegbpo-spec/1 document")
+        return doc, f"read from {path}"
+    if not run_spec:
+        return None, f"not run ({path} does not exist; run `python -m spec --all --json {path}`)"
+    if progress:
+        progress(f"{path} not found: running the audits")
+    doc = run_all(samples=samples, progress=progress)
+    _atomic_write(path, json.dumps(doc, indent=1))
+    return doc, f"run now ({samples} states per audit), saved to {path}"
+
+
+def _load_tables(results: Path | None) -> tuple[dict[str, Any] | None, str]:
+    if results is None:
+        return None, "not run (no --results directory given)"
+    path = Path(results) / "tables.json"
+    if not path.is_file():
+        return None, f"not run ({path} does not exist)"
+    doc = json.loads(path.read_text())
+    if doc.get("format") != "safegbpo-tables/1":
+        raise ValueError(f"{path}: not a safegbpo-tables/1 document")
+    return doc, f"read from {path}"
+
+
+def _archive_cells(path: Path | None) -> dict[tuple[str, str, str], dict[str, Any]]:
+    if path is None:
+        return {}
+    from safegbpo.experiments.metrics import load_archive
+
+    return {k: v.to_dict() for k, v in load_archive(path).items()}
+
+
+def _ours_by_table(tables_doc: Mapping[str, Any] | None
+                   ) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
+    out: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
+    if not tables_doc:
+        return out
+    for table, content in (tables_doc.get("tables") or {}).items():
+        for row in content.get("rows", []):
+            if row.get("ours"):
+                out.setdefault(table, {})[(row["task"], row["algo"], row["variant"])] = row["ours"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# assembling
+# --------------------------------------------------------------------------------------------
+def _spec_failures(spec_doc: Mapping[str, Any] | None) -> list[str]:
+    if not spec_doc:
+        return []
+    failed = []
+    for a in spec_doc.get("audits", []):
+        audit = AuditResult.from_dict(a)
+        for c in audit.checks:
+            if c.check == "P1" and c.holds is not True:
+                failed.append(f"P1 of {audit.label} on {audit.task}: {c.details}")
+            elif c.check == "P2" and c.holds is not True and c.expected is not False:
+                failed.append(f"P2 of {audit.label} on {audit.task}: {c.details}")
+            elif c.required and c.check not in ("P1", "P2") and c.holds is not True:
+                failed.append(f"{c.check} (required) of {audit.label} on {audit.task}")
+    for c in spec_doc.get("lemmas", []):
+        lemma = CheckResult.from_dict(c)
+        if lemma.holds is not True:
+            failed.append(f"{lemma.check}: {lemma.details}")
+    return failed
+
+
+def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_status
+                  ) -> list[dict[str, str]]:
+    rows = []
+    if spec_doc:
+        audits = [AuditResult.from_dict(a) for a in spec_doc["audits"]]
+        for prop, title in (("P1", "P1 safety: every output in A ∩ A_s(s) (required)"),
+                            ("P2", "P2 subdifferentiable (required)")):
+            bad = [a for a in audits if a.get(prop).holds is not True]
+            unexpected = [a for a in bad if a.get(prop).expected is not False]
+            expected = [a for a in bad if a.get(prop).expected is False]
+            status = "PASS" if not unexpected else "FAIL"
+            parts = [f"holds for {len(audits) - len(bad)}/{len(audits)} audits"]
+            parts += [f"FAILS for {a.label} on {a.task}: {a.get(prop).details}"
+                      for a in unexpected]
+            if expected:
+                parts.append("fails as SPEC predicts for "
+                             + ", ".join(f"{a.label} on {a.task}" for a in expected)
+                             + f" ({expected[0].get(prop).expectation})")
+            why = "; ".join(parts)
+            rows.append({"area": title, "status": status, "why": why})
+        unexpected = summarise(spec_doc)["unexpected"]
+        rows.append({"area": "Table 1 expectations (P1-P5 per safeguard)",
+                     "status": "PASS" if not unexpected else "FAIL",
+                     "why": ("every verdict as expected" if not unexpected
+                             else "UNEXPECTED: " + "; ".join(unexpected))})
+        lemmas = [CheckResult.from_dict(c) for c in spec_doc.get("lemmas", [])]
+        bad = [c for c in lemmas if c.holds is not True]
+        rows.append({"area": "Lemmas 1-3", "status": "PASS" if not bad and lemmas else
+                     ("NOT RUN" if not lemmas else "FAIL"),
+                     "why": (f"{len(lemmas) - len(bad)}/{len(lemmas)} hold" if not bad else
+                             "; ".join(f"{c.check}: {c.details}" for c in bad))})
+    else:
+        rows.append({"area": "Spec checks (P1-P5, Lemmas)", "status": "NOT RUN",
+                     "why": spec_status})
+    safety = (checks or {}).get("safety")
+    if safety is not None:
+        rows.append({"area": "Training safety monitor (reproduction runs)",
+                     "status": "PASS" if safety.get("passed") else "FAIL",
+                     "why": safety.get("summary", "") + (
+                         "; " + "; ".join(safety.get("problems", [])[:5])
+                         if safety.get("problems") else "")})
+    else:
+        rows.append({"area": "Training safety monitor (reproduction runs)", "status": "NOT RUN",
+                     "why": tables_status})
+    counted = [c for c in comparisons if c.status != "not run"]
+    passed = [c for c in counted if c.status == "pass"]
+    nc = [c for c in counted if not c.comparable]
+    if counted:
+        status = "PASS" if len(passed) == len(counted) else "PARTIAL" if passed else "FAIL"
+        why = (f"{len(passed)}/{len(counted)} compared values within tolerance, "
+               f"{len(comparisons) - len(counted)} not run")
+        if nc:
+            why += (f"; {len(nc)} values come from a shorter budget than the paper's "
+                    "(not comparable: the verdicts do not measure reproduction)")
+    else:
+        status, why = "NOT RUN", tables_status
+    rows.append({"area": "Paper Tables 2-6 vs ours", "status": status, "why": why})
+    for name in ("H1", "H2"):
+        h = hyps.get(name) or {}
+        ours = h.get("ours") or {}
+        paper = h.get("paper") or {}
+        rows.append({"area": f"{name}: {ours.get('statement') or paper.get('statement', '')}",
+                     "status": (ours.get("verdict") or "not run").upper(),
+                     "why": f"paper's own data: {paper.get('verdict', 'n/a')}"
+                            + (f"; missing cells: {', '.join(ours.get('missing', [])[:6])}"
+                               if ours.get("missing") else "")})
+    return rows
+
+
+def _hypotheses(tables_doc, ours_by_table, archive) -> dict[str, Any]:
+    paper_doc = load_paper_tables()
+    paper_cells: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for content in paper_doc["tables"].values():
+        for c in content["cells"]:
+            paper_cells.setdefault((c["task"], c["algo"], c["variant"]), {}).update(c)
+    reference = archive or paper_cells
+    out = {}
+    ours_cells: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for table in ("table2", "table3", "table4", "table5"):
+        ours_cells.update(ours_by_table.get(table, {}))
+    ours_cells = {k: v for k, v in ours_cells.items() if v.get("reward") is not None}
+    precomputed = (tables_doc or {}).get("hypotheses") or {}
+    for name, func in (("H1", evaluate_h1), ("H2", evaluate_h2)):
+        mine = precomputed.get(name) if precomputed.get(name, {}).get("verdict") else None
+        if mine is None and ours_cells:
+            mine = func(ours_cells).to_dict()
+        out[name] = {"ours": mine,
+                     "paper": func(reference).to_dict(),
+                     "paper_source": "archived curves" if archive else "paper text tables"}
+    return out
+
+
+def build_report(
+    *,
+    results: str | Path | None = None,
+    out: str | Path = "reports",
+    spec: str | Path | None = None,
+    run_spec: bool = True,
+    samples: int = DEFAULT_SAMPLES,
+    figures: bool = True,
+    archive: str | Path | None = "default",
+    safe_sets: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The report as a JSON-serialisable dict (see :func:`write_report`), figures written."""
+    out = Path(out)
+    results = Path(results) if results is not None else None
+    spec_doc, spec_status = _load_spec(Path(spec) if spec else None, out, run_spec, samples,
+                                       progress)
+    tables_doc, tables_status = _load_tables(results)
+    archive_path = default_archive_path() if archive == "default" else (
+        Path(archive) if archive else None)
+    archive_cells = _archive_cells(archive_path)
+    ours_by_table = _ours_by_table(tables_doc)
+    comparisons: list[CellComparison] = []
+    for table in _TABLE_ORDER:
+        comparisons += compare_tables(ours_by_table.get(table, {}), alternatives=archive_cells,
+                                      tables=[table])
+    hyps = _hypotheses(tables_doc, ours_by_table, archive_cells)
+    checks = (tables_doc or {}).get("checks")
+    figure_paths: list[str] = []
+    figure_errors: list[str] = []
+    if safe_sets is None and tables_doc:
+        # draw the sets the reproduction trained with (``--safe-sets DIR``), else the project's
+        safe_sets = {task: info.get("path") for task, info in
+                     (tables_doc.get("safe_sets") or {}).items() if isinstance(info, Mapping)}
+    if figures:
+        figure_paths, figure_errors = _figures(out / "figures", tables_doc, archive_cells,
+                                               safe_sets, progress)
+    failed = _spec_failures(spec_doc)
+    if checks and checks.get("safety") and not checks["safety"].get("passed"):
+        failed.append("reproduction safety monitor: " + checks["safety"].get("summary", ""))
+    seeds = {"spec": (spec_doc or {}).get("settings", {}).get("seed")}
+    if tables_doc:
+        seeds["reproduction"] = sorted({s for c in tables_doc.get("cells", [])
+                                        for s in c.get("seeds", [])})
+    report = {
+        "format": REPORT_FORMAT,
+        "metadata": collect_metadata(seeds),
+        "inputs": {"spec": spec_status, "results": tables_status,
+                   "archive": str(archive_path) if archive_path else "not present",
+                   "profile": (tables_doc or {}).get("profile"),
+                   "safe_sets": (tables_doc or {}).get("safe_sets")},
+        "summary": _summary_rows(spec_doc, spec_status, comparisons, hyps, checks,
+                                 tables_status),
+        "failed_required": failed,
+        "spec": spec_doc,
+        "tables": {t: [c.to_dict() for c in comparisons if c.table == t] for t in _TABLE_ORDER},
+        "hypotheses": hyps,
+        "reproduction_checks": checks,
+        "figures": figure_paths,
+        "figure_errors": figure_errors,
+    }
+    return jsonable(report)
+
+
+def _figures(fig_dir: Path, tables_doc, archive_cells, safe_sets, progress
+             ) -> tuple[list[str], list[str]]:
+    from spec import figures as F
+
+    paths, errors = [], []
+    ours = {(c["task"], c["algo"], c["variant"]): c for c in (tables_doc or {}).get("cells", [])
+            if c.get("interactions") is not None}
+    # several budgets of one cell (profiles): plot the longest
+    for c in (tables_doc or {}).get("cells", []):
+        key = (c["task"], c["algo"], c["variant"])
+        if (c.get("interactions") or 0) >= (ours.get(key, {}).get("interactions") or 0):
+            ours[key] = c
+    jobs = [("learning curves", lambda: F.plot_learning_curves(ours, archive_cells, fig_dir)),
+            ("pendulum safe set", lambda: [F.plot_pendulum_safeguards(
+                fig_dir, (safe_sets or {}).get("pendulum"))]),
+            ("quadrotor safe set", lambda: [F.plot_quadrotor_safeguards(
+                fig_dir, (safe_sets or {}).get("quadrotor"))])]
+    for name, job in jobs:
+        if progress:
+            progress(f"figure: {name}")
+        try:
+            paths += [str(p) for p in job()]
+        except Exception as err:  # noqa: BLE001 - a figure must not hide the report's verdicts
+            errors.append(f"{name}: {type(err).__name__}: {err}")
+    return paths, errors
+
+
+# --------------------------------------------------------------------------------------------
+# markdown
+# --------------------------------------------------------------------------------------------
+def _num(value: Any, quantity: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if quantity in ("steps", "stuck"):
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+
+    def esc(cell: Any) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_BADGE = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "PARTIAL": "⚠️ PARTIAL", "NOT RUN": "⏸ NOT RUN"}
+
+
+def render_markdown(report: Mapping[str, Any], out: Path) -> str:
+    meta = report["metadata"]
+    git = meta.get("git") or {}
+    lines = ["# safegbpo compliance report", ""]
+    lines.append(f"Generated {meta['timestamp']} · commit `{git.get('commit') or 'unknown'}`"
+                 + (" (uncommitted changes)" if git.get("dirty") else "")
+                 + f" · spec: {report['inputs']['spec']} · results: "
+                 f"{report['inputs']['results']}")
+    lines += ["", "## Summary", ""]
+    lines.append(_md_table(["area", "status", "why"],
+                           [[r["area"], _BADGE.get(r["status"], r["status"]), r["why"]]
+                            for r in report["summary"]]))
+    if report["failed_required"]:
+        lines += ["", "**Required checks failing:**", ""]
+        lines += [f"- {f}" for f in report["failed_required"]]
+    else:
+        lines += ["", "No required check fails."]
+
+    lines += ["", "## Environment", ""]
+    pk = meta.get("packages", {})
+    lines.append(_md_table(["item", "value"], [
+        ["git commit", f"{git.get('commit')} (dirty: {git.get('dirty')})"],
+        ["python", meta.get("python")],
+        ["packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v)],
+        ["machine", f"{meta['machine']['platform']}, {meta['machine']['cpu_count']} CPUs, "
+                    f"torch threads {meta['machine']['torch_threads']}"],
+        ["seeds", json.dumps(meta.get("seeds"))],
+        ["reproduction profile", str(report["inputs"].get("profile"))],
+        ["paper archive", report["inputs"]["archive"]],
+    ]))
+
+    lines += ["", "## Spec checks (SPEC §3–§5)", ""]
+    spec_doc = report.get("spec")
+    if not spec_doc:
+        lines.append(f"Not run: {report['inputs']['spec']}.")
+    else:
+        lines.append("Verdict per property and safeguard (✓ holds, ✗ fails; *expected* = "
+                     "the paper's Table 1 / SPEC §5 predicts the failure; **UNEXPECTED** "
+                     "= the verdict contradicts the expectation).")
+        lines.append("")
+        rows = []
+        for a in spec_doc["audits"]:
+            audit = AuditResult.from_dict(a)
+            cells = []
+            for prop in _PROPS:
+                c = audit.get(prop)
+                mark = {"holds": "✓", "fails": "✗"}.get(c.verdict, "?")
+                if c.outcome == UNEXPECTED:
+                    mark += " **UNEXPECTED**"
+                elif c.holds is False:
+                    mark += " *expected*"
+                cells.append(mark)
+            rows.append([audit.task, audit.label, *cells,
+                         "passed" if audit.passed else "**failed**"])
+        lines.append(_md_table(["task", "safeguard", *_PROPS, "audit (P1, P2)"], rows))
+        for a in spec_doc["audits"]:
+            audit = AuditResult.from_dict(a)
+            lines += ["", f"### {audit.label} on {audit.task}", "",
+                      f"`{audit.safeguard}` {json.dumps(audit.options)}; "
+                      f"{audit.samples.get('states')} states, {audit.samples.get('actions')} "
+                      f"actions, seed {audit.seed}, {audit.seconds:.0f} s.", ""]
+            lines.append(_md_table(
+                ["check", "verdict", "expected", "outcome", "numbers", "why"],
+                [[c.check, c.verdict, c.expectation or "–", c.outcome, key_numbers(c),
+                  c.details] for c in audit.checks]))
+        lemmas = [CheckResult.from_dict(c) for c in spec_doc.get("lemmas", [])]
+        if lemmas:
+            lines += ["", "### Lemmas", ""]
+            lines.append(_md_table(["lemma", "statement", "verdict", "numbers", "why"],
+                                   [[c.check, c.title, c.verdict, key_numbers(c), c.details]
+                                    for c in lemmas]))
+
+    lines += ["", "## The paper's tables next to ours (SPEC §9)", ""]
+    lines.append("Each cell reads `paper → ours (Δ = ours - paper)` with ✅ within tolerance, "
+                 "❌ outside (rules in `spec/tables.py`, each justified there), *not run* = no "
+                 "result of ours, *(n/c)* = our budget differs from the paper's, so the delta "
+                 "does not measure reproduction.")
+    titles = load_paper_tables()["tables"]
+    mark = {"pass": "✅", "fail": "❌", "not run": "not run"}
+    for table, comps in report["tables"].items():
+        lines += ["", f"### Table {table.removeprefix('table')}: {titles[table]['title']}", ""]
+        quantities = list(dict.fromkeys(c["quantity"] for c in comps))
+        cells: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for c in comps:
+            cells.setdefault((c["task"], c["algo"], c["variant"]), {})[c["quantity"]] = c
+        rows = []
+        for (task, algo, variant), by_q in cells.items():
+            row = [task, algo.upper(), variant]
+            notes = []
+            for q in quantities:
+                c = by_q.get(q)
+                if c is None:
+                    row.append("")
+                    continue
+                text = _num(c["paper"], q)
+                if c["ours"] is not None:
+                    text += (f" → {_num(c['ours'], q)} (Δ {_num(c['delta'], q)}) "
+                             f"{mark[c['status']]}" + ("" if c.get("comparable", True)
+                                                       else " (n/c)"))
+                else:
+                    text += " → not run"
+                row.append(text)
+                if c.get("note") and c["note"] not in notes:
+                    notes.append(c["note"])
+                if c["why"] != DEFAULT_RULES[q].why:  # a per-cell rule (spec.tables.CELL_RULES)
+                    notes.append(f"{q} rule: {c['tolerance']} ({c['why']})")
+            rows.append([*row, "; ".join(notes)])
+        lines.append(_md_table(["task", "algo", "variant",
+                                *[f"{q}: paper → ours" for q in quantities], "note"], rows))
+        rules = [f"{q}: {DEFAULT_RULES[q].describe()}"
+                 + (" (at least two PPO evaluation intervals: 27200 pendulum, 44800 quadrotor)"
+                    if q == "steps" else "") + f" — {DEFAULT_RULES[q].why}"
+                 for q in quantities]
+        lines += ["", "Default tolerances: " + "; ".join(rules) + "."]
+    checks = report.get("reproduction_checks")
+    if checks:
+        lines += ["", "### Reproduction checks", ""]
+        lines.append(_md_table(["check", "passed", "summary"],
+                               [[k, str(v.get("passed")), v.get("summary", "")]
+                                for k, v in checks.items()]))
+
+    lines += ["", "## Hypotheses", ""]
+    hrows = []
+    for name, h in report["hypotheses"].items():
+        ours = h.get("ours") or {}
+        paper = h.get("paper") or {}
+        hrows.append([name, paper.get("statement", ""), ours.get("verdict", "not run"),
+                      f"{paper.get('verdict')} ({h.get('paper_source')})"])
+    lines.append(_md_table(["hypothesis", "decision rule", "ours", "paper's data"], hrows))
+    for name, h in report["hypotheses"].items():
+        comps = (h.get("ours") or {}).get("comparisons") or []
+        if comps:
+            lines += ["", f"{name}, our comparisons:", ""]
+            keys = list(comps[0].keys())
+            lines.append(_md_table(keys, [[_num(r.get(k)) if not isinstance(r.get(k), str)
+                                           else r.get(k) for k in keys] for r in comps]))
+
+    lines += ["", "## Figures", ""]
+    if not report["figures"]:
+        lines.append("No figures." + (" Errors: " + "; ".join(report["figure_errors"])
+                                      if report["figure_errors"] else ""))
+    for p in report["figures"]:
+        rel = os.path.relpath(p, out)
+        lines += [f"![{Path(p).stem}]({rel})", ""]
+    if report["figure_errors"] and report["figures"]:
+        lines.append("Figure errors: " + "; ".join(report["figure_errors"]))
+    if not any("learning_curves" in p for p in report["figures"]):
+        lines.append("Learning curves: not run (no results of ours and no archived curves).")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    results: str | Path | None = None,
+    out: str | Path = "reports",
+    *,
+    spec: str | Path | None = None,
+    run_spec: bool = True,
+    samples: int = DEFAULT_SAMPLES,
+    figures: bool = True,
+    archive: str | Path | None = "default",
+    safe_sets: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``<out>/compliance.md``, ``<out>/compliance.json`` and ``<out>/figures/*.png``.
+
+    Args:
+        results: the reproduction's results directory (``tables.json``); ``None``: "not run".
+        out: output directory.
+        spec: the spec document (default ``<out>/spec.json``).
+        run_spec: run the audits when the spec document is missing (else "not run").
+        samples: states per audit when the audits are run.
+        figures: write the figures.
+        archive: the paper's archived curves (``'default'``: ``../shared/reference``, if there).
+        safe_sets: per task, a safe-set file for the figures (default: the sets named in
+            ``tables.json``, else the project's).
+
+    Returns:
+        ``{"markdown": Path, "json": Path, "failed_required": [...], "report": dict}``.
+    """
+    out = Path(out)
+    report = build_report(results=results, out=out, spec=spec, run_spec=run_spec,
+                          samples=samples, figures=figures, archive=archive,
+                          safe_sets=safe_sets, progress=progress)
+    md_path, json_path = out / "compliance.md", out / "compliance.json"
+    _atomic_write(json_path, json.dumps(report, indent=1))
+    _atomic_write(md_path, render_markdown(report, out))
+    return {"markdown": md_path, "json": json_path,
+            "failed_required": report["failed_required"], "report": report}

@@ -1,0 +1,55 @@
+"""Shared helpers of the algorithm tests: task envs with the project's safe set, one thread."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from safegbpo.envs import make_vec
+from safegbpo.safesets import SafeSet
+
+REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+
+
+@cache
+def task_safe_set(task: str) -> SafeSet:
+    """The project's certified safe set of ``task`` (the reference set while ``get_safe_set`` is
+    not available; skip if neither is)."""
+    try:
+        from safegbpo.safesets import get_safe_set
+    except ImportError:  # pragma: no cover - depends on the safesets module's state
+        path = REFERENCE / "safe_sets" / f"{task}.json"
+        if not path.exists():
+            pytest.skip(f"../shared/reference not present and no project safe set: {path}")
+        return SafeSet.load(path)
+    return get_safe_set(task)
+
+
+def make_env(task: str, num_envs: int, seed: int = 0, **kwargs):
+    """A ``SafeVectorEnv`` of ``task`` on the project's safe set (not yet reset)."""
+    return make_vec(task, num_envs, seed=seed, safe_set=task_safe_set(task), **kwargs)
+
+
+def boundary_states(env, num: int, scale: float = 0.9) -> torch.Tensor:
+    """``num`` states near vertices of the safe state zonotope (small safe action sets there),
+    clamped to ``S``: ``c + scale * G sign(G^+ (s - c))`` for uniform safe states ``s``."""
+    centre = env.safe_set.state.center[0]
+    generators = env.safe_set.state.generators[0]
+    pinv = torch.linalg.pinv(generators)
+    states = env.sample_safe_states(num)
+    signs = torch.sign((states - centre) @ pinv.T)
+    low, high = env.model.state_bounds()
+    return torch.clamp(centre + scale * signs @ generators.T, low, high)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Run each test with one torch thread (as the training runner does): the networks are
+    tiny and intra-op threading only slows them down on a shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,183 @@
+"""The experiment grid as data (grids/*.json) and its expansion into run specs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from safegbpo.experiments.grid import (
+    VARIANT_ORDER,
+    RunSpec,
+    expand,
+    load_grid,
+    load_variants,
+    resolve_safe_sets,
+    runs_by_cell,
+)
+from safegbpo.experiments.profiles import PROFILES, get_profile
+
+SPEC_BUDGETS = {  # SPEC §8: interactions and evaluation interval per task and algorithm
+    "pendulum": (100_000, {"shac": 2560, "ppo": 13600, "sac": 2504}),
+    "quadrotor": (200_000, {"shac": 5504, "ppo": 22400, "sac": 5008}),
+}
+MODIFICATIONS = ["BP", "BP Regularisation", "RM", "RM Regularisation", "RM Passthrough Gradient",
+                 "RM Hyperbolic", "RM Hyperbolic and Regularisation", "RM Orthogonal"]
+
+
+@pytest.fixture(scope="module")
+def paper_specs() -> list[RunSpec]:
+    return expand(load_grid("paper"))
+
+
+def test_variants_are_the_spec_rows():
+    variants = load_variants()
+    assert list(variants) == list(VARIANT_ORDER)
+    assert variants["No Safeguard"]["safeguard"] is None
+    assert variants["BP Regularisation"] == {"safeguard": "bp", "regularisation": 0.1}
+    assert variants["RM Passthrough Gradient"]["passthrough"] is True
+    assert variants["RM Hyperbolic and Regularisation"]["mapping"] == "hyperbolic"
+    assert variants["RM Hyperbolic and Regularisation"]["regularisation"] == 0.1
+    assert variants["RM Orthogonal"]["centre"] == "orthogonal"
+    for name in MODIFICATIONS[2:]:
+        assert variants[name]["safeguard"] == "rm"
+
+
+def test_paper_grid_covers_tables_2_to_6(paper_specs):
+    training = [s for s in paper_specs if s.kind == "train"]
+    # Tables 2/3: 2 tasks x 3 algos x 3 variants x 10 seeds; Tables 4/5 add 6 SHAC variants
+    assert len(training) == 2 * 3 * 3 * 10 + 2 * 6 * 10
+    cells = Counter(s.cell for s in training)
+    assert set(cells.values()) == {10}
+    for task in SPEC_BUDGETS:
+        for variant in MODIFICATIONS:
+            assert (task, "shac", variant) in cells
+        for algo in ("shac", "ppo", "sac"):
+            for variant in ("No Safeguard", "BP", "RM"):
+                assert (task, algo, variant) in cells
+    for spec in training:
+        interactions, every = SPEC_BUDGETS[spec.task]
+        assert spec.interactions == interactions
+        assert spec.eval_every == every[spec.algo]
+        assert spec.hyper == {}  # the paper's presets
+    table6 = [s for s in paper_specs if s.kind == "wallclock"]
+    assert sorted((s.algo, s.variant) for s in table6) == sorted(
+        (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM"))
+    assert {s.interactions for s in table6} == {10_000} and {s.task for s in table6} == {"pendulum"}
+
+
+def test_shared_runs_run_once_and_feed_both_tables(paper_specs):
+    ids = [s.run_id for s in paper_specs]
+    assert len(ids) == len(set(ids))
+    shac_bp = [s for s in paper_specs if s.cell == ("pendulum", "shac", "BP") and s.kind == "train"]
+    assert len(shac_bp) == 10
+    assert {"table3", "table4"} <= set(shac_bp[0].tables)
+    assert set(runs_by_cell(paper_specs, "table4")) == {
+        (t, "shac", v) for t in SPEC_BUDGETS for v in VARIANT_ORDER}
+
+
+def test_run_ids_are_stable_readable_and_content_addressed(paper_specs):
+    spec = next(s for s in paper_specs if s.cell == ("quadrotor", "shac", "RM Hyperbolic"))
+    assert spec.run_id.startswith(f"quadrotor-shac-rm-hyperbolic-s{spec.seed}-")
+    again = expand(load_grid("paper"))
+    assert [s.run_id for s in again] == [s.run_id for s in paper_specs]
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    changed = RunSpec.from_dict({**spec.to_dict(), "run_id": None, "interactions": 1000})
+    assert changed.run_id != spec.run_id
+    with pytest.raises(ValueError, match="does not match"):
+        RunSpec.from_dict({**spec.to_dict(), "run_id": "quadrotor-shac-x-s0-0000000000"})
+
+
+def test_every_spec_converts_to_a_valid_train_config(paper_specs):
+    from safegbpo.experiments.config import TrainConfig
+
+    seen = set()
+    for spec in paper_specs:
+        key = (spec.task, spec.algo, spec.variant, spec.kind)
+        if key in seen:
+            continue
+        seen.add(key)
+        config = spec.train_config()
+        assert isinstance(config, TrainConfig)
+        assert (config.task, config.algo, config.seed) == (spec.task, spec.algo, spec.seed)
+        assert config.interactions == spec.interactions
+        assert config.eval_every == spec.eval_every
+        assert config.safeguard == spec.variant_fields["safeguard"]
+        assert config.regularisation == spec.variant_fields["regularisation"]
+
+
+def test_quick_profile_trains_every_variant_on_both_tasks():
+    specs = expand(get_profile("quick").load_grid())
+    trained = {(s.task, s.variant) for s in specs if s.kind == "train" and s.algo == "shac"}
+    assert trained == {(t, v) for t in SPEC_BUDGETS for v in VARIANT_ORDER}
+    timing = [s for s in specs if s.kind == "wallclock"]
+    assert {(s.algo, s.variant) for s in timing} == {
+        (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM")}
+    assert set(PROFILES) == {"quick", "paper"}
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("full")
+
+
+def test_safe_sets_change_run_ids(tmp_path):
+    grid = load_grid("paper")
+    for task in ("pendulum", "quadrotor"):
+        (tmp_path / f"{task}.json").write_text(json.dumps({"task": task}))
+    paths = resolve_safe_sets(tmp_path, ["pendulum", "quadrotor"])
+    assert paths == {t: str((tmp_path / f"{t}.json").resolve()) for t in paths}
+    own = expand(grid)
+    given = expand(grid, safe_sets=paths)
+    assert not {s.run_id for s in own} & {s.run_id for s in given}
+    assert all(s.safe_set == paths[s.task] and s.safe_set_sha256 for s in given)
+    assert resolve_safe_sets(None, ["pendulum"]) == {"pendulum": None}
+    (tmp_path / "quadrotor.json").unlink()
+    with pytest.raises(FileNotFoundError, match="quadrotor"):
+        resolve_safe_sets(tmp_path, ["pendulum", "quadrotor"])
+
+
+def _write_grid(path: Path, **changes) -> Path:
+    data = json.loads(Path(load_grid("paper").source).read_text())
+    data["variants"] = load_variants()
+    data.update(changes)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_invalid_grids_raise_clear_errors(tmp_path):
+    bad_variant = [{"name": "x", "tasks": ["pendulum"], "algos": ["shac"], "variants": ["BP2"]}]
+    with pytest.raises(ValueError, match="unknown variants"):
+        load_grid(_write_grid(tmp_path / "a.json", experiments=bad_variant))
+    bad_task = [{"name": "x", "tasks": ["cartpole"], "algos": ["shac"], "variants": ["BP"]}]
+    with pytest.raises(ValueError, match="unknown tasks"):
+        load_grid(_write_grid(tmp_path / "b.json", experiments=bad_task))
+    with pytest.raises(ValueError, match="seeds"):
+        load_grid(_write_grid(tmp_path / "c.json", seeds=[0, 0]))
+    with pytest.raises(ValueError, match="format"):
+        load_grid(_write_grid(tmp_path / "d.json", format="other"))
+    with pytest.raises(ValueError, match="no grid named"):
+        load_grid("no-such-grid")
+
+
+def test_a_table_cell_cannot_mix_budgets(tmp_path):
+    mixed = [
+        {"name": "a", "tables": ["table4"], "tasks": ["pendulum"], "algos": ["shac"],
+         "variants": ["BP"], "seeds": [0]},
+        {"name": "b", "tables": ["table4"], "tasks": ["pendulum"], "algos": ["shac"],
+         "variants": ["BP"], "seeds": [1], "budgets": {"pendulum": {"interactions": 5120}}},
+    ]
+    grid = load_grid(_write_grid(tmp_path / "g.json", experiments=mixed))
+    with pytest.raises(ValueError, match="mix runs"):
+        expand(grid)
+
+
+def test_run_spec_validation():
+    base = dict(task="pendulum", algo="shac", variant="BP", seed=0,
+                variant_fields={"safeguard": "bp"}, interactions=100, eval_every=10)
+    RunSpec(**base)
+    for change, match in [({"task": "cartpole"}, "unknown task"), ({"algo": "ddpg"}, "algorithm"),
+                          ({"interactions": 0}, "interactions"), ({"seed": -1}, "seed"),
+                          ({"variant_fields": {"colour": 1}}, "unknown fields"),
+                          ({"kind": "bench"}, "kind")]:
+        with pytest.raises(ValueError, match=match):
+            RunSpec(**{**base, **change})
