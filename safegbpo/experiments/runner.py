@@ -4,8 +4,8 @@ Output directory ``out_dir`` (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
-  seconds}, "policy", ...}``, rewritten at every evaluation (``status`` ``"running"``) and at
-  the end (``"finished"``; ``"failed"`` with ``"error"`` if training raised);
+  seconds}, "safe_set_source", "policy", ...}``, rewritten at every evaluation (``status``
+  ``"running"``) and at the end (``"finished"``; ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue bit for bit: networks, optimisers, the
   algorithm's generator, the SAC replay buffer, the training environment (pickled whole:
   states, generator, episode clock, goals), safeguard counters, curve and timers;
@@ -273,6 +273,7 @@ class _Run:
             "fallbacks": counters["fallbacks"],
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(),
+            "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
             "policy": POLICY_FILE,
             "version": __version__,
         }

@@ -52,6 +52,7 @@ def test_result_files_and_their_content(tmp_path):
     assert [p["step"] for p in result["curve"]] == [64, 128, 192]
     assert all(set(p) == {"step", "reward"} and p["reward"] < 0 for p in result["curve"])
     assert result["config"] == tiny().to_dict()
+    assert result["safe_set_source"]
     assert (result["interventions"], result["fallbacks"]) == (0, 0)
     assert {"rollout", "update", "evaluation", "checkpoint", "total"} <= set(result["wallclock"])
     phases = sum(v for k, v in result["wallclock"].items() if k != "total")
