@@ -30,8 +30,11 @@ def _pytest(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """All fast suites (unit, property, gradcheck, reproduction checks), in parallel."""
-    _install(session)
+    """All fast suites (unit, property, gradcheck, reproduction checks), in parallel.
+
+    Installs the ``ray`` extra so the Ray executor is tested on a local Ray instance.
+    """
+    _install(session, "test,ray")
     _pytest(session, "tests")
 
 

@@ -145,7 +145,9 @@ def execute_run(
         if existing is not None:
             return _summary(existing)
         run_dir = store.prepare_run_dir(spec)
-        resumed = (run_dir / "result.json").is_file()
+        # an earlier attempt left files (checkpoint, result) besides our own spec and locks
+        resumed = any(not p.name.startswith(".") and p.name != "spec.json"
+                      for p in run_dir.iterdir())
         started = _now()
         start = time.perf_counter()
         record: dict[str, Any] = {

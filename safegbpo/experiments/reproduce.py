@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -409,6 +410,8 @@ def reproduce(
     runners; ``monitor``: override the profile's safety monitoring).
     """
     echo = echo or (lambda text: print(text, flush=True))
+    if jobs is None and executor == "pool":
+        jobs = os.cpu_count() or 1
     prof = get_profile(profile)
     grid_obj = load_grid(grid) if grid is not None else prof.load_grid()
     tasks = [t for e in grid_obj.experiments for t in e["tasks"]]
@@ -443,8 +446,8 @@ def reproduce(
     def on_result(summary: Mapping[str, Any]) -> None:
         done_count[0] += 1
         safety = summary.get("safety") or {}
-        extra = (f", {safety.get('violations')} unsafe of {safety.get('states')} states"
-                 if safety else "")
+        extra = (f", {safety.get('violations')} of {safety.get('states')} realised states "
+                 "outside S_s" if safety else "")
         seconds = summary.get("seconds")
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         error = f" ({summary['error']})" if summary.get("error") else ""
@@ -459,7 +462,6 @@ def reproduce(
     if pending_timing:
         echo(f"timing {len(pending_timing)} runs of {timing[0].interactions} "
              f"{timing[0].task} interactions, one at a time")
-        done_count[0] = len(timing) - len(pending_timing)
         PoolExecutor(1, trainer=trainer, device=device).run(
             pending_timing, store,
             on_result=lambda s: echo(f"timing {s['run_id']} {s['status']}"

@@ -61,18 +61,21 @@ __all__ = [
 
 TABLES_FORMAT = "safegbpo-tables/1"
 
+_SAFEGUARDED = tuple(v for v in VARIANT_ORDER if v != "No Safeguard")
 TABLES: dict[str, dict[str, Any]] = {
-    "table2": {"title": "Table 2 - unsafe training", "quantities": ("steps", "reward", "stuck")},
+    "table2": {"title": "Table 2 - unsafe training", "quantities": ("steps", "reward", "stuck"),
+               "variants": ("No Safeguard",)},
     "table3": {"title": "Table 3 - safeguarded training",
-               "quantities": ("steps", "reward", "stuck")},
-    "table4": {"title": "Table 4 - SHAC, # Stuck per modification",
-               "quantities": ("steps", "reward", "stuck")},
+               "quantities": ("steps", "reward", "stuck"), "variants": _SAFEGUARDED},
+    "table4": {"title": "Table 4 - SHAC, # Stuck per modification (unsafe row for reference)",
+               "quantities": ("steps", "reward", "stuck"), "variants": VARIANT_ORDER},
     "table5": {"title": "Table 5 - SHAC, ray mask centre approximation",
-               "quantities": ("steps", "reward", "stuck")},
+               "quantities": ("steps", "reward", "stuck"), "variants": ("RM", "RM Orthogonal")},
     "table6": {"title": "Table 6 - wall clock relative to unsafe training (pendulum)",
-               "quantities": ("wallclock_ratio",)},
+               "quantities": ("wallclock_ratio",), "variants": _SAFEGUARDED},
 }
-"""The tables this module produces (ids as in ``spec/paper_tables.json``)."""
+"""The tables this module produces (ids as in ``spec/paper_tables.json``) and the variants
+whose rows each one shows (a run tagged for a table feeds only the rows of its variant)."""
 
 PAPER_BUDGETS = {"pendulum": 100_000, "quadrotor": 200_000}
 """Interactions of the paper's runs (SPEC §8); cells with another budget are not comparable."""
@@ -216,10 +219,14 @@ def _wallclock_rows(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str,
     """Table 6 cells of ours: per algorithm, seconds of each variant / seconds unsafe."""
     timing = [s for s in specs if s.kind == "wallclock"]
     seconds: dict[tuple[str, str, str], float | None] = {}
+    done: dict[tuple[str, str, str], int] = {}
     for spec in timing:
         record = records.get(spec.run_id)
         if record is not None and record.get("status") == "finished":
             seconds[spec.cell] = wallclock_seconds(record)
+            # the runner stops at the first iteration boundary at or beyond the budget (a PPO
+            # iteration of the paper's presets is 13600 pendulum interactions)
+            done[spec.cell] = int(record.get("interactions") or spec.interactions)
     out = {}
     for spec in timing:
         if spec.variant == "No Safeguard":
@@ -231,8 +238,8 @@ def _wallclock_rows(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str,
             "wallclock_ratio": ratio,
             "seconds": mine,
             "baseline_seconds": base,
-            "interactions": spec.interactions,
-            "comparable": True,  # a ratio of equal interaction counts
+            "interactions": done.get(spec.cell, spec.interactions),
+            "comparable": True,  # a ratio of equal interaction counts (same algorithm)
         }
     return out
 
@@ -401,7 +408,8 @@ def build_tables(
     for table, layout in TABLES.items():
         quantities = layout["quantities"]
         paper_cells = paper.get(table, {})
-        ours_table = ours_by_table.get(table, {})
+        ours_table = {k: v for k, v in ours_by_table.get(table, {}).items()
+                      if k[2] in layout["variants"]}
         keys = sorted(set(paper_cells) | set(ours_table), key=_sort_key)
         rows = []
         for key in keys:

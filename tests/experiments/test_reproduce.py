@@ -64,12 +64,13 @@ def _reproduce_in_subprocess(grid: Path, results: Path, trainer: str, jobs: int,
 
 
 def _interrupted(results: Path) -> bool:
-    """Some run has a record and another one is mid-way (a checkpoint but no record)."""
+    """Some run has a record and another one is mid-way (it has completed a checkpoint --
+    the runner writes result.json after the checkpoint -- but has no record)."""
     records = results / "records"
     if not records.is_dir() or not any(records.glob("*.json")):
         return False
     finished = {p.stem for p in records.glob("*.json")}
-    return any(any(d.glob("checkpoint.*")) and d.name not in finished
+    return any((d / "result.json").is_file() and d.name not in finished
                for d in (results / "runs").iterdir())
 
 
