@@ -15,8 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-
+from safegbpo.console import make_console
 from spec.audit import DEFAULT_SAMPLES, TASKS, run_all, spec_exit_code
 from spec.console import print_audit, print_checks, print_summary
 from spec.expectations import BUILTIN_VARIANTS
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.all and not args.variants:
         build_parser().error("give --all or --variants")
-    console = Console()
+    console = make_console()
     with console.status("running the specification") as status:
         doc = run_all(tasks=args.tasks, variants=args.variants, samples=args.samples,
                       seed=args.seed, tol=args.tol, lemmas=not args.no_lemmas,

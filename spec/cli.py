@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safegbpo.console import make_console
 from spec.defaults import DEFAULT_SAMPLES, TASKS
 from spec.expectations import PROPERTIES
 
@@ -38,7 +39,6 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from spec.audit import audit
     from spec.console import print_audit
@@ -50,7 +50,7 @@ def _audit(args: argparse.Namespace) -> int:
         options["centre"] = args.centre
     if args.passthrough:
         options["passthrough"] = True
-    console = Console()
+    console = make_console()
     with console.status(f"auditing {args.safeguard} on {args.task}") as status:
         result = audit(args.task, args.safeguard, options=options, samples=args.samples,
                        seed=args.seed, tol=args.tol, required=args.require or (),

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from safegbpo.console import make_console
 from spec.results import AS_EXPECTED, UNEXPECTED, AuditResult, CheckResult
 
 __all__ = ["key_numbers", "print_audit", "print_checks", "print_summary"]
@@ -51,7 +52,7 @@ def key_numbers(check: CheckResult | Mapping[str, Any]) -> str:
 
 def print_checks(checks: Iterable[CheckResult], title: str, console: Console | None = None,
                  show_details: bool = True) -> None:
-    console = console or Console()
+    console = console or make_console()
     table = Table(title=title, show_lines=False, expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
@@ -77,7 +78,7 @@ def print_checks(checks: Iterable[CheckResult], title: str, console: Console | N
 
 def print_audit(result: AuditResult, console: Console | None = None,
                 show_details: bool = True) -> None:
-    console = console or Console()
+    console = console or make_console()
     opts = ", ".join(f"{k}={v}" for k, v in result.options.items()) or "default options"
     title = (f"{result.label} ({result.safeguard}; {opts}) on {result.task}: "
              f"{result.samples.get('states')} states, {result.samples.get('actions')} actions, "
@@ -90,7 +91,7 @@ def print_audit(result: AuditResult, console: Console | None = None,
 
 
 def print_summary(doc: Mapping[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     s = doc["summary"]
     table = Table(title="spec summary", show_lines=False)
     table.add_column("task")

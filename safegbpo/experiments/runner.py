@@ -370,7 +370,6 @@ class _Progress:
     def __enter__(self) -> _Progress:
         if not self.enabled:
             return self
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -380,6 +379,8 @@ class _Progress:
             TimeRemainingColumn,
         )
 
+        from safegbpo.console import make_console
+
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("reward {task.fields[reward]}"),
@@ -387,7 +388,7 @@ class _Progress:
             TextColumn("fallb. {task.fields[fallbacks]}"),
             TextColumn("{task.fields[rate]} steps/s"),
             TimeElapsedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True))
+            console=make_console(stderr=True))
         self.progress.__enter__()
         self.task = self.progress.add_task(self.description, total=self.total,
                                            completed=self.start_done, reward="-",

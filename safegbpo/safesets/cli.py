@@ -19,8 +19,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from safegbpo.console import make_console
 
 __all__ = ["register"]
 
@@ -96,9 +97,9 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
         table.add_row("reference", f"{report.reference} (volume {_fmt(report.reference_volume)})")
     for key, value in (extra or {}).items():
         table.add_row(key, value)
-    Console().print(table)
+    make_console().print(table)
     for v in report.violations[:3]:
-        Console().print(f"[red]violation[/red] at state {v['state']}: {v['reason']}")
+        make_console().print(f"[red]violation[/red] at state {v['state']}: {v['reason']}")
 
 
 def _fmt(x: float | None) -> str:
