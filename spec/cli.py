@@ -67,10 +67,20 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def default_results_dir(root: Path = Path("results")) -> Path | None:
+    """The most recently written reproduction results under ``root`` (a directory holding
+    ``tables.json``), or ``None`` when there are none."""
+    candidates = sorted(root.glob("*/tables.json"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1].parent if candidates else None
+
+
 def _report(args: argparse.Namespace) -> int:
     from spec.report import write_report
 
-    outcome = write_report(results=args.results, out=args.out, spec=args.spec,
+    results = args.results if args.results is not None else default_results_dir()
+    if results is not None:
+        print(f"reproduction results: {results}")
+    outcome = write_report(results=results, out=args.out, spec=args.spec,
                            run_spec=not args.no_run_spec, samples=args.samples,
                            figures=not args.no_figures)
     print(f"wrote {outcome['markdown']} and {outcome['json']}")
@@ -110,7 +120,8 @@ def register(subparsers: Any) -> None:
                     "to ours, H1/H2, learning curves and safe-set figures. Exit code 1 when a "
                     "required check fails.")
     r.add_argument("--results", type=Path, help="reproduction results directory "
-                                                "(with tables.json); default: none")
+                                                "(with tables.json); default: the newest "
+                                                "results/<profile>, if any")
     r.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
     r.add_argument("--spec", type=Path, help="spec document (default: <out>/spec.json)")
     r.add_argument("--no-run-spec", action="store_true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -150,3 +151,15 @@ def test_markdown_renders_from_json(tmp_path):
     outcome = _write(tmp_path)
     report = json.loads(outcome["json"].read_text())
     assert render_markdown(report, tmp_path / "reports") == outcome["markdown"].read_text()
+
+
+def test_report_command_defaults_to_the_newest_results(tmp_path):
+    from spec.cli import default_results_dir
+
+    assert default_results_dir(tmp_path / "results") is None
+    for name in ("paper", "quick"):
+        (tmp_path / "results" / name).mkdir(parents=True)
+        (tmp_path / "results" / name / "tables.json").write_text("{}")
+    newest = tmp_path / "results" / "paper" / "tables.json"
+    os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime + 10))
+    assert default_results_dir(tmp_path / "results") == tmp_path / "results" / "paper"
