@@ -20,9 +20,10 @@ state of every environment (``info['final_state']`` on truncation, else ``info['
 tested for membership in the env's safe state zonotope ``S_s = <c, G>`` (Eq 5): a state is
 inside when a factor ``b`` with ``G b = s - c`` and ``||b||_inf <= 1 + 1e-7`` exists -- first the
 minimum-norm factor ``pinv(G)(s - c)`` is tried as a certificate, otherwise the exact LP gauge
-(:func:`safegbpo.sets.containment.gauge_lp`) decides.  Training and evaluation environments are
-both monitored.  Counters are flushed to ``runs/<id>/safety_monitor.json`` at every episode end
-and accumulate over resumed attempts (steps replayed after a resume are checked again).
+(batched, :func:`safegbpo.sets.containment.min_inf_norm_factors`) decides.  Training and
+evaluation environments are both monitored.  Counters are flushed to
+``runs/<id>/safety_monitor.json`` at every episode end and accumulate over resumed attempts
+(steps replayed after a resume are checked again).
 """
 
 from __future__ import annotations
@@ -115,16 +116,17 @@ class SafetyMonitor:
     def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
         """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``: the
         pseudo-inverse factor's inf-norm when it certifies membership, else the LP's."""
-        from safegbpo.sets.containment import gauge_lp
+        from safegbpo.sets.containment import min_inf_norm_factors
 
         c, G, pinv = self._set_of(env)
         v = states - c
         factors = v @ pinv.T
         exact = np.abs(factors @ G.T - v).max(axis=1) <= 1e-9 * (1.0 + np.abs(v).max(axis=1))
         out = np.abs(factors).max(axis=1)
-        for i in np.flatnonzero(~exact | (out > 1.0 + self.tol)):
-            self.lp_checks += 1
-            out[i] = gauge_lp(G, v[i])
+        undecided = np.flatnonzero(~exact | (out > 1.0 + self.tol))
+        if undecided.size:
+            self.lp_checks += int(undecided.size)
+            out[undecided] = np.abs(min_inf_norm_factors(G, v[undecided])).max(axis=1)
         return out
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:

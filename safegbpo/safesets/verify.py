@@ -45,7 +45,8 @@ from scipy.optimize import linprog
 from torch.func import jacrev, vmap
 
 from safegbpo.envs.models import TaskModel
-from safegbpo.safesets.safe_set import SafeSet, min_inf_norm_factors
+from safegbpo.safesets.safe_set import SafeSet
+from safegbpo.sets.containment import min_inf_norm_factors
 
 __all__ = [
     "DEFAULT_TOLERANCE",

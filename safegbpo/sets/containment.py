@@ -39,6 +39,7 @@ __all__ = [
     "zonotope_containment_constraints",
     "gauge_lp",
     "gauge_factors_lp",
+    "min_inf_norm_factors",
     "point_in_zonotope",
     "point_in_intersection",
     "containment_margin_lp",
@@ -231,6 +232,72 @@ def gauge_factors_lp(generators: Any, v: Any) -> tuple[float, np.ndarray | None]
     if not _check_status(res, "gauge_lp"):
         return float("inf"), None
     return float(max(res.fun, 0.0)), np.asarray(res.x[:m], dtype=np.float64)
+
+
+#: Vectors per HiGHS LP in :func:`min_inf_norm_factors`.
+_LP_CHUNK = 256
+#: Square generator matrices with a condition number below this use the closed-form factor
+#: ``G^{-1} v`` instead of an LP.
+_MAX_COND_CLOSED_FORM = 1e8
+
+
+def min_inf_norm_factors(generators: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Minimum-infinity-norm factors ``b_k = argmin { ||b||_inf : G b = v_k }``.
+
+    Args:
+        generators: ``G`` ``(n, m)``.
+        vectors: ``V`` ``(B, n)`` (e.g. ``states - c``).
+
+    Returns:
+        ``(B, m)``; rows whose vector is not in ``range(G)`` are ``+inf``.  ``||b_k||_inf`` is
+        the gauge of ``v_k`` (SPEC §1), so ``c + v_k in <c, G>`` iff it is ``<= 1``.
+
+    A square, well-conditioned ``G`` uses the closed form ``G^{-1} v``; otherwise one
+    block-diagonal HiGHS LP per chunk of states (variables ``[b_k, t_k]``, minimise
+    ``sum_k t_k`` s.t. ``G b_k = v_k``, ``-t_k <= b_k <= t_k``).
+    """
+    G = np.asarray(generators, dtype=np.float64)
+    V = np.asarray(vectors, dtype=np.float64)
+    if G.ndim != 2 or V.ndim != 2 or V.shape[1] != G.shape[0]:
+        raise ValueError(f"min_inf_norm_factors: need G (n, m) and V (B, n), got {G.shape} and "
+                         f"{V.shape}")
+    n, m = G.shape
+    out = np.full((V.shape[0], m), np.inf)
+    if V.shape[0] == 0:
+        return out
+    if m == 0:
+        raise ValueError("min_inf_norm_factors: G has no generators (the set is a point)")
+    if n == m and np.linalg.cond(G) < _MAX_COND_CLOSED_FORM:
+        return np.linalg.solve(G, V.T).T
+    # vectors outside range(G) (only possible for rank-deficient G) are +inf
+    coef, *_ = np.linalg.lstsq(G, V.T, rcond=None)
+    residual = np.abs(G @ coef - V.T).max(axis=0)
+    scale = 1.0 + np.abs(V).max(axis=1)
+    in_range = np.flatnonzero(residual <= 1e-9 * scale)
+    for start in range(0, in_range.size, _LP_CHUNK):
+        idx = in_range[start:start + _LP_CHUNK]
+        out[idx] = _factor_lp(G, V[idx])
+    return out
+
+
+def _factor_lp(G: np.ndarray, V: np.ndarray) -> np.ndarray:
+    n, m = G.shape
+    k = V.shape[0]
+    eye_k = sp.identity(k, format="csr")
+    # variable layout: [b_1 .. b_k (k*m), t (k)]
+    a_eq = sp.hstack([sp.kron(eye_k, sp.csr_matrix(G)), sp.csr_matrix((k * n, k))], format="csr")
+    ones = sp.csr_matrix(np.ones((m, 1)))
+    eye_m = sp.identity(m, format="csr")
+    upper = sp.hstack([sp.kron(eye_k, eye_m), -sp.kron(eye_k, ones)])
+    lower = sp.hstack([-sp.kron(eye_k, eye_m), -sp.kron(eye_k, ones)])
+    a_ub = sp.vstack([upper, lower], format="csr")
+    cost = np.concatenate([np.zeros(k * m), np.ones(k)])
+    bounds = [(None, None)] * (k * m) + [(0.0, None)] * k
+    res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(2 * k * m), A_eq=a_eq, b_eq=V.reshape(-1),
+                  bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"factor LP failed (HiGHS status {res.status}: {res.message})")
+    return res.x[: k * m].reshape(k, m)
 
 
 def point_in_zonotope(point: Any, center: Any, generators: Any, tol: float = 1e-9) -> bool:

@@ -20,14 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from safegbpo.sets.containment import containment_margin_lp, gauge_factors_lp
+from safegbpo.sets.containment import containment_margin_lp, min_inf_norm_factors
 from safegbpo.sets.volume import DEFAULT_MAX_SUBSETS, exact_volume
 
 __all__ = ["Zonotope"]
-
-# Square generator matrices with condition number below this use the closed-form gauge
-# ||G^{-1} v||_inf instead of an LP.
-_MAX_COND_CLOSED_FORM = 1e8
 
 
 def _to_tensor(x: Any, name: str, dtype: torch.dtype, device: Any) -> Tensor:
@@ -534,15 +530,12 @@ class Zonotope:
 
 def _gauge_many(G: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gauges ``(k,)`` and minimising factors ``(k, m)`` (NaN rows where infeasible) of the
-    rows of ``V`` ``(k, n)`` w.r.t. ``<0, G>`` ``(n, m)``."""
-    n, m = G.shape
-    if n == m and m > 0 and np.linalg.cond(G) < _MAX_COND_CLOSED_FORM:
-        b = np.linalg.solve(G, V.T).T
-        return np.abs(b).max(axis=1), b
-    gauges = np.empty(V.shape[0])
-    factors = np.full((V.shape[0], m), np.nan)
-    for j, v in enumerate(V):
-        gauges[j], b = gauge_factors_lp(G, v)
-        if b is not None:
-            factors[j] = b
+    rows of ``V`` ``(k, n)`` w.r.t. ``<0, G>`` ``(n, m)``; batched LPs of
+    :func:`~safegbpo.sets.containment.min_inf_norm_factors`."""
+    if G.shape[1] == 0:  # <0, []> = {0}
+        gauges = np.where(np.any(V != 0.0, axis=1), np.inf, 0.0)
+        return gauges, np.zeros((V.shape[0], 0))
+    factors = min_inf_norm_factors(G, V)
+    gauges = np.abs(factors).max(axis=1)
+    factors[~np.isfinite(gauges)] = np.nan
     return gauges, factors

@@ -8,6 +8,8 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safegbpo.sets import Zonotope
 from safegbpo.sets.containment import (
@@ -15,6 +17,7 @@ from safegbpo.sets.containment import (
     gauge_factors_lp,
     gauge_lp,
     induced_containment_margin,
+    min_inf_norm_factors,
     point_containment_constraints,
     point_in_intersection,
     point_in_zonotope,
@@ -317,3 +320,22 @@ class TestZonotopeContainmentConstraints:
             zonotope_containment_constraints(np.zeros(3), np.eye(2), np.zeros(2), np.eye(2))
         with pytest.raises(ValueError, match="must be matrices"):
             zonotope_containment_constraints(np.zeros(2), np.zeros(2), np.zeros(2), np.eye(2))
+
+
+def test_min_inf_norm_factors_rank_deficient_generators_give_inf_outside_the_span():
+    G = np.array([[1.0, 2.0], [0.0, 0.0]])
+    b = min_inf_norm_factors(G, np.array([[0.5, 0.0], [0.5, 0.1]]))
+    assert np.isfinite(b[0]).all() and np.isinf(b[1]).all()
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), m=st.integers(3, 7), n=st.integers(1, 3))
+def test_min_inf_norm_factors_are_optimal_and_exact(seed, m, n):
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(n, m))
+    b_true = rng.uniform(-1, 1, size=(5, m))
+    V = b_true @ G.T
+    b = min_inf_norm_factors(G, V)
+    np.testing.assert_allclose(b @ G.T, V, atol=1e-6)
+    assert np.all(np.abs(b).max(axis=1) <= np.abs(b_true).max(axis=1) + 1e-7)
