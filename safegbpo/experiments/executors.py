@@ -197,6 +197,13 @@ def execute_run(
 # --------------------------------------------------------------------------------------------
 # executors
 # --------------------------------------------------------------------------------------------
+def _check_jobs(jobs: Any) -> int:
+    """``jobs`` if it is a positive integer, else a ``ValueError`` naming ``--jobs``."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+    return jobs
+
+
 class Executor(Protocol):
     """Runs specs, writing their records into the store; calls ``on_result`` per finished run."""
 
@@ -216,9 +223,7 @@ class PoolExecutor:
         device: str = "cpu",
         monitor: str | None = None,
     ) -> None:
-        jobs = (os.cpu_count() or 1) if jobs is None else jobs
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+        jobs = _check_jobs((os.cpu_count() or 1) if jobs is None else jobs)
         load_callable(trainer)  # fail early on a bad trainer path
         self.jobs = jobs
         self.trainer = trainer
@@ -276,8 +281,8 @@ class RayExecutor:
             raise ValueError(
                 "--executor ray needs Ray: pip install 'safegbpo[ray]'"
             ) from err
-        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-            raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+        if jobs is not None:
+            _check_jobs(jobs)
         load_callable(trainer)
         self.address = address
         self.jobs = jobs
