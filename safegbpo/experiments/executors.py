@@ -27,7 +27,6 @@ so ``--jobs N`` processes use ``N`` cores.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import platform
@@ -43,6 +42,7 @@ from typing import Any, Protocol
 
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.experiments.store import RECORD_FORMAT, ResultsStore
+from safegbpo.loading import load_attr
 
 __all__ = [
     "DEFAULT_TRAINER",
@@ -50,25 +50,12 @@ __all__ = [
     "PoolExecutor",
     "RayExecutor",
     "execute_run",
-    "load_callable",
     "make_executor",
 ]
 
 DEFAULT_TRAINER = "safegbpo.experiments.runner:train"
 
 OnResult = Callable[[Mapping[str, Any]], None]
-
-
-def load_callable(path: str) -> Callable[..., Any]:
-    """``'package.module:function'`` -> the function (importable in worker processes too)."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'module:function', got {path!r}")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError as err:
-        raise ValueError(f"{module_name} has no attribute {attr!r}") from err
 
 
 def _set_parent_death_signal() -> None:
@@ -138,7 +125,7 @@ def execute_run(
     init_worker(kill_with_parent=False)
     spec = RunSpec.from_dict(spec_dict)
     store = ResultsStore(results_root)
-    train = load_callable(trainer)
+    train = load_attr(trainer, what="function")
     config = spec.train_config(device)  # validates before any work
     with store.lock(spec.run_id, timeout=lock_timeout):
         existing = store.load_record(spec.run_id)
@@ -157,7 +144,8 @@ def execute_run(
             "host": platform.node(),
             "trainer": trainer,
         }
-        watch = load_callable(monitor)(spec, run_dir) if monitor is not None else nullcontext()
+        watch = (load_attr(monitor, what="function")(spec, run_dir) if monitor is not None
+                 else nullcontext())
         with watch as watcher:
             try:
                 result = dict(train(config, run_dir, progress=False))
@@ -224,7 +212,7 @@ class PoolExecutor:
         monitor: str | None = None,
     ) -> None:
         jobs = _check_jobs((os.cpu_count() or 1) if jobs is None else jobs)
-        load_callable(trainer)  # fail early on a bad trainer path
+        load_attr(trainer, what="function")  # fail early on a bad trainer path
         self.jobs = jobs
         self.trainer = trainer
         self.device = device
@@ -283,7 +271,7 @@ class RayExecutor:
             ) from err
         if jobs is not None:
             _check_jobs(jobs)
-        load_callable(trainer)
+        load_attr(trainer, what="function")
         self.address = address
         self.jobs = jobs
         self.trainer = trainer

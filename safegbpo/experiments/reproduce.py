@@ -47,11 +47,11 @@ from safegbpo.experiments.grid import (
     load_grid,
     resolve_safe_sets,
 )
-from safegbpo.experiments.io import atomic_write_text
 from safegbpo.experiments.metrics import seed_mean_curve, stuck_reason
 from safegbpo.experiments.profiles import get_profile
 from safegbpo.experiments.store import ResultsStore
 from safegbpo.experiments.tables import build_tables, render_markdown
+from safegbpo.io import atomic_write_text
 
 __all__ = [
     "MONITOR",

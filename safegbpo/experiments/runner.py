@@ -11,7 +11,7 @@ Output directory ``out_dir`` (created if needed):
   states, generator, episode clock, goals), safeguard counters, curve and timers;
 * ``policy.pt`` — the policy's weights and architecture (:func:`load_policy`).
 
-All three are written atomically (:mod:`safegbpo.experiments.io`), the checkpoint first, so a
+All three are written atomically (:mod:`safegbpo.io`), the checkpoint first, so a
 run killed at any point (SIGKILL included) restarts from its last evaluation and, because
 every random draw comes from generators stored in the checkpoint, ends with the same curve as an
 uninterrupted run.  Starting a finished run again returns its result immediately; an existing
@@ -54,7 +54,7 @@ from safegbpo import __version__
 from safegbpo.algorithms import ALGORITHMS, Algorithm, Evaluator, GaussianPolicy, PhaseTimer
 from safegbpo.algorithms.base import derive_seed
 from safegbpo.experiments.config import TrainConfig
-from safegbpo.experiments.io import (
+from safegbpo.io import (
     atomic_torch_save,
     atomic_write_json,
     read_json,

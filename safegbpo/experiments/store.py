@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.experiments.grid import RunSpec
-from safegbpo.experiments.io import atomic_write_text
+from safegbpo.io import atomic_write_text
 
 __all__ = ["RECORD_FORMAT", "ResultsStore", "RunLocked"]
 

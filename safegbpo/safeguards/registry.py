@@ -17,10 +17,10 @@ choices.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
+from safegbpo.loading import load_attr
 from safegbpo.safeguards.boundary_projection import BoundaryProjection
 from safegbpo.safeguards.protocol import Safeguard
 from safegbpo.safeguards.ray_mask import RayMask
@@ -52,20 +52,7 @@ def safeguard_options(cls: type) -> tuple[str, ...]:
 
 
 def _import_class(path: str) -> type:
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"a user safeguard must be given as 'package.module:Class', got {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"cannot import module {module_name!r} of safeguard {path!r}: {err}") \
-            from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+    obj = load_attr(path, what="Class")
     if not callable(obj):
         raise ValueError(f"{path!r} is not callable")
     return obj

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 from torch import Tensor
 
 from safegbpo.envs.models import TaskModel, get_model
+from safegbpo.io import atomic_write_text
 from safegbpo.sets import Zonotope
 from safegbpo.sets.containment import min_inf_norm_factors
 
@@ -313,22 +313,9 @@ class SafeSet:
         return cls.from_dict(data, origin=str(path))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the set atomically (temporary file in the same directory + ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the set atomically (:func:`safegbpo.io.atomic_write_text`)."""
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write_text(path, text + "\n")
 
     def __repr__(self) -> str:
         act = "none" if self.action is None else f"d={self.action.dim}"

@@ -45,6 +45,7 @@ from scipy.optimize import linprog
 from torch.func import jacrev, vmap
 
 from safegbpo.envs.models import TaskModel
+from safegbpo.reference import reference_path
 from safegbpo.safesets.safe_set import SafeSet
 from safegbpo.sets.containment import min_inf_norm_factors
 
@@ -69,10 +70,9 @@ class SafeSetNotInvariantError(RuntimeError):
 
 
 def default_reference_path(task: str) -> Path | None:
-    """``<repo>/../shared/reference/safe_sets/<task>.json`` if it exists, else ``None``."""
-    repo = Path(__file__).resolve().parents[2]
-    path = repo / ".." / "shared" / "reference" / "safe_sets" / f"{task}.json"
-    return path.resolve() if path.is_file() else None
+    """The reference implementation's set of ``task`` (``safe_sets/<task>.json`` of
+    :func:`safegbpo.reference.reference_path`) if it exists, else ``None``."""
+    return reference_path("safe_sets", f"{task}.json")
 
 
 # ------------------------------------------------------------------------------------------

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import pytest
 import torch
 
 from safegbpo.envs import make_vec
-from safegbpo.safesets import SafeSet
-
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+from safegbpo.safesets import SafeSet, get_safe_set
 
 
 @cache
 def task_safe_set(task: str) -> SafeSet:
-    """The project's certified safe set of ``task`` (the reference set while ``get_safe_set`` is
-    not available; skip if neither is)."""
-    try:
-        from safegbpo.safesets import get_safe_set
-    except ImportError:  # pragma: no cover - depends on the safesets module's state
-        path = REFERENCE / "safe_sets" / f"{task}.json"
-        if not path.exists():
-            pytest.skip(f"../shared/reference not present and no project safe set: {path}")
-        return SafeSet.load(path)
+    """The project's certified safe set of ``task`` (computed once, cached)."""
     return get_safe_set(task)
 
 

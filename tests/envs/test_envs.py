@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -16,6 +15,7 @@ from scipy import stats
 from safegbpo.envs import PendulumEnv, QuadrotorEnv, SafeVectorEnv, make_vec
 from safegbpo.safesets import SafeSet
 from safegbpo.sets import Zonotope
+from tests.helpers import reference_file
 
 TASKS = ("pendulum", "quadrotor")
 DIMS = {"pendulum": (2, 1, 1, 3), "quadrotor": (6, 2, 2, 8)}  # n, d, n_w, o
@@ -453,16 +453,11 @@ def test_truncation_and_same_step_autoreset(task):
 # --------------------------------------------------------------------------------------------
 # the paper's reference safe sets (read at run time, never copied)
 # --------------------------------------------------------------------------------------------
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "safe_sets"
-
-
 @pytest.mark.parametrize("task", TASKS)
 def test_reference_safe_set_files_drive_resets(task):
     """The reference pendulum set sticks out of ``S`` (|theta_dot| up to ~11.6): resets must
     still be inside both the set and ``S``."""
-    path = REFERENCE / f"{task}.json"
-    if not path.exists():
-        pytest.skip(f"../shared/reference not present: {path}")
+    path = reference_file("safe_sets", f"{task}.json")
     env = make_vec(task, seed=0, safe_set=path)
     _, info = env.reset()
     states = info["state"]

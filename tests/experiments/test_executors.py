@@ -21,7 +21,6 @@ from safegbpo.experiments.executors import (
     PoolExecutor,
     RayExecutor,
     execute_run,
-    load_callable,
     make_executor,
 )
 from safegbpo.experiments.grid import RunSpec
@@ -158,9 +157,9 @@ def test_make_executor_validates_options():
     with pytest.raises(ValueError, match="positive"):
         PoolExecutor(0, trainer=FAKE_TRAINER)
     with pytest.raises(ValueError, match="module:function"):
-        load_callable("no_colon")
+        PoolExecutor(1, trainer="no_colon")
     with pytest.raises(ValueError, match="no attribute"):
-        load_callable(f"{__name__}:missing")
+        PoolExecutor(1, trainer=f"{__name__}:missing")
 
 
 def test_ray_executor_runs_the_same_grid(tmp_path):

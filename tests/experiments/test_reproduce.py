@@ -25,11 +25,11 @@ from safegbpo.experiments.reproduce import (
 )
 from safegbpo.experiments.store import RECORD_FORMAT
 from safegbpo.sets.containment import gauge_lp
+from tests.helpers import reference_file_or_none
 
 from .test_executors import FAKE_TRAINER
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-REFERENCE_SETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "safe_sets"
 
 
 def _mini_grid(path: Path, *, experiments, budgets, seeds=(0, 1), checks=None,
@@ -164,9 +164,9 @@ def test_reproduce_writes_tables_and_skips_finished_runs(tmp_path):
 def _pendulum_env():
     from safegbpo.envs import make_vec
 
-    path = REFERENCE_SETS / "pendulum.json"
+    path = reference_file_or_none("safe_sets", "pendulum.json")
     return make_vec("pendulum", num_envs=4, seed=0,
-                    safe_set=str(path) if path.is_file() else None)
+                    safe_set=str(path) if path is not None else None)
 
 
 def test_monitor_counts_states_outside_the_safe_set():
@@ -273,7 +273,7 @@ def test_missing_safe_set_file_is_a_clear_error(tmp_path):
 def test_killed_reproduction_resumes_to_identical_tables_real_runner(tmp_path):
     """Miniature grid with the real training runner: pendulum SHAC unsafe and with the boundary
     projection, three windows each; killed while the safeguarded run is mid-way."""
-    sets = REFERENCE_SETS if (REFERENCE_SETS / "pendulum.json").is_file() else None
+    sets = reference_file_or_none("safe_sets")
     grid = _mini_grid(
         tmp_path / "grid.json",
         experiments=[{"name": "mini", "tables": ["table2", "table3"], "tasks": ["pendulum"],

@@ -11,20 +11,20 @@ import torch
 
 from safegbpo.algorithms import Evaluator
 from safegbpo.experiments.config import TrainConfig
-from safegbpo.experiments.io import (
-    atomic_torch_save,
-    atomic_write,
-    atomic_write_json,
-    read_json,
-    remove_stale_temporaries,
-    torch_load,
-)
 from safegbpo.experiments.runner import (
     CHECKPOINT_FILE,
     RESULT_FILE,
     load_policy,
     load_result,
     train,
+)
+from safegbpo.io import (
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    read_json,
+    remove_stale_temporaries,
+    torch_load,
 )
 
 TINY_HYPER = {

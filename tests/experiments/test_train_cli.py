@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from safegbpo.cli import main
-from safegbpo.experiments.io import torch_load
+from safegbpo.io import torch_load
 
 TINY = ["--task", "pendulum", "--algo", "shac", "--num-envs", "4", "--eval-episodes", "2",
         "--hyper", "policy_hidden=16,16", "--hyper", "critic_hidden=16,16",

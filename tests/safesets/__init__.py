@@ -13,23 +13,16 @@ from pathlib import Path
 import pytest
 
 from safegbpo.safesets import CACHE_ENV_VAR, SafeSet, get_safe_set
+from tests import helpers
 
 TASKS = ("pendulum", "quadrotor")
 
 _SETS: dict[str, SafeSet] = {}
 
 
-def reference_dir() -> Path:
-    """``<repo>/../shared/reference/safe_sets`` (may not exist)."""
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "safe_sets"
-
-
 def reference_file(task: str) -> Path:
     """The reference set file of ``task``; skips the test when ``../shared`` is absent."""
-    path = reference_dir() / f"{task}.json"
-    if not path.is_file():
-        pytest.skip(f"../shared/reference not present: {path}")
-    return path
+    return helpers.reference_file("safe_sets", f"{task}.json")
 
 
 def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
