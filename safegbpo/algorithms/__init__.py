@@ -3,9 +3,18 @@ safeguard), PPO and SAC (safeguard as a post-processing step), with their networ
 buffer and evaluation.
 
 Each algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
-dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`); the tuned presets per
-task are in :mod:`safegbpo.experiments.config`.
+dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`).  The registry below
+names every algorithm once (:class:`AlgorithmSpec`: name, report label, class, config
+dataclass); the tuned presets per task are plain mappings in the task registry
+(:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
+:func:`safegbpo.experiments.config.preset`.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_generator
 from safegbpo.algorithms.buffers import ReplayBuffer
@@ -16,13 +25,12 @@ from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
 
 __all__ = [
-    "ALGORITHMS",
-    "HYPER_CONFIGS",
     "MLP",
     "PPO",
     "SAC",
     "SHAC",
     "Algorithm",
+    "AlgorithmSpec",
     "Evaluator",
     "GaussianPolicy",
     "PPOConfig",
@@ -32,12 +40,74 @@ __all__ = [
     "SACConfig",
     "SHACConfig",
     "ValueCritic",
+    "algorithm_names",
+    "algorithms",
     "derive_seed",
+    "get_algorithm",
     "make_generator",
+    "register_algorithm",
+    "unregister_algorithm",
 ]
 
-#: Algorithm classes by name (``TrainConfig.algo``).
-ALGORITHMS: dict[str, type[Algorithm]] = {"shac": SHAC, "ppo": PPO, "sac": SAC}
 
-#: Hyper-parameter dataclass of each algorithm.
-HYPER_CONFIGS: dict[str, type] = {"shac": SHACConfig, "ppo": PPOConfig, "sac": SACConfig}
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One learning algorithm.
+
+    Attributes:
+        name: ``TrainConfig.algo`` / ``--algo`` (``'shac'``).
+        label: its name in reports (``'SHAC'``).
+        cls: the :class:`Algorithm` subclass, built as ``cls(env, hyper, seed=, env_seed=,
+            safeguard=, regularisation=, timer=, device=)``.
+        config: its hyper-parameter dataclass (default-constructible, with ``validate()``).
+        safeguarded: whether it trains through a safeguard (``False`` for a soft-constraint
+            method such as PCRPO, which must be configured without one).
+    """
+
+    name: str
+    label: str
+    cls: type[Algorithm]
+    config: type[Any]
+    safeguarded: bool = True
+
+
+_ALGORITHMS: dict[str, AlgorithmSpec] = {}
+
+
+def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
+    """Add ``spec`` to the registry (its ``name`` must be new); returns it."""
+    if spec.name in _ALGORITHMS:
+        raise ValueError(f"algorithm {spec.name!r} is already registered")
+    _ALGORITHMS[spec.name] = spec
+    return spec
+
+
+def unregister_algorithm(name: str) -> None:
+    """Remove a registered algorithm (tests, plugins)."""
+    if name not in _ALGORITHMS:
+        raise ValueError(f"algorithm {name!r} is not registered")
+    del _ALGORITHMS[name]
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    """The algorithm called ``name``; ``ValueError`` listing the registered ones otherwise."""
+    try:
+        return _ALGORITHMS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown algorithm {name!r}; expected one of "
+                         f"{sorted(_ALGORITHMS)}") from None
+
+
+def algorithm_names() -> tuple[str, ...]:
+    """Names of the registered algorithms, in registration order."""
+    return tuple(_ALGORITHMS)
+
+
+def algorithms() -> MappingProxyType[str, AlgorithmSpec]:
+    """Read-only view of the registry (name -> :class:`AlgorithmSpec`)."""
+    return MappingProxyType(_ALGORITHMS)
+
+
+register_algorithm(AlgorithmSpec("shac", "SHAC", SHAC, SHACConfig))
+register_algorithm(AlgorithmSpec("ppo", "PPO", PPO, PPOConfig))
+register_algorithm(AlgorithmSpec("sac", "SAC", SAC, SACConfig))

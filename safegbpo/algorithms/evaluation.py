@@ -35,7 +35,7 @@ class Evaluator:
         self.env = env
         self.seed = int(seed)
         self.safeguard = safeguard
-        self.max_steps = int(getattr(env, "episode_length", env.model.episode_length))
+        self.max_steps = int(env.episode_length)
 
     @property
     def episodes(self) -> int:

@@ -1,7 +1,7 @@
 """Differentiable vectorised tasks (SPEC §6): pendulum and planar quadrotor balance.
 
-:func:`make_vec` builds a :class:`SafeVectorEnv` for a task name; the pure task models live in
-:mod:`safegbpo.envs.models`.
+:func:`make_vec` builds the :class:`SafeVectorEnv` of a task named in the task registry
+(:func:`safegbpo.tasks.get_task`); the pure task models live in :mod:`safegbpo.tasks`.
 """
 
 from __future__ import annotations
@@ -10,25 +10,40 @@ from typing import Any
 
 import torch
 
-from safegbpo.envs.base import Linearisation, SafeVectorEnv, resolve_safe_set
-from safegbpo.envs.models import MODELS, TaskModel, get_model
+from safegbpo.envs.base import (
+    Linearisation,
+    SafeVectorEnv,
+    StepObserver,
+    observe_steps,
+    resolve_safe_set,
+)
 from safegbpo.envs.pendulum import PendulumEnv
 from safegbpo.envs.quadrotor import QuadrotorEnv
+from safegbpo.loading import load_attr
+from safegbpo.tasks import TaskModel, get_model, get_task
 
 __all__ = [
-    "ENVS",
     "Linearisation",
-    "MODELS",
     "PendulumEnv",
     "QuadrotorEnv",
     "SafeVectorEnv",
+    "StepObserver",
     "TaskModel",
+    "env_class",
     "get_model",
     "make_vec",
+    "observe_steps",
     "resolve_safe_set",
 ]
 
-ENVS: dict[str, type[SafeVectorEnv]] = {"pendulum": PendulumEnv, "quadrotor": QuadrotorEnv}
+
+def env_class(task: str) -> type[SafeVectorEnv]:
+    """The environment class of ``task`` (its registry entry's ``env``)."""
+    spec = get_task(task)
+    cls = load_attr(spec.env, what="Class")
+    if not (isinstance(cls, type) and issubclass(cls, SafeVectorEnv)):
+        raise ValueError(f"task {spec.key!r}: env {spec.env!r} is not a SafeVectorEnv subclass")
+    return cls
 
 
 def make_vec(
@@ -41,25 +56,24 @@ def make_vec(
     dtype: torch.dtype = torch.float64,
     **kwargs: Any,
 ) -> SafeVectorEnv:
-    """The vector env of ``task`` (``'pendulum'`` or ``'quadrotor'``).
+    """The vector env of ``task`` (a key of the task registry, e.g. ``'pendulum'``).
 
     Args:
-        task: task name.
-        num_envs: number of environments (default: the task's, SPEC §6).
+        task: task name (:func:`safegbpo.tasks.get_task`).
+        num_envs: number of environments (default: the task's).
         seed: seed of the env's generator (see :class:`SafeVectorEnv`).
         safe_set: ``None`` -> the project's certified set (:func:`safegbpo.safesets.get_safe_set`),
             a path (``str`` / ``os.PathLike``) -> :meth:`safegbpo.safesets.SafeSet.load`, or a
             :class:`~safegbpo.safesets.SafeSet` of this task.
         device, dtype: of the env's tensors.
-        **kwargs: ``episode_length``, ``render_mode``.
+        **kwargs: ``episode_length``, ``render_mode`` and the task's env options (defaults:
+            the registry entry's ``env_options``).
 
     Raises:
         ValueError: unknown task (the message lists the tasks), or a safe set of another task /
             dimension.
     """
-    try:
-        env_cls = ENVS[task]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(ENVS)}") from None
-    return env_cls(num_envs=num_envs, seed=seed, safe_set=safe_set, device=device, dtype=dtype,
-                   **kwargs)
+    spec = get_task(task)
+    options = {**spec.env_options, **kwargs}
+    return env_class(task)(num_envs=num_envs, seed=seed, safe_set=safe_set, device=device,
+                           dtype=dtype, **options)

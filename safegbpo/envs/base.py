@@ -1,20 +1,31 @@
 """Differentiable, batched, safe-set-aware vector environments (SPEC §6).
 
 :class:`SafeVectorEnv` is a :class:`gymnasium.vector.VectorEnv` whose whole batch of ``N``
-environments lives in one torch tensor.  The transition is the task model of
-:mod:`safegbpo.envs.models` (semi-implicit Euler, wrap + clamp to ``S``), so a rollout is
+environments lives in one torch tensor.  The transition is the task's model
+(:mod:`safegbpo.tasks`: semi-implicit Euler, wrap + clamp to ``S``), so a rollout is
 differentiable in the actions through every step until :meth:`SafeVectorEnv.cut_graph`.
 
 The env also exposes what the safeguards need: the boxes ``S``, ``A``, ``W`` as zonotopes, the
 safe set (a :class:`~safegbpo.safesets.SafeSet`), and the per-environment linearisation
 ``f(s, a, w) = f(s, a0, w0) + B(s)(a - a0) + E(s)(w - w0)`` of Eq 12 with the exact next-state
 set ``<f0 + B(a - a0), E G_W>`` of Eq 13–14.
+
+Step observers: :func:`observe_steps` registers a callable ``observer(env, info)`` that every
+:meth:`SafeVectorEnv.step` calls with its ``info`` (realised states included) while a ``with``
+block runs -- how an independent monitor (the reproduction's safe-state monitor) watches the
+environments a training run builds internally, without touching the environment class.
+Observers are scoped to the current context (:mod:`contextvars`: thread- and task-local), nest,
+and are removed when the block exits; an exception raised by an observer propagates out of
+``step``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -24,14 +35,15 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from safegbpo.envs.models import TaskModel, get_model
+import safegbpo.safesets as safesets
+from safegbpo.safesets import SafeSet
 from safegbpo.sets import Zonotope
+from safegbpo.tasks import TaskModel, TaskSpec, get_task
 
-if TYPE_CHECKING:  # safegbpo.safesets imports the envs' models: import it lazily at run time
+if TYPE_CHECKING:
     from safegbpo.envs.rendering import Scene
-    from safegbpo.safesets import SafeSet
 
-__all__ = ["Linearisation", "SafeVectorEnv", "resolve_safe_set"]
+__all__ = ["Linearisation", "SafeVectorEnv", "StepObserver", "observe_steps", "resolve_safe_set"]
 
 # Rejection sampling of reset states: give up (RuntimeError) after this many candidates per
 # requested state; an acceptance rate this low means the safe set is (numerically) degenerate.
@@ -52,6 +64,26 @@ class Linearisation(NamedTuple):
     E: Tensor
 
 
+#: ``observer(env, info)``: called after every :meth:`SafeVectorEnv.step` (module docstring).
+StepObserver = Callable[["SafeVectorEnv", Mapping[str, Any]], None]
+
+_STEP_OBSERVERS: ContextVar[tuple[StepObserver, ...]] = ContextVar(
+    "safegbpo_step_observers", default=())
+
+
+@contextmanager
+def observe_steps(observer: StepObserver) -> Iterator[StepObserver]:
+    """Call ``observer(env, info)`` after every step of every :class:`SafeVectorEnv` of the
+    current context while the block runs (the module docstring has the rules)."""
+    if not callable(observer):
+        raise ValueError(f"a step observer must be callable, got {type(observer).__name__}")
+    token = _STEP_OBSERVERS.set((*_STEP_OBSERVERS.get(), observer))
+    try:
+        yield observer
+    finally:
+        _STEP_OBSERVERS.reset(token)
+
+
 def resolve_safe_set(task: str, safe_set: Any, model: TaskModel | None = None) -> SafeSet:
     """The :class:`~safegbpo.safesets.SafeSet` for ``task`` from ``None``, a path or a set.
 
@@ -64,14 +96,9 @@ def resolve_safe_set(task: str, safe_set: Any, model: TaskModel | None = None) -
             match the task's model.
         TypeError: ``safe_set`` is none of the above.
     """
-    # lazy imports: safegbpo.safesets builds on safegbpo.envs.models
-    from safegbpo.safesets import SafeSet
-
-    model = get_model(task) if model is None else model
+    model = get_task(task).model if model is None else model
     if safe_set is None:
-        from safegbpo.safesets import get_safe_set
-
-        safe_set = get_safe_set(task)
+        safe_set = safesets.get_safe_set(task)
     elif isinstance(safe_set, str | os.PathLike):
         safe_set = SafeSet.load(safe_set)
     elif not isinstance(safe_set, SafeSet):
@@ -101,13 +128,14 @@ class SafeVectorEnv(VectorEnv):
     """Batched differentiable task with a safe state set (SPEC §6); subclass per task.
 
     Args:
-        num_envs: number of environments ``N`` (default: the task's, 8 pendulum, 16 quadrotor).
+        num_envs: number of environments ``N`` (default: the task's registry entry,
+            :class:`~safegbpo.tasks.TaskSpec`).
         seed: seed of the env's own :class:`torch.Generator` (non-deterministic when ``None``).
             ``reset(seed=...)`` re-seeds it; no global RNG is ever used.
         safe_set: ``None`` (the project's certified set), a set-file path or a
             :class:`~safegbpo.safesets.SafeSet` of this task (see :func:`resolve_safe_set`).
         device, dtype: of every tensor the env returns (float64 by default).
-        episode_length: steps per episode (default: the task's, 200 pendulum, 240 quadrotor).
+        episode_length: steps per episode (default: the task's registry entry).
         render_mode: ``None`` or ``'rgb_array'``; :meth:`render` works in both.
 
     Semantics:
@@ -156,11 +184,14 @@ class SafeVectorEnv(VectorEnv):
     ) -> None:
         if not self.task:
             raise TypeError("SafeVectorEnv is abstract: use a task subclass or make_vec(task)")
-        self.model: TaskModel = get_model(self.task)
+        self.spec: TaskSpec = get_task(self.task)
+        self.model: TaskModel = self.spec.model
         model = self.model
-        self.num_envs = _positive_int(model.num_envs if num_envs is None else num_envs, "num_envs")
+        self.num_envs = _positive_int(self.spec.num_envs if num_envs is None else num_envs,
+                                      "num_envs")
         self.episode_length = _positive_int(
-            model.episode_length if episode_length is None else episode_length, "episode_length")
+            self.spec.episode_length if episode_length is None else episode_length,
+            "episode_length")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         if render_mode not in (None, "rgb_array"):
@@ -298,6 +329,8 @@ class SafeVectorEnv(VectorEnv):
         else:
             self._state = next_state
         info["state"] = self._state
+        for observer in _STEP_OBSERVERS.get():
+            observer(self, info)
         return self._observe(), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray:
@@ -357,7 +390,7 @@ class SafeVectorEnv(VectorEnv):
         action = self._validate_actions(actions)
         f0, B, E = self.linearise()
         centre = f0 + (B @ (action - self._action_centre).unsqueeze(-1)).squeeze(-1)
-        generators = E * self._noise_high  # E @ diag(w): scales the columns
+        generators = E * (0.5 * (self._noise_high - self._noise_low))  # E diag(w): columns
         return Zonotope(centre, generators)
 
     # ------------------------------------------------------------------------------------------

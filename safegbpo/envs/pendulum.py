@@ -2,7 +2,7 @@
 
 State ``(theta, theta_dot)`` with ``theta = 0`` upright, ``S = [-pi, pi] x [-8, 8]``, action
 ``a in [-1, 1]`` (torque ``30 a``), observation ``(sin theta, cos theta, theta_dot)``,
-8 envs and (decision of :mod:`safegbpo.envs.models`) 200 steps per episode by default.
+8 envs and 200 steps per episode by default (the task's registry entry).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 
 from safegbpo.envs.base import SafeVectorEnv
-from safegbpo.envs.models import PendulumModel
 from safegbpo.envs.rendering import PendulumScene
+from safegbpo.tasks import PendulumModel
 
 __all__ = ["PendulumEnv"]
 

@@ -13,8 +13,8 @@ import numpy as np
 from torch import Tensor
 
 from safegbpo.envs.base import SafeVectorEnv
-from safegbpo.envs.models import QuadrotorModel
 from safegbpo.envs.rendering import QuadrotorScene
+from safegbpo.tasks import QuadrotorModel
 
 __all__ = ["QuadrotorEnv"]
 

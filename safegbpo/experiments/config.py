@@ -1,17 +1,19 @@
-"""Training configuration: :class:`TrainConfig` and the tuned presets of SPEC §8.
+"""Training configuration: :class:`TrainConfig`, and the tuned presets as config objects.
 
 A :class:`TrainConfig` names everything that determines a training run's result: task,
 algorithm and its hyper-parameters, safeguard (and its modification: mapping, centre,
 passthrough, Eq 45 regularisation), seed, budget, evaluation grid and set.  Two runs with equal
 configs produce bit-identical learning curves (``safegbpo.experiments.runner``).
 
-Defaults filled in from the task and algorithm (SPEC §8):
+Defaults are filled in from the task's registry entry (:class:`safegbpo.tasks.TaskSpec`,
+SPEC §8) and the algorithm registry (:func:`safegbpo.algorithms.get_algorithm`):
 
-* ``hyper`` — the preset of the (task, algorithm) pair (:data:`PRESETS`, e.g.
-  :data:`PENDULUM_SHAC`); a mapping given as ``hyper`` overrides single fields of the preset;
-* ``interactions`` — the paper's budget (:data:`BUDGETS`: pendulum 100k, quadrotor 200k);
-* ``eval_every`` — the paper's evaluation grid (:data:`EVAL_EVERY`, e.g. pendulum SHAC 2560 =
-  5 windows x 64 steps x 8 envs);
+* ``hyper`` — the preset of the (task, algorithm) pair (:func:`preset`: the task entry's
+  ``presets[algo]`` as the algorithm's config dataclass); a mapping given as ``hyper``
+  overrides single fields of the preset;
+* ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k);
+* ``eval_every`` — the task's evaluation grid (e.g. pendulum SHAC 2560 = 5 windows x 64 steps
+  x 8 envs);
 * ``num_envs`` and ``eval_episodes`` — the task's number of environments (8 / 16);
 * for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5).
 
@@ -30,89 +32,35 @@ from typing import Any
 
 import torch
 
-from safegbpo.algorithms import HYPER_CONFIGS
-from safegbpo.algorithms.ppo import PPOConfig
-from safegbpo.algorithms.sac import SACConfig
-from safegbpo.algorithms.shac import SHACConfig
-from safegbpo.envs.models import MODELS
+from safegbpo.algorithms import get_algorithm
+from safegbpo.safeguards import CENTRES, MAPPINGS, SAFEGUARDS
+from safegbpo.tasks import TaskSpec, get_task
 
 __all__ = [
     "TrainConfig",
-    "PENDULUM_SHAC",
-    "PENDULUM_PPO",
-    "PENDULUM_SAC",
-    "QUADROTOR_SHAC",
-    "QUADROTOR_PPO",
-    "QUADROTOR_SAC",
-    "PRESETS",
-    "EVAL_EVERY",
-    "BUDGETS",
-    "BUILTIN_SAFEGUARDS",
-    "MAPPINGS",
-    "CENTRES",
     "HyperConfig",
     "preset",
     "override_hyper",
     "parse_hyper_assignment",
 ]
 
-HyperConfig = SHACConfig | PPOConfig | SACConfig
-
-# -- SPEC §8 table -------------------------------------------------------------------------------
-PENDULUM_SHAC = SHACConfig(
-    policy_hidden=(128, 128), policy_lr=4e-4, critic_hidden=(128, 128, 128), critic_lr=2e-3,
-    len_traj=64, polyak=0.4, td_weight=0.95, vf_num_fits=50, vf_fit_num_batches=1)
-PENDULUM_PPO = PPOConfig(
-    policy_hidden=(256,) * 4, policy_lr=3e-4, critic_hidden=(200, 200), critic_lr=2e-3,
-    len_traj=1700, clip_coef=0.2, ent_coef=0.09, num_batches=45, num_fits=32)
-PENDULUM_SAC = SACConfig(
-    policy_hidden=(173,) * 4, policy_lr=2e-3, critic_hidden=(135,) * 4, critic_lr=2e-3,
-    buffer_size=60000, polyak=0.673, learning_starts=64, policy_freq=6, target_freq=7)
-QUADROTOR_SHAC = SHACConfig(
-    policy_hidden=(128, 128), policy_lr=2e-3, critic_hidden=(120,) * 3, critic_lr=4e-3,
-    len_traj=43, polyak=0.22, td_weight=0.93, vf_num_fits=24, vf_fit_num_batches=1)
-QUADROTOR_PPO = PPOConfig(
-    policy_hidden=(128,) * 3, policy_lr=1e-4, critic_hidden=(128,) * 4, critic_lr=3e-3,
-    len_traj=1400, clip_coef=0.29, ent_coef=0.06, num_batches=30, num_fits=30)
-QUADROTOR_SAC = SACConfig(
-    policy_hidden=(359,) * 4, policy_lr=1e-3, critic_hidden=(977,) * 3, critic_lr=5e-4,
-    buffer_size=45000, polyak=0.323, learning_starts=5000, policy_freq=10, target_freq=2)
-
-#: Tuned hyper-parameters per (task, algorithm), SPEC §8.
-PRESETS: dict[tuple[str, str], HyperConfig] = {
-    ("pendulum", "shac"): PENDULUM_SHAC,
-    ("pendulum", "ppo"): PENDULUM_PPO,
-    ("pendulum", "sac"): PENDULUM_SAC,
-    ("quadrotor", "shac"): QUADROTOR_SHAC,
-    ("quadrotor", "ppo"): QUADROTOR_PPO,
-    ("quadrotor", "sac"): QUADROTOR_SAC,
-}
-
-#: Evaluation interval (interactions) of the paper's runs, SPEC §8.
-EVAL_EVERY: dict[tuple[str, str], int] = {
-    ("pendulum", "shac"): 2560,
-    ("pendulum", "ppo"): 13600,
-    ("pendulum", "sac"): 2504,
-    ("quadrotor", "shac"): 5504,
-    ("quadrotor", "ppo"): 22400,
-    ("quadrotor", "sac"): 5008,
-}
-
-#: Interaction budget of the paper's runs, SPEC §8.
-BUDGETS: dict[str, int] = {"pendulum": 100_000, "quadrotor": 200_000}
-
-BUILTIN_SAFEGUARDS: tuple[str, ...] = ("bp", "rm")
-MAPPINGS: tuple[str, ...] = ("linear", "hyperbolic")
-CENTRES: tuple[str, ...] = ("zonotopic", "orthogonal")
+#: An algorithm's hyper-parameter dataclass instance (``AlgorithmSpec.config``).
+HyperConfig = Any
 
 
 def preset(task: str, algo: str) -> HyperConfig:
-    """The tuned hyper-parameters of ``algo`` on ``task`` (SPEC §8)."""
-    try:
-        return PRESETS[(task, algo)]
-    except KeyError:
-        raise ValueError(f"no preset for task {task!r} and algorithm {algo!r}; known pairs: "
-                         f"{sorted(PRESETS)}") from None
+    """The tuned hyper-parameters of ``algo`` on ``task`` (SPEC §8): the task registry entry's
+    ``presets[algo]`` as the algorithm's config dataclass.
+
+    Raises:
+        ValueError: unknown task or algorithm, or no preset for the pair.
+    """
+    spec = get_task(task)
+    algorithm = get_algorithm(algo)
+    if algo not in spec.presets:
+        raise ValueError(f"no preset for task {task!r} and algorithm {algo!r}; the task has "
+                         f"presets for {sorted(spec.presets)}")
+    return override_hyper(algorithm.config(), spec.presets[algo])
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -173,6 +121,16 @@ def parse_hyper_assignment(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise ValueError(f"--hyper expects KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
+
+
+def _registered_task(task: Any) -> TaskSpec | None:
+    """The task's registry entry, ``None`` for an unknown name (validate() reports it)."""
+    if not isinstance(task, str):
+        return None
+    try:
+        return get_task(task)
+    except ValueError:
+        return None
 
 
 def _is_int(value: Any) -> bool:
@@ -239,35 +197,38 @@ class TrainConfig:
                 put("mapping", "linear")
             if self.centre is None:
                 put("centre", "zonotopic")
-        model = MODELS.get(self.task) if isinstance(self.task, str) else None
-        if model is not None:
+        spec = _registered_task(self.task)
+        if spec is not None:
             if self.interactions is None:
-                put("interactions", BUDGETS[self.task])
+                put("interactions", spec.budget)
             if self.num_envs is None:
-                put("num_envs", model.num_envs)
+                put("num_envs", spec.num_envs)
             if self.eval_episodes is None:
-                put("eval_episodes", model.num_envs)
-        if (self.task, self.algo) in PRESETS:
-            if self.eval_every is None:
-                put("eval_every", EVAL_EVERY[(self.task, self.algo)])
-            if self.hyper is None:
-                put("hyper", preset(self.task, self.algo))
-            elif isinstance(self.hyper, Mapping):
-                put("hyper", override_hyper(preset(self.task, self.algo), self.hyper))
+                put("eval_episodes", spec.num_envs)
+            if self.algo in spec.presets:
+                if self.eval_every is None:
+                    put("eval_every", spec.eval_every[self.algo])
+                if self.hyper is None:
+                    put("hyper", preset(self.task, self.algo))
+                elif isinstance(self.hyper, Mapping):
+                    put("hyper", override_hyper(preset(self.task, self.algo), self.hyper))
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first problem (before any work); returns ``self``."""
-        if self.task not in MODELS:
-            raise ValueError(f"unknown task {self.task!r}; expected one of {sorted(MODELS)}")
-        if self.algo not in HYPER_CONFIGS:
-            raise ValueError(f"unknown algorithm {self.algo!r}; expected one of "
-                             f"{sorted(HYPER_CONFIGS)}")
+        task = get_task(self.task)
+        algorithm = get_algorithm(self.algo)
+        if self.algo not in task.presets and (self.hyper is None or self.eval_every is None):
+            raise ValueError(f"no preset for task {self.task!r} and algorithm {self.algo!r} "
+                             f"(the task has {sorted(task.presets)}): give hyper and eval_every")
         sg = self.safeguard
         if sg is not None and (not isinstance(sg, str) or (
-                sg not in BUILTIN_SAFEGUARDS and ":" not in sg)):
+                sg not in SAFEGUARDS and ":" not in sg)):
             raise ValueError(f"unknown safeguard {sg!r}; expected 'none', one of "
-                             f"{list(BUILTIN_SAFEGUARDS)} or a user class 'package.module:Class'")
+                             f"{list(SAFEGUARDS)} or a user class 'package.module:Class'")
+        if sg is not None and not algorithm.safeguarded:
+            raise ValueError(f"algorithm {self.algo!r} trains without a safeguard "
+                             f"(--safeguard none), got safeguard {sg!r}")
         if self.mapping is not None:
             if sg != "rm":
                 raise ValueError(f"mapping {self.mapping!r} only applies to the ray mask "
@@ -301,7 +262,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        expected = HYPER_CONFIGS[self.algo]
+        expected = algorithm.config
         if not isinstance(self.hyper, expected):
             raise ValueError(f"hyper must be a {expected.__name__} for algorithm {self.algo!r}, "
                              f"got {type(self.hyper).__name__}")

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from safegbpo import __version__
-from safegbpo.algorithms import ALGORITHMS, Algorithm, Evaluator, GaussianPolicy, PhaseTimer
+from safegbpo.algorithms import Algorithm, Evaluator, GaussianPolicy, PhaseTimer, get_algorithm
 from safegbpo.algorithms.base import derive_seed
 from safegbpo.experiments.config import TrainConfig
 from safegbpo.io import (
@@ -218,7 +218,7 @@ class _Run:
         self.safeguard = self._make_safeguard(env)
         self.evaluator = Evaluator(eval_env, derive_seed(cfg.eval_seed, "env/eval"),
                                    self._make_safeguard(eval_env))
-        algorithm_cls = ALGORITHMS[cfg.algo]
+        algorithm_cls = get_algorithm(cfg.algo).cls
         self.algorithm: Algorithm = algorithm_cls(
             env, cfg.hyper, seed=derive_seed(cfg.seed, "algorithm"),
             env_seed=None if checkpoint else derive_seed(cfg.seed, "env/train"),

@@ -4,7 +4,8 @@ Files live in ``<root>/safe_sets/<task>-<key>.json`` where ``<root>`` is
 ``platformdirs.user_cache_dir("safegbpo")``, or the directory named by the environment variable
 ``SAFEGBPO_CACHE_DIR`` (tests point it at a temporary directory).  ``<key>`` hashes everything
 the result depends on: :data:`~safegbpo.safesets.rci.ALGORITHM_VERSION`, the task model's
-constants and the task's :class:`~safegbpo.safesets.rci.RCIConfig`, so a change of any of them
+constants and the task's :class:`~safegbpo.safesets.rci.RCIConfig` (its registry entry's
+``rci``), so a change of any of them
 recomputes instead of loading a stale set.
 
 The first use computes the set (:func:`~safegbpo.safesets.rci.compute_rci`), verifies it on the
@@ -28,10 +29,10 @@ from pathlib import Path
 
 import platformdirs
 
-from safegbpo.envs.models import get_model
-from safegbpo.safesets.rci import ALGORITHM_VERSION, DEFAULT_CONFIGS, compute_rci
+from safegbpo.safesets.rci import ALGORITHM_VERSION, compute_rci, default_config
 from safegbpo.safesets.safe_set import SafeSet
 from safegbpo.safesets.verify import verify_safe_set
+from safegbpo.tasks import get_model
 
 __all__ = ["CACHE_ENV_VAR", "VERIFY_SAMPLES", "cache_key", "cache_path", "cache_root",
            "get_safe_set"]
@@ -57,7 +58,7 @@ def cache_key(task: str) -> str:
         "algorithm": ALGORITHM_VERSION,
         "task": task,
         "model": dataclasses.asdict(model),
-        "config": DEFAULT_CONFIGS[task].to_dict(),
+        "config": default_config(task).to_dict(),
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

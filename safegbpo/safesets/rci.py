@@ -26,7 +26,9 @@ where ``E = df/dw`` and all nonlinear terms of both tasks are accelerations, so 
 enter the next state through the noise channels ``E`` (semi-implicit Euler: ``dt^2`` in the
 position, ``dt`` in the velocity).  The vertices are the Jacobian linearisation ``A, B, E``
 (``torch.func.jacrev`` of the raw dynamics at the equilibrium) plus rank-one sector deviations
-in those channels.
+in those channels.  Each task model provides its enclosure
+(:meth:`safegbpo.tasks.TaskModel.linear_enclosure`, derived in the model's module); the paper's
+two tasks:
 
 * **Pendulum** (``theta_ddot = k sin(theta) + b_a a + w``, ``k = 3g/(2l)``): with
   ``sigma = sin(theta)/theta`` (``= 1`` at 0), ``sin(theta) = theta + (sigma - 1) theta`` and
@@ -80,12 +82,13 @@ never depends on the conic solver's accuracy, and an infeasible or failed search
 :class:`RCIInfeasibleError`.  The a-posteriori check on sampled states of the nonlinear dynamics
 is :func:`safegbpo.safesets.verify.verify_safe_set`.
 
-Results and limits (defaults, see :data:`DEFAULT_CONFIGS`).  Pendulum: ``m = 5``, volume ``~88``
-of the ``~100.5`` of ``S`` (the reference set: ``~66.9``, and it partly lies outside ``S``); the
-sector gain range ``[0, 1]`` needed at ``|theta| = pi`` is the main conservatism.  Quadrotor:
-``m = 18``, volume ``~170`` (reference ``~0.46``); the template size limits it (``m = 24`` gives
-``~215`` at three times the computing time), and a box template alone is infeasible because of
-the integrator chain ``x <- x_dot <- phi <- phi_dot``.  Both compute in seconds.
+Results and limits (defaults: the tasks' registry entries, :func:`default_config`). Pendulum:
+``m = 5``, volume ``~88`` of the ``~100.5`` of ``S`` (the reference set: ``~66.9``, and it
+partly lies outside ``S``); the sector gain range ``[0, 1]`` needed at ``|theta| = pi`` is the
+main conservatism. Quadrotor: ``m = 18``, volume ``~170`` (reference ``~0.46``); the template
+size limits it (``m = 24`` gives ``~215`` at three times the computing time), and a box template
+alone is infeasible because of the integrator chain ``x <- x_dot <- phi <- phi_dot``. Both
+compute in seconds.
 """
 
 from __future__ import annotations
@@ -95,28 +98,26 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
 import scipy.linalg
 import torch
-from torch.func import jacrev
 
-from safegbpo.envs.models import PendulumModel, QuadrotorModel, TaskModel, get_model
 from safegbpo.safesets.safe_set import SafeSet
 from safegbpo.sets import Zonotope, containment_margin_lp
+from safegbpo.tasks import LinearEnclosure, TaskModel, get_model, get_task
+from safegbpo.tasks.base import linearise
 
 __all__ = [
     "ALGORITHM_VERSION",
     "RCIConfig",
     "RCIInfeasibleError",
     "LinearEnclosure",
-    "DEFAULT_CONFIGS",
-    "ENCLOSURES",
     "certificate_margins",
     "compute_rci",
+    "default_config",
     "linear_enclosure",
     "linearise",
     "template_directions",
@@ -191,135 +192,16 @@ class RCIConfig:
         }
 
 
-#: Per-task defaults (tuned for volume; see the module docstring).
-DEFAULT_CONFIGS: dict[str, RCIConfig] = {
-    "pendulum": RCIConfig(num_directions=5, template_powers=(1, 2, 3, 5, 10),
-                          lqr_control_weight=1.0, volume_iterations=30),
-    "quadrotor": RCIConfig(num_directions=18, template_powers=(5, 10, 15),
-                           lqr_control_weight=0.1, volume_iterations=10),
-}
-
-
-# ------------------------------------------------------------------------------------------
-# linearisation and enclosures
-# ------------------------------------------------------------------------------------------
-def linearise(
-    model: TaskModel, state: torch.Tensor, action: torch.Tensor, noise: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jacobians ``A = df/dx``, ``B = df/du``, ``E = df/dw`` of the raw dynamics at one point
-    (``torch.func.jacrev``), as float64 numpy arrays ``(n, n)``, ``(n, d)``, ``(n, n_w)``."""
-
-    def f(x: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return model.dynamics(x[None], u[None], w[None])[0]
-
-    jac = jacrev(f, argnums=(0, 1, 2))(state, action, noise)
-    return tuple(j.detach().cpu().numpy().astype(np.float64) for j in jac)  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class LinearEnclosure:
-    """Polytopic LDI enclosure of the dynamics (module docstring), valid for
-    ``|x[bounded_index] - x_e[bounded_index]| <= bound``, ``u`` in ``A``, ``w`` in ``W``.
-
-    Attributes:
-        x_e, u_e: equilibrium ``(n,)``, ``(d,)``.
-        A: vertex state matrices ``(K, n, n)``; B: vertex input matrices ``(K, n, d)``.
-        E: noise input matrix ``(n, n_w)``.
-        noise_radius: half-widths of ``W`` ``(n_w,)``.
-        remainder_center, remainder_radius: box remainder ``r`` in noise coordinates ``(n_w,)``.
-        bounded_index, bound: the coordinate whose range the enclosure assumes, and its bound.
-    """
-
-    x_e: np.ndarray
-    u_e: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    E: np.ndarray
-    noise_radius: np.ndarray
-    remainder_center: np.ndarray
-    remainder_radius: np.ndarray
-    bounded_index: int
-    bound: float
-
-    @property
-    def num_vertices(self) -> int:
-        return self.A.shape[0]
-
-    def disturbance_generators(self) -> np.ndarray:
-        """``E diag(w + r_rad)`` without zero columns, ``(n, p)``."""
-        radius = self.noise_radius + self.remainder_radius
-        cols = self.E * radius[None, :]
-        return cols[:, radius > 0]
-
-    def disturbance_offset(self) -> np.ndarray:
-        """``E r_c`` ``(n,)``."""
-        return self.E @ self.remainder_center
-
-
-def _equilibrium_jacobians(model: TaskModel):
-    x_e, u_e = model.equilibrium()
-    w0 = torch.zeros(model.noise_dim, dtype=torch.float64)
-    residual = model.dynamics(x_e[None], u_e[None], w0[None])[0] - x_e
-    if float(residual.abs().max()) > 1e-12:
-        raise ValueError(f"{model.name}: model.equilibrium() is not a fixed point "
-                         f"(residual {residual.tolist()})")
-    A, B, E = linearise(model, x_e, u_e, w0)
-    return x_e.numpy(), u_e.numpy(), A, B, E
-
-
-def _pendulum_enclosure(model: PendulumModel, bound: float) -> LinearEnclosure:
-    """Sector enclosure of ``k sin(theta)`` for ``|theta| <= bound <= pi`` (module docstring)."""
-    if not 0.0 < bound <= math.pi:
-        raise ValueError(f"pendulum enclosure needs 0 < bound <= pi, got {bound}")
-    x_e, u_e, A, B, E = _equilibrium_jacobians(model)
-    k = 3.0 * model.gravity / (2.0 * model.length)
-    sigma_min = math.sin(bound) / bound
-    e_theta = np.eye(model.state_dim)[0]
-    A_v = np.stack([A + k * (sigma - 1.0) * np.outer(E[:, 0], e_theta)
-                    for sigma in (sigma_min, 1.0)])
-    B_v = np.stack([B, B])
-    zeros = np.zeros(model.noise_dim)
-    return LinearEnclosure(x_e, u_e, A_v, B_v, E, np.asarray(model.noise_bound, float),
-                           zeros, zeros.copy(), 0, float(bound))
-
-
-def _quadrotor_enclosure(model: QuadrotorModel, bound: float) -> LinearEnclosure:
-    """Sector enclosure of ``T sin(phi)``, ``T cos(phi)`` for ``|phi| <= bound <= pi/12``."""
-    if not 0.0 < bound <= math.pi / 12 + 1e-12:
-        raise ValueError(f"quadrotor enclosure needs 0 < bound <= pi/12, got {bound}")
-    x_e, u_e, A, B, E = _equilibrium_jacobians(model)
-    g, c = model.gravity, model.thrust_gain
-    sinc = math.sin(bound) / bound
-    n, d = model.state_dim, model.action_dim
-    e_phi, e_thrust = np.eye(n)[2], np.eye(d)[0]
-    A_v, B_v = [], []
-    for beta in ((g - c) * sinc, g + c):
-        for gamma in (math.cos(bound), 1.0):
-            A_v.append(A + (beta - g) * np.outer(E[:, 0], e_phi))
-            B_v.append(B + c * (gamma - 1.0) * np.outer(E[:, 1], e_thrust))
-    half = g * (1.0 - math.cos(bound)) / 2.0
-    return LinearEnclosure(x_e, u_e, np.stack(A_v), np.stack(B_v), E,
-                           np.asarray(model.noise_bound, float), np.array([0.0, -half]),
-                           np.array([0.0, half]), 2, float(bound))
-
-
-#: Task -> enclosure builder ``(model, bound) -> LinearEnclosure``.
-ENCLOSURES: dict[str, Callable[..., LinearEnclosure]] = {
-    "pendulum": _pendulum_enclosure,
-    "quadrotor": _quadrotor_enclosure,
-}
-
-
-#: Index of the coordinate bounded by each task's enclosure (theta, phi).
-BOUNDED_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2}
+def default_config(task: str) -> RCIConfig:
+    """The RCI tuning of ``task``: its registry entry's ``rci`` fields (tuned for volume; see
+    the module docstring)."""
+    return RCIConfig(**get_task(task).rci)
 
 
 def linear_enclosure(task: str, bound: float) -> LinearEnclosure:
-    """The LDI enclosure of ``task``'s dynamics for the bound ``nu = bound`` (see module doc)."""
-    model = get_model(task)
-    if task not in ENCLOSURES:
-        raise ValueError(f"no linear enclosure for task {task!r}")
-    return ENCLOSURES[task](model, bound)
+    """The LDI enclosure of ``task``'s dynamics for the bound ``nu = bound``: the model's
+    :meth:`~safegbpo.tasks.TaskModel.linear_enclosure` (derivations in the model modules)."""
+    return get_model(task).linear_enclosure(bound)
 
 
 # ------------------------------------------------------------------------------------------
@@ -615,7 +497,7 @@ def compute_rci(
 
     Args:
         task: ``"pendulum"`` or ``"quadrotor"``.
-        num_directions: template size ``m`` (default: :data:`DEFAULT_CONFIGS`).
+        num_directions: template size ``m`` (default: :func:`default_config`).
         iterations: volume (minorise-maximise) reweighting iterations (default: config).
         solver: a cvxpy conic solver (exponential cone) name; default CLARABEL, and if the
             whole search fails with it, SCS.
@@ -631,9 +513,7 @@ def compute_rci(
         RCIInfeasibleError: no candidate was feasible / certified with any solver.
     """
     model = get_model(task)
-    if task not in ENCLOSURES:
-        raise ValueError(f"no linear enclosure for task {task!r}")
-    cfg = config or DEFAULT_CONFIGS[task]
+    cfg = config or default_config(task)
     overrides = {}
     if num_directions is not None:
         overrides["num_directions"] = num_directions
@@ -675,18 +555,18 @@ def _search(task: str, model: TaskModel, cfg: RCIConfig, program: _Program, verb
     def describe(sol: _Solution | None) -> str:
         return "infeasible/uncertified" if sol is None else f"volume {sol.volume:.4g}"
 
-    j = BOUNDED_INDEX[task]
-    full = float(min(program.high[j], -program.low[j]))  # widest bound the box allows
+    j = model.enclosure_index
+    full = model.enclosure_bound_limit()  # widest bound the box allows
     lo_f, hi_f = cfg.bound_fraction_range
     uniform = np.full(cfg.num_directions, model.state_dim / cfg.num_directions)
 
     # 1. template: the spacing p with the largest volume at the widest bound
-    _, _, A_jac, B_jac, _ = _equilibrium_jacobians(model)
+    _, _, A_jac, B_jac, _ = model.equilibrium_jacobians()
     As = A_jac * (1.0 / D)[:, None] * D[None, :]
     Bs = B_jac * (1.0 / D)[:, None]
     templates = {p: template_directions(As, Bs, cfg.num_directions, p, cfg.lqr_control_weight)
                  for p in cfg.template_powers}
-    enc_hi = ENCLOSURES[task](model, hi_f * full)
+    enc_hi = model.linear_enclosure(hi_f * full)
     best_p, best_volume = cfg.template_powers[0], -1.0
     for p, T in templates.items():
         sol = program.solve(enc_hi, T, uniform, p)
@@ -701,7 +581,7 @@ def _search(task: str, model: TaskModel, cfg: RCIConfig, program: _Program, verb
     def evaluate(frac: float) -> float:
         frac = round(frac, 12)
         if frac not in cache:
-            cache[frac] = program.solve(ENCLOSURES[task](model, frac * full), T, uniform,
+            cache[frac] = program.solve(model.linear_enclosure(frac * full), T, uniform,
                                         best_p)
             log(f"bound {frac * full:.4f}: {describe(cache[frac])}")
         sol = cache[frac]

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from safegbpo.envs.models import TaskModel, get_model
 from safegbpo.io import atomic_write_text
 from safegbpo.sets import Zonotope
 from safegbpo.sets.containment import min_inf_norm_factors
+from safegbpo.tasks import TaskModel, get_model
 
 __all__ = ["SAFE_SET_FORMAT", "ACTION_TOLERANCE", "SafeSet"]
 

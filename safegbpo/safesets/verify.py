@@ -44,10 +44,10 @@ import torch
 from scipy.optimize import linprog
 from torch.func import jacrev, vmap
 
-from safegbpo.envs.models import TaskModel
 from safegbpo.reference import reference_path
 from safegbpo.safesets.safe_set import SafeSet
 from safegbpo.sets.containment import min_inf_norm_factors
+from safegbpo.tasks import TaskModel
 
 __all__ = [
     "DEFAULT_TOLERANCE",

@@ -9,14 +9,12 @@ import pytest
 
 from safegbpo.algorithms import PPOConfig, SACConfig, SHACConfig
 from safegbpo.experiments.config import (
-    BUDGETS,
-    EVAL_EVERY,
-    PRESETS,
     TrainConfig,
     override_hyper,
     parse_hyper_assignment,
     preset,
 )
+from safegbpo.tasks import get_task
 
 # SPEC §8 table, written out: (task, algo) -> {field: value}
 SPEC_TABLE = {
@@ -51,18 +49,23 @@ def test_presets_are_the_spec_table(key):
         assert getattr(hyper, name) == value, (key, name)
     hyper.validate()
     assert hyper.log_std_init == -1.0 and hyper.gamma == 0.99
-    assert PRESETS[key] is hyper
+    task, algo = key
+    assert preset(task, algo) == hyper  # the registry entry's preset, reproducibly built
+    assert dict(get_task(task).presets[algo]) == SPEC_TABLE[key]
 
 
 def test_evaluation_grid_and_budgets_of_the_paper():
-    assert BUDGETS == {"pendulum": 100_000, "quadrotor": 200_000}
+    budgets = {task: get_task(task).budget for task in NUM_ENVS}
+    assert budgets == {"pendulum": 100_000, "quadrotor": 200_000}
     for task, n in NUM_ENVS.items():
+        eval_every = get_task(task).eval_every
+        assert get_task(task).num_envs == n
         shac = preset(task, "shac")
-        assert EVAL_EVERY[(task, "shac")] % (shac.len_traj * n) == 0  # whole windows
-        assert EVAL_EVERY[(task, "ppo")] == preset(task, "ppo").len_traj * n  # len_traj per env
-        assert EVAL_EVERY[(task, "sac")] % n == 0  # whole vector steps
-    assert EVAL_EVERY[("pendulum", "shac")] == 2560 == 5 * 64 * 8
-    assert EVAL_EVERY[("quadrotor", "sac")] == 5008
+        assert eval_every["shac"] % (shac.len_traj * n) == 0  # whole windows
+        assert eval_every["ppo"] == preset(task, "ppo").len_traj * n  # len_traj per env
+        assert eval_every["sac"] % n == 0  # whole vector steps
+    assert get_task("pendulum").eval_every["shac"] == 2560 == 5 * 64 * 8
+    assert get_task("quadrotor").eval_every["sac"] == 5008
 
 
 def test_defaults_come_from_the_task_and_algorithm():

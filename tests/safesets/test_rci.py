@@ -14,7 +14,6 @@ import torch
 from scipy.optimize import linprog
 
 import safegbpo.safesets.cache as cache_module
-from safegbpo.envs.models import get_model
 from safegbpo.safesets import (
     CACHE_ENV_VAR,
     RCIConfig,
@@ -30,6 +29,7 @@ from safegbpo.safesets import (
 from safegbpo.safesets.cache import cache_key
 from safegbpo.safesets.rci import _volume_terms, linearise, template_directions
 from safegbpo.sets import Zonotope
+from safegbpo.tasks import get_model, get_task, registry
 from tests.safesets import TASKS, project_sets, reference_file
 
 F64 = torch.float64
@@ -238,9 +238,9 @@ class TestCache:
 
     def test_key_depends_on_the_configuration(self, monkeypatch):
         before = cache_key("pendulum")
-        changed = dict(cache_module.DEFAULT_CONFIGS)
-        changed["pendulum"] = dataclasses.replace(changed["pendulum"], num_directions=7)
-        monkeypatch.setattr(cache_module, "DEFAULT_CONFIGS", changed)
+        spec = get_task("pendulum")
+        changed = dataclasses.replace(spec, rci={**spec.rci, "num_directions": 7})
+        monkeypatch.setitem(registry._TASKS, "pendulum", changed)
         assert cache_key("pendulum") != before
 
     def test_first_use_computes_verifies_and_saves_then_loads(self, empty_cache,

@@ -1,0 +1,39 @@
+"""Tasks (SPEC §6): the models (physics) and the registry of everything else about a task.
+
+* :mod:`safegbpo.tasks.base` — :class:`TaskModel`, the interface every task model implements
+  (dynamics, reward, observation, boxes, LDI enclosure); :class:`LinearEnclosure`;
+* :mod:`safegbpo.tasks.pendulum`, :mod:`safegbpo.tasks.quadrotor` — the paper's tasks;
+* :mod:`safegbpo.tasks.registry` — :class:`TaskSpec` and :func:`get_task`, the one place that
+  resolves a task name.
+
+This package sits below ``envs`` and ``safesets`` (it imports neither).
+"""
+
+from safegbpo.tasks.base import LinearEnclosure, TaskModel, affine_enclosure, wrap_angle
+from safegbpo.tasks.pendulum import PendulumModel
+from safegbpo.tasks.quadrotor import QuadrotorModel
+from safegbpo.tasks.registry import (
+    TaskSpec,
+    get_model,
+    get_task,
+    register_task,
+    task_names,
+    tasks,
+    unregister_task,
+)
+
+__all__ = [
+    "LinearEnclosure",
+    "PendulumModel",
+    "QuadrotorModel",
+    "TaskModel",
+    "TaskSpec",
+    "affine_enclosure",
+    "get_model",
+    "get_task",
+    "register_task",
+    "task_names",
+    "tasks",
+    "unregister_task",
+    "wrap_angle",
+]

@@ -1,0 +1,205 @@
+"""The registry of tasks: every fact about a task that is not physics, in one entry.
+
+A :class:`TaskSpec` holds a task's key (``--task``, file names, run ids), its report and
+archive labels, its model (:mod:`safegbpo.tasks.base`), the environment class that simulates
+it, the number of environments and the episode length, the paper's interaction budget and
+evaluation grid per algorithm, the tuned hyper-parameters per algorithm (plain mappings of the
+algorithm's config fields, so this module does not import :mod:`safegbpo.algorithms`) and the
+tuning of the RCI program that computes its certified safe set (SPEC §7).
+
+Everything that accepts a task reads it from here (:func:`get_task` is the one place that
+resolves a task name): the environments, the safe sets, the training configuration, the
+experiment grid, the metrics, the spec and its figures, the benchmark and every command's
+``--task``.  Adding a task is one model module and one :func:`register_task` call (see
+``docs/ARCHITECTURE.md``); a task defined outside the package is named by import path,
+``--task mypkg.mymodule:MY_TASK`` (a :class:`TaskSpec`), through the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from safegbpo.loading import is_import_path, load_attr
+from safegbpo.tasks.base import TaskModel
+from safegbpo.tasks.pendulum import PendulumModel
+from safegbpo.tasks.quadrotor import QuadrotorModel
+
+__all__ = ["TaskSpec", "get_model", "get_task", "register_task", "task_names", "tasks",
+           "unregister_task"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task (module docstring).
+
+    Attributes:
+        key: the task's name (``'pendulum'``): ``--task``, set files, run ids, safe-set cache.
+        label: row/column label in reports (``'Pendulum'``).
+        archive_label: the task's name in the reference implementation's archive
+            (``../shared/reference/paper_learning_curves.json``).
+        model: the :class:`~safegbpo.tasks.base.TaskModel` (constants and dynamics).
+        env: the environment class as ``'module:Class'`` (a subclass of
+            :class:`safegbpo.envs.SafeVectorEnv`), imported when an env is built: tasks sit
+            below ``envs`` in the import graph.
+        num_envs: training environments (SPEC §6).
+        episode_length: steps per episode (training and evaluation).
+        budget: the paper's interaction budget per run (SPEC §8); the default of
+            ``safegbpo train --interactions`` and the reference against which the report
+            decides whether a run is comparable with the paper.
+        eval_every: evaluation interval (interactions) per algorithm (SPEC §8).
+        presets: tuned hyper-parameters per algorithm: fields of the algorithm's config
+            dataclass (SPEC §8; e.g. a soft-constraint baseline's cost limit goes here too).
+        rci: fields of :class:`safegbpo.safesets.rci.RCIConfig` for the project's safe set.
+        env_options: default keyword options of the environment class (e.g. a data file).
+    """
+
+    key: str
+    label: str
+    archive_label: str
+    model: TaskModel
+    env: str
+    num_envs: int
+    episode_length: int
+    budget: int
+    eval_every: Mapping[str, int]
+    presets: Mapping[str, Mapping[str, Any]]
+    rci: Mapping[str, Any]
+    env_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.key or not isinstance(self.key, str) or ":" in self.key:
+            raise ValueError(f"task key must be a non-empty name without ':', got {self.key!r}")
+        if not isinstance(self.model, TaskModel):
+            raise ValueError(f"task {self.key!r}: model must be a TaskModel, got "
+                             f"{type(self.model).__name__}")
+        if not is_import_path(self.env):
+            raise ValueError(f"task {self.key!r}: env must be 'module:Class', got {self.env!r}")
+        for name in ("num_envs", "episode_length", "budget"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"task {self.key!r}: {name} must be a positive integer, got "
+                                 f"{value!r}")
+        missing = sorted(set(self.presets) - set(self.eval_every))
+        if missing:
+            raise ValueError(f"task {self.key!r}: no evaluation interval for {missing}")
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """Algorithms with a preset for this task."""
+        return tuple(self.presets)
+
+
+# --------------------------------------------------------------------------------------------
+# the built-in tasks (SPEC §6 and §8)
+# --------------------------------------------------------------------------------------------
+PENDULUM = TaskSpec(
+    key="pendulum",
+    label="Pendulum",
+    archive_label="Pendulum",
+    model=PendulumModel(),
+    env="safegbpo.envs.pendulum:PendulumEnv",
+    num_envs=8,
+    # SPEC §6 (first version) gave no pendulum episode length: 200 steps (10 s) as in
+    # Gymnasium's Pendulum.
+    episode_length=200,
+    budget=100_000,
+    eval_every={"shac": 2560, "ppo": 13600, "sac": 2504},  # SHAC: 5 windows x 64 x 8
+    presets={
+        "shac": dict(policy_hidden=(128, 128), policy_lr=4e-4, critic_hidden=(128, 128, 128),
+                     critic_lr=2e-3, len_traj=64, polyak=0.4, td_weight=0.95, vf_num_fits=50,
+                     vf_fit_num_batches=1),
+        "ppo": dict(policy_hidden=(256,) * 4, policy_lr=3e-4, critic_hidden=(200, 200),
+                    critic_lr=2e-3, len_traj=1700, clip_coef=0.2, ent_coef=0.09,
+                    num_batches=45, num_fits=32),
+        "sac": dict(policy_hidden=(173,) * 4, policy_lr=2e-3, critic_hidden=(135,) * 4,
+                    critic_lr=2e-3, buffer_size=60000, polyak=0.673, learning_starts=64,
+                    policy_freq=6, target_freq=7),
+    },
+    rci=dict(num_directions=5, template_powers=(1, 2, 3, 5, 10), lqr_control_weight=1.0,
+             volume_iterations=30),
+)
+
+QUADROTOR = TaskSpec(
+    key="quadrotor",
+    label="Quadrotor",
+    archive_label="Quadrotor",
+    model=QuadrotorModel(),
+    env="safegbpo.envs.quadrotor:QuadrotorEnv",
+    num_envs=16,
+    episode_length=240,
+    budget=200_000,
+    eval_every={"shac": 5504, "ppo": 22400, "sac": 5008},
+    presets={
+        "shac": dict(policy_hidden=(128, 128), policy_lr=2e-3, critic_hidden=(120,) * 3,
+                     critic_lr=4e-3, len_traj=43, polyak=0.22, td_weight=0.93, vf_num_fits=24,
+                     vf_fit_num_batches=1),
+        "ppo": dict(policy_hidden=(128,) * 3, policy_lr=1e-4, critic_hidden=(128,) * 4,
+                    critic_lr=3e-3, len_traj=1400, clip_coef=0.29, ent_coef=0.06,
+                    num_batches=30, num_fits=30),
+        "sac": dict(policy_hidden=(359,) * 4, policy_lr=1e-3, critic_hidden=(977,) * 3,
+                    critic_lr=5e-4, buffer_size=45000, polyak=0.323, learning_starts=5000,
+                    policy_freq=10, target_freq=2),
+    },
+    rci=dict(num_directions=18, template_powers=(5, 10, 15), lqr_control_weight=0.1,
+             volume_iterations=10),
+)
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add ``spec`` to the registry (its ``key`` must be new); returns it."""
+    if not isinstance(spec, TaskSpec):
+        raise ValueError(f"register_task expects a TaskSpec, got {type(spec).__name__}")
+    if spec.key in _TASKS:
+        raise ValueError(f"task {spec.key!r} is already registered")
+    _TASKS[spec.key] = spec
+    return spec
+
+
+def unregister_task(key: str) -> None:
+    """Remove a registered task (tests, plugins); unknown keys raise ``ValueError``."""
+    if key not in _TASKS:
+        raise ValueError(f"task {key!r} is not registered")
+    del _TASKS[key]
+
+
+def task_names() -> tuple[str, ...]:
+    """Keys of the registered tasks, in registration order."""
+    return tuple(_TASKS)
+
+
+def tasks() -> Mapping[str, TaskSpec]:
+    """Read-only view of the registry (key -> :class:`TaskSpec`)."""
+    return MappingProxyType(_TASKS)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called ``name``: a registered key, or ``'package.module:ATTR'`` naming a
+    :class:`TaskSpec` defined outside the package.
+
+    Raises:
+        ValueError: unknown name (the message lists the registered tasks), or an import path
+            that does not name a :class:`TaskSpec`.
+    """
+    if isinstance(name, str) and name in _TASKS:
+        return _TASKS[name]
+    if isinstance(name, str) and is_import_path(name):
+        spec = load_attr(name, what="TaskSpec")
+        if not isinstance(spec, TaskSpec):
+            raise ValueError(f"{name!r} is a {type(spec).__name__}, not a TaskSpec")
+        return spec
+    raise ValueError(f"unknown task {name!r}; expected one of {sorted(_TASKS)} or a "
+                     "TaskSpec as 'package.module:ATTR'")
+
+
+def get_model(task: str) -> TaskModel:
+    """The model of ``task`` (:func:`get_task` resolves the name)."""
+    return get_task(task).model
+
+
+for _spec in (PENDULUM, QUADROTOR):
+    register_task(_spec)
