@@ -1,7 +1,9 @@
 """Benchmark of the safeguards (SPEC §3 P5): time of one batched call per variant and task.
 
-For every task at the paper's batch size (8 pendulum envs, 16 quadrotor envs) and every
-safeguard variant of SPEC §5 it measures the median wall-clock time of
+For every task at the paper's batch size (the task's ``num_envs``: 8 pendulum envs, 16 quadrotor
+envs) and every safeguard map of the variant registry (:func:`safegbpo.safeguards.variants.
+map_variants`, SPEC §5) plus the ray mask with a detached centre it measures the median
+wall-clock time of
 
 * ``forward``: one call ``g(action)`` at the envs' current states without autograd,
 * ``forward+backward``: one call with autograd (action and state require grad, as in SHAC)
@@ -14,7 +16,7 @@ generator; states are the env's reset states.  Prints a rich table and writes JS
 Usage::
 
     python benchmarks/bench_safeguards.py [--repeats 20] [--out reports/bench.json]
-        [--tasks pendulum quadrotor] [--safe-set-dir DIR]
+        [--tasks pendulum quadrotor] [--safe-sets DIR]
 
 The first construction of the project's safe sets may take a while (they are cached).
 """
@@ -38,19 +40,19 @@ from rich.table import Table
 
 from safegbpo.envs import make_vec
 from safegbpo.safeguards import make_safeguard
+from safegbpo.safeguards.variants import map_variants
+from safegbpo.tasks import get_task, task_names
 
-#: (label, registry name, options) of the benchmarked variants (SPEC §5 table; "RM" is the
-#: zonotopic centre with the linear mapping).
-VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("BP", "bp", {}),
-    ("RM", "rm", {}),
-    ("RM hyperbolic", "rm", {"mapping": "hyperbolic"}),
-    ("RM passthrough", "rm", {"passthrough": True}),
+#: A diagnostic beyond the registry's variants: the ray mask without the centre's gradient.
+EXTRA_VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("RM detached centre", "rm", {"centre_gradient": False}),
-    ("RM orthogonal", "rm", {"centre": "orthogonal"}),
 )
-#: The paper's number of environments per task (SPEC §6).
-BATCH = {"pendulum": 8, "quadrotor": 16}
+
+
+def benchmarked_variants() -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, safeguard name, options): the registry's map variants, then the extras."""
+    rows = [(v.label, str(v.safeguard), dict(v.options)) for v in map_variants()]
+    return rows + list(EXTRA_VARIANTS)
 
 
 def _median_ms(fn: Callable[[int], Any], repeats: int, warmup: int = 2) -> float:
@@ -69,7 +71,7 @@ def _actions(generator: torch.Generator, num: int, dim: int) -> torch.Tensor:
 
 
 def bench_task(task: str, repeats: int, safe_set: Any, seed: int = 0) -> list[dict[str, Any]]:
-    env = make_vec(task, BATCH[task], seed=seed, safe_set=safe_set)
+    env = make_vec(task, get_task(task).num_envs, seed=seed, safe_set=safe_set)
     env.reset(seed=seed)
     states = env.state.detach().clone()
     N, d = env.num_envs, env.model.action_dim
@@ -92,7 +94,7 @@ def bench_task(task: str, repeats: int, safe_set: Any, seed: int = 0) -> list[di
                  "forward_ms": _median_ms(env_forward, repeats),
                  "forward_backward_ms": _median_ms(env_backward, repeats), "fallbacks": 0})
 
-    for label, name, options in VARIANTS:
+    for label, name, options in benchmarked_variants():
         safeguard = make_safeguard(name, env, **options)
 
         def forward(i: int, safeguard=safeguard) -> None:
@@ -116,7 +118,7 @@ def _safe_set(task: str, directory: Path | None) -> Any:
         return None  # the project's certified set (computed once, cached)
     path = directory / f"{task}.json"
     if not path.exists():
-        raise SystemExit(f"--safe-set-dir: no file {path}")
+        raise SystemExit(f"--safe-sets: no file {path}")
     return path
 
 
@@ -125,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per entry")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"),
                         help="JSON output (default reports/bench.json)")
-    parser.add_argument("--tasks", nargs="+", default=list(BATCH), choices=list(BATCH))
-    parser.add_argument("--safe-set-dir", type=Path, default=None,
+    parser.add_argument("--tasks", nargs="+", default=list(task_names()),
+                        choices=list(task_names()), metavar="TASK",
+                        help=f"tasks to time (default: all: {', '.join(task_names())})")
+    parser.add_argument("--safe-sets", type=Path, default=None, metavar="DIR",
                         help="directory with <task>.json safe-set files (default: the "
                              "project's certified sets)")
     parser.add_argument("--seed", type=int, default=0)
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     for task in args.tasks:
-        rows += bench_task(task, args.repeats, _safe_set(task, args.safe_set_dir), args.seed)
+        rows += bench_task(task, args.repeats, _safe_set(task, args.safe_sets), args.seed)
 
     table = Table(title=f"Safeguard call time (median of {args.repeats}, ms)")
     for column in ("task", "variant", "batch", "forward", "forward+backward", "x env step",
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
-        "safe_sets": str(args.safe_set_dir) if args.safe_set_dir else "project (get_safe_set)",
+        "safe_sets": str(args.safe_sets) if args.safe_sets else "project (get_safe_set)",
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from safegbpo.console import make_console
-from spec.audit import DEFAULT_SAMPLES, TASKS, run_all, spec_exit_code
+from safegbpo.tasks import task_names
+from spec.audit import DEFAULT_SAMPLES, run_all, spec_exit_code
 from spec.console import print_audit, print_checks, print_summary
-from spec.expectations import BUILTIN_VARIANTS
+from spec.expectations import audited_variants
 from spec.results import AuditResult, CheckResult
 
 
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spec", description=__doc__.split("\n")[0])
     parser.add_argument("--all", action="store_true",
                         help="audit every built-in variant on both tasks and check the lemmas")
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--variants", nargs="+", choices=[v.key for v in BUILTIN_VARIANTS],
+    parser.add_argument("--tasks", nargs="+", choices=task_names(), default=list(task_names()))
+    parser.add_argument("--variants", nargs="+", choices=[v.key for v in audited_variants()],
                         help="built-in variants to audit (default: all)")
     parser.add_argument("--no-lemmas", action="store_true", help="skip Lemmas 1-3")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,

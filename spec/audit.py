@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from spec.defaults import DEFAULT_SAMPLES, TASKS
+from safegbpo.tasks import task_names
+from spec.defaults import DEFAULT_SAMPLES
 from spec.expectations import (
-    BUILTIN_VARIANTS,
     PROPERTIES,
+    audited_variants,
     expectations_for,
     get_variant,
     variant_for,
@@ -30,8 +31,7 @@ from spec.probe import ProbeConfig
 from spec.properties import check_properties
 from spec.results import UNEXPECTED, AuditResult, CheckResult
 
-__all__ = ["TASKS", "DEFAULT_SAMPLES", "SPEC_FORMAT", "audit", "run_all", "summarise",
-           "spec_exit_code"]
+__all__ = ["DEFAULT_SAMPLES", "SPEC_FORMAT", "audit", "run_all", "summarise", "spec_exit_code"]
 
 SPEC_FORMAT = "safegbpo-spec/1"
 
@@ -103,7 +103,7 @@ def audit(
 
 def run_all(
     *,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
@@ -112,13 +112,15 @@ def run_all(
     safe_sets: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Audit every built-in variant (``variants``: keys of :data:`BUILTIN_VARIANTS`, default all)
-    on every task and check Lemmas 1–3.  Returns the ``reports/spec.json`` document::
+    """Audit every registered map variant (``variants``: their keys, default all:
+    :func:`spec.expectations.audited_variants`) on every task (default: every registered task)
+    and check Lemmas 1–3.  Returns the ``reports/spec.json`` document::
 
         {"format", "metadata", "settings", "audits": [AuditResult.to_dict()],
          "lemmas": [CheckResult.to_dict()], "summary": {...}}
     """
-    keys = [v.key for v in BUILTIN_VARIANTS] if variants is None else list(variants)
+    tasks = list(task_names()) if tasks is None else list(tasks)
+    keys = [v.key for v in audited_variants()] if variants is None else list(variants)
     chosen = [get_variant(k) for k in keys]
     audits: list[AuditResult] = []
     for task in tasks:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.console import make_console
-from spec.defaults import DEFAULT_SAMPLES, TASKS
+from safegbpo.tasks import task_names
+from spec.defaults import DEFAULT_SAMPLES
 from spec.expectations import PROPERTIES
 
 __all__ = ["register", "parse_options"]
@@ -96,7 +97,7 @@ def register(subparsers: Any) -> None:
         description="Audit a safeguard (built-in or module:Class) on a task against P1-P5 of "
                     "the spec, on the bare map and on the SafeguardActionWrapper path training "
                     "uses. Exit code 0 iff P1, P2 and every --require'd property hold.")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", required=True, choices=task_names())
     p.add_argument("--safeguard", required=True,
                    help="'bp', 'rm' or a user class 'package.module:Class'")
     p.add_argument("--mapping", choices=("linear", "hyperbolic"), help="ray-mask mapping")

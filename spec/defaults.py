@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TASKS", "DEFAULT_SAMPLES"]
-
-TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
+__all__ = ["DEFAULT_SAMPLES"]
 
 DEFAULT_SAMPLES = 32
 """States per audit (each with one action per category, plus Jacobians, finite differences and

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spec.expectations import BUILTIN_VARIANTS  # noqa: E402
+from safegbpo.safeguards.variants import map_variants, variant_labels  # noqa: E402
 from spec.oracle import SafeActionOracle  # noqa: E402
 from spec.sampling import sample_safe_states  # noqa: E402
 
@@ -38,9 +38,6 @@ _COLOURS = {
     "RM Passthrough Gradient": "tab:green", "RM Hyperbolic": "tab:purple",
     "RM Hyperbolic and Regularisation": "tab:pink", "RM Orthogonal": "tab:brown",
 }
-_MODIFICATIONS = ("No Safeguard", "BP", "BP Regularisation", "RM", "RM Regularisation",
-                  "RM Passthrough Gradient", "RM Hyperbolic", "RM Hyperbolic and Regularisation",
-                  "RM Orthogonal")
 
 Key = tuple[str, str, str]
 
@@ -95,7 +92,7 @@ def plot_learning_curves(ours: Mapping[Key, Mapping[str, Any]],
             written.append(path)
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(8, 4.2))
-        keys = [(task, "shac", v) for v in _MODIFICATIONS]
+        keys = [(task, "shac", v) for v in variant_labels()]
         if _panel(ax, keys, ours, paper, f"{task} SHAC: safeguards and modifications "
                                          "(Tables 4-5)"):
             fig.tight_layout()
@@ -116,7 +113,7 @@ def _safeguards_at(task: str, state: torch.Tensor, actions: torch.Tensor, safe_s
     env = make_vec(task, num_envs=K, seed=0, safe_set=safe_set)
     env.reset(options={"state": state.expand(K, -1).clone()})
     out = {}
-    for variant in BUILTIN_VARIANTS:
+    for variant in map_variants():
         try:
             guard = make_safeguard(variant.safeguard, env, **variant.options)
             with torch.no_grad():

@@ -23,16 +23,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from safegbpo.safeguards.variants import UNSAFE as UNSAFE_VARIANT
+from safegbpo.safeguards.variants import get_variant
+
 __all__ = ["BAND", "MODIFICATIONS", "HypothesisVerdict", "evaluate_h1", "evaluate_h2"]
 
 BAND = 0.05
 """Relative band of "equal performance" (the paper's 5% convergence band)."""
 
 TASKS = ("pendulum", "quadrotor")
-BASES = ("BP", "RM")
-MODIFICATIONS = ("BP Regularisation", "RM Regularisation", "RM Passthrough Gradient",
-                 "RM Hyperbolic and Regularisation")
-UNSAFE = "No Safeguard"
+"""The paper's tasks (its Tables 2-5)."""
+BASES = tuple(get_variant(key).label for key in ("bp", "rm"))
+"""The base safeguards (report labels of the variant registry)."""
+MODIFICATIONS = tuple(get_variant(key).label
+                      for key in ("bp-reg", "rm-reg", "rm-passthrough", "rm-hyperbolic-reg"))
+"""The modifications H2 is about (SPEC §9: regularisation, passthrough, hyperbolic +
+regularisation)."""
+UNSAFE = UNSAFE_VARIANT.label
 
 Cells = Mapping[tuple[str, str, str], Mapping[str, Any]]
 

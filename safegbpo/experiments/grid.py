@@ -2,12 +2,14 @@
 
 A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/1``) declares
 
-* ``variants``: the safeguard variants (SPEC §5 modification table + "No Safeguard"), inline or
-  the name of a variants file (``variants.json``); each maps to ``TrainConfig`` fields;
-* ``seeds`` and ``budgets`` (per task: ``interactions`` and per-algorithm ``eval_every``,
-  SPEC §8);
+* ``seeds`` and optional ``budgets`` (per task: ``interactions`` and per-algorithm
+  ``eval_every``); what a grid does not override is the task's registry entry (SPEC §8,
+  :class:`safegbpo.tasks.TaskSpec`);
 * ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
-  may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters;
+  may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters.  Tasks, algorithms
+  and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
+  :func:`safegbpo.algorithms.get_algorithm`, :func:`safegbpo.safeguards.variants.get_variant`:
+  a variant by key or report label);
 * ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
   and variant, one seed, optional ``hyper`` overrides; ``paper_interactions`` is what the paper
   timed, recorded so the report can say how the measurement was scaled);
@@ -32,39 +34,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from safegbpo.algorithms import algorithm_names, get_algorithm
+from safegbpo.safeguards.variants import TRAIN_FIELDS, UNSAFE, get_variant, variant_names
+from safegbpo.tasks import get_task, task_names
+
 __all__ = [
-    "ALGOS",
     "GRID_FORMAT",
-    "TASKS",
-    "VARIANT_ORDER",
     "Grid",
     "RunSpec",
     "expand",
     "file_sha256",
     "grid_path",
     "load_grid",
-    "load_variants",
     "resolve_safe_sets",
+    "runs_by_cell",
 ]
 
 GRID_FORMAT = "safegbpo-grid/1"
-VARIANTS_FORMAT = "safegbpo-variants/1"
-TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
-ALGOS: tuple[str, ...] = ("shac", "ppo", "sac")
-VARIANT_ORDER: tuple[str, ...] = (
-    "No Safeguard",
-    "BP",
-    "BP Regularisation",
-    "RM",
-    "RM Regularisation",
-    "RM Passthrough Gradient",
-    "RM Hyperbolic",
-    "RM Hyperbolic and Regularisation",
-    "RM Orthogonal",
-)
-"""Row labels, in the order of SPEC §5's modification table (plus unsafe training first)."""
-
-_VARIANT_FIELDS = frozenset({"safeguard", "mapping", "centre", "passthrough", "regularisation"})
 _KINDS = ("train", "wallclock")
 
 
@@ -89,8 +75,11 @@ class RunSpec:
     """One training run of the grid (JSON-serialisable, picklable for worker processes).
 
     Attributes:
-        task, algo, variant, seed: the cell coordinates (``variant`` is a SPEC §5 row label).
-        variant_fields: the ``TrainConfig`` fields of the variant (safeguard, mapping, ...).
+        task, algo, variant, seed: the cell coordinates (``variant`` is the variant's report
+            label, SPEC §5).
+        variant_fields: the ``TrainConfig`` fields of the variant (safeguard, mapping, ...;
+            :attr:`safegbpo.safeguards.variants.Variant.train_fields`), so a worker process
+            needs no registry lookup to build the run.
         interactions: training budget (environment interactions, one env step = one).
         eval_every: evaluation interval (interactions).
         eval_episodes: evaluation episodes (``None``: the runner's default).
@@ -117,13 +106,11 @@ class RunSpec:
     tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS}")
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algorithm {self.algo!r}; expected one of {ALGOS}")
+        get_task(self.task)
+        get_algorithm(self.algo)
         if self.kind not in _KINDS:
             raise ValueError(f"unknown run kind {self.kind!r}; expected one of {_KINDS}")
-        unknown = set(self.variant_fields) - _VARIANT_FIELDS
+        unknown = set(self.variant_fields) - TRAIN_FIELDS
         if unknown:
             raise ValueError(f"variant {self.variant!r} sets unknown fields {sorted(unknown)}")
         for name in ("interactions", "eval_every"):
@@ -236,8 +223,8 @@ class RunSpec:
 # grid files
 # --------------------------------------------------------------------------------------------
 def grid_path(name: str) -> Path:
-    """Path of a packaged grid file (``'paper'``, ``'quick'``, ``'variants'``) or of ``name``
-    itself when it is an existing file path."""
+    """Path of a packaged grid file (``'paper'``, ``'quick'``) or of ``name`` itself when it is
+    an existing file path."""
     candidate = Path(name)
     if candidate.suffix == ".json" and candidate.is_file():
         return candidate
@@ -258,40 +245,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_variants(source: str | Path | Mapping[str, Any] = "variants") -> dict[str, dict]:
-    """Variant table: row label -> ``TrainConfig`` fields (inline mapping or a variants file)."""
-    if isinstance(source, Mapping):
-        table = source
-        origin = "inline variants"
-    else:
-        path = grid_path(str(source)) if not Path(source).is_file() else Path(source)
-        data = _read_json(path)
-        if data.get("format") != VARIANTS_FORMAT:
-            raise ValueError(f"{path}: format {data.get('format')!r} is not {VARIANTS_FORMAT!r}")
-        table = data.get("variants")
-        origin = str(path)
-    if not isinstance(table, Mapping) or not table:
-        raise ValueError(f"{origin}: 'variants' must be a non-empty mapping")
-    out: dict[str, dict] = {}
-    for name, fields in table.items():
-        if not isinstance(fields, Mapping):
-            raise ValueError(f"{origin}: variant {name!r} must map to TrainConfig fields")
-        unknown = set(fields) - _VARIANT_FIELDS
-        if unknown:
-            raise ValueError(f"{origin}: variant {name!r} sets unknown fields {sorted(unknown)}")
-        if "safeguard" not in fields:
-            raise ValueError(f"{origin}: variant {name!r} must set 'safeguard' (null for unsafe)")
-        out[str(name)] = dict(fields)
-    return out
-
-
 @dataclass(frozen=True)
 class Grid:
-    """A parsed grid file (see the module docstring); :func:`expand` gives its runs."""
+    """A parsed grid file (see the module docstring); :func:`expand` gives its runs.
+
+    ``experiments`` and ``wallclock`` name variants by their report labels (resolved from keys
+    or labels when the file is loaded)."""
 
     name: str
     description: str
-    variants: Mapping[str, Mapping[str, Any]]
     seeds: tuple[int, ...]
     budgets: Mapping[str, Mapping[str, Any]]
     experiments: tuple[Mapping[str, Any], ...]
@@ -299,6 +261,14 @@ class Grid:
     checks: Mapping[str, Any] = field(default_factory=dict)
     eval_episodes: int | None = None
     source: str = ""
+
+    @property
+    def tasks(self) -> list[str]:
+        """Every task the grid trains on (experiments, then the timing runs), once each."""
+        tasks = [t for e in self.experiments for t in e["tasks"]]
+        if self.wallclock:
+            tasks.append(self.wallclock["task"])
+        return list(dict.fromkeys(tasks))
 
 
 def _as_seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -321,6 +291,30 @@ def _check_names(values: Any, allowed: Iterable[str], what: str, where: str) -> 
     return list(values)
 
 
+def _variant_labels(values: Any, where: str) -> list[str]:
+    """Variant keys or labels -> report labels (registry), naming the unknown ones."""
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: 'variants' must be a non-empty list")
+    labels, bad = [], []
+    for name in values:
+        try:
+            labels.append(get_variant(name).label)
+        except (ValueError, TypeError):
+            bad.append(name)
+    if bad:
+        raise ValueError(f"{where}: unknown variants {bad}; registered: {list(variant_names())}")
+    return labels
+
+
+def _check_budgets(budgets: Any, where: str) -> Mapping[str, Any]:
+    if budgets is None:
+        return {}
+    if not isinstance(budgets, Mapping):
+        raise ValueError(f"{where}: 'budgets' must map tasks to interactions and eval_every")
+    _check_names(list(budgets), task_names(), "budget tasks", where)
+    return budgets
+
+
 def load_grid(name_or_path: str | Path) -> Grid:
     """Parse and validate a grid file (packaged name or path)."""
     path = grid_path(str(name_or_path))
@@ -328,47 +322,44 @@ def load_grid(name_or_path: str | Path) -> Grid:
     where = str(path)
     if data.get("format") != GRID_FORMAT:
         raise ValueError(f"{where}: format {data.get('format')!r} is not {GRID_FORMAT!r}")
-    variants_src = data.get("variants", "variants")
-    if isinstance(variants_src, str) and not Path(variants_src).is_absolute():
-        sibling = path.parent / variants_src
-        variants_src = sibling if sibling.is_file() else variants_src.removesuffix(".json")
-    variants = load_variants(variants_src)
+    if "variants" in data:
+        raise ValueError(f"{where}: grids no longer declare 'variants': experiments name "
+                         "registered variants (safegbpo.safeguards.variants) by key or label")
     seeds = _as_seeds(data.get("seeds"), where)
-    budgets = data.get("budgets")
-    if not isinstance(budgets, Mapping) or not budgets:
-        raise ValueError(f"{where}: 'budgets' must map tasks to interactions and eval_every")
-    _check_names(list(budgets), TASKS, "budget tasks", where)
+    budgets = _check_budgets(data.get("budgets"), where)
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise ValueError(f"{where}: 'experiments' must be a non-empty list")
     names = [e.get("name") for e in experiments]
     if len(set(names)) != len(names) or any(not isinstance(n, str) for n in names):
         raise ValueError(f"{where}: experiments need unique string names, got {names}")
+    resolved = []
     for exp in experiments:
         ew = f"{where}: experiment {exp['name']!r}"
-        _check_names(exp.get("tasks"), TASKS, "tasks", ew)
-        _check_names(exp.get("algos"), ALGOS, "algos", ew)
-        _check_names(exp.get("variants"), variants, "variants", ew)
+        _check_names(exp.get("tasks"), task_names(), "tasks", ew)
+        _check_names(exp.get("algos"), algorithm_names(), "algos", ew)
+        labels = _variant_labels(exp.get("variants"), ew)
         if "seeds" in exp:
             _as_seeds(exp["seeds"], ew)
+        _check_budgets(exp.get("budgets"), ew)
         if not isinstance(exp.get("tables", []), list):
             raise ValueError(f"{ew}: 'tables' must be a list of table names")
+        resolved.append({**exp, "variants": labels})
     wallclock = data.get("wallclock")
     if wallclock is not None:
         ww = f"{where}: wallclock"
-        _check_names([wallclock.get("task")], TASKS, "task", ww)
-        _check_names(wallclock.get("algos"), ALGOS, "algos", ww)
-        _check_names(wallclock.get("variants"), variants, "variants", ww)
-        if "No Safeguard" not in wallclock["variants"]:
-            raise ValueError(f"{ww}: ratios need the 'No Safeguard' baseline in 'variants'")
+        _check_names([wallclock.get("task")], task_names(), "task", ww)
+        _check_names(wallclock.get("algos"), algorithm_names(), "algos", ww)
+        wallclock = {**wallclock, "variants": _variant_labels(wallclock.get("variants"), ww)}
+        if UNSAFE.label not in wallclock["variants"]:
+            raise ValueError(f"{ww}: ratios need the {UNSAFE.label!r} baseline in 'variants'")
     eval_episodes = data.get("eval_episodes")
     return Grid(
         name=str(data.get("name", path.stem)),
         description=str(data.get("description", "")),
-        variants=variants,
         seeds=seeds,
         budgets=budgets,
-        experiments=tuple(experiments),
+        experiments=tuple(resolved),
         wallclock=wallclock,
         checks=data.get("checks", {}),
         eval_episodes=eval_episodes,
@@ -407,10 +398,14 @@ def resolve_safe_sets(directory: str | Path | None, tasks: Iterable[str]) -> dic
 def _budget(
     grid: Grid, block: Mapping[str, Any], task: str, algo: str, where: str
 ) -> tuple[int, int]:
-    base = dict(grid.budgets.get(task, {}))
+    """Interactions and evaluation interval of ``task``/``algo``: the block's override, else
+    the grid's, else the task's registry entry (SPEC §8)."""
+    spec = get_task(task)
+    grid_level = dict(grid.budgets.get(task, {}))
     override = (block.get("budgets") or {}).get(task, {})
-    interactions = override.get("interactions", base.get("interactions"))
-    eval_every = {**base.get("eval_every", {}), **override.get("eval_every", {})}.get(algo)
+    interactions = override.get("interactions", grid_level.get("interactions", spec.budget))
+    eval_every = {**spec.eval_every, **grid_level.get("eval_every", {}),
+                  **override.get("eval_every", {})}.get(algo)
     if interactions is None or eval_every is None:
         raise ValueError(f"{where}: no budget (interactions, eval_every) for {task}/{algo}")
     return int(interactions), int(eval_every)
@@ -460,7 +455,7 @@ def expand(
                                 algo=algo,
                                 variant=variant,
                                 seed=seed,
-                                variant_fields=grid.variants[variant],
+                                variant_fields=get_variant(variant).train_fields,
                                 interactions=interactions,
                                 eval_every=eval_every,
                                 eval_episodes=block.get("eval_episodes", grid.eval_episodes),
@@ -483,7 +478,7 @@ def expand(
                         algo=algo,
                         variant=variant,
                         seed=int(wc.get("seed", 0)),
-                        variant_fields=grid.variants[variant],
+                        variant_fields=get_variant(variant).train_fields,
                         interactions=interactions,
                         # evaluation is not part of the timed training: one evaluation at the end
                         eval_every=interactions,

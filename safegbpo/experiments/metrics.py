@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "ARCHIVE_VARIANTS",
     "BOOTSTRAP_RESAMPLES",
     "CI_LEVEL",
     "CONVERGENCE_TOLERANCE",
@@ -73,20 +72,6 @@ CI_LEVEL = 0.95
 
 BOOTSTRAP_RESAMPLES = 10_000
 """Number of bootstrap resamples of the seeds."""
-
-ARCHIVE_VARIANTS: dict[str, str] = {
-    "No Safeguard": "No Safeguard",
-    "Boundary Projection Base": "BP",
-    "Boundary Projection Regularised": "BP Regularisation",
-    "Ray Mask Base": "RM",
-    "Ray Mask Regularised": "RM Regularisation",
-    "Ray Mask Passthrough": "RM Passthrough Gradient",
-    "Hyperbolic Ray Mask Base": "RM Hyperbolic",
-    "Hyperbolic Ray Mask Regularised": "RM Hyperbolic and Regularisation",
-    "Ray Mask Orthogonal": "RM Orthogonal",
-}
-"""Labels of the archived reference curves -> the row names of SPEC §5's modification table."""
-
 
 # --------------------------------------------------------------------------------------------
 # curve-level metrics
@@ -347,23 +332,34 @@ def load_archive(path: str | Path, *, seeds: int = 10) -> dict[tuple[str, str, s
     """Metrics of every Pendulum/Quadrotor entry of ``paper_learning_curves.json``, keyed by
     ``(task, algo, variant)`` in this project's names (lower-case task/algorithm, SPEC §5 rows).
 
-    The journal version's third task ('Energy System') is not part of the paper and is skipped.
+    Tasks, algorithms and variants are matched by their registries' archive labels; entries
+    of tasks that are not registered (the journal version's 'Energy System') are skipped.
     """
+    from safegbpo.algorithms import algorithms
+    from safegbpo.safeguards.variants import get_variant
+    from safegbpo.tasks import tasks
+
+    task_keys = {spec.archive_label: key for key, spec in tasks().items()}
+    algo_keys = {spec.label: name for name, spec in algorithms().items()}
     data = json.loads(Path(path).read_text())
     results = data.get("results")
     if not isinstance(results, Mapping):
         raise ValueError(f"{path}: no 'results' mapping (not a learning-curve archive)")
     out: dict[tuple[str, str, str], CellMetrics] = {}
     for task_label, algos in results.items():
-        task = task_label.lower()
-        if task not in ("pendulum", "quadrotor"):
+        task = task_keys.get(task_label)
+        if task is None:
             continue
         for algo_label, variants in algos.items():
-            algo = algo_label.lower()
+            algo = algo_keys.get(algo_label)
+            if algo is None:
+                raise ValueError(f"{path}: unknown archived algorithm {algo_label!r}")
             for variant_label, entry in variants.items():
-                variant = ARCHIVE_VARIANTS.get(variant_label)
-                if variant is None:
-                    raise ValueError(f"{path}: unknown archived variant {variant_label!r}")
+                try:
+                    variant = get_variant(variant_label).label
+                except ValueError:
+                    raise ValueError(f"{path}: unknown archived variant {variant_label!r}") \
+                        from None
                 key = f"{task}/{algo}/{variant}"
                 out[(task, algo, variant)] = archive_cell_metrics(entry, key=key, seeds=seeds)
     return out

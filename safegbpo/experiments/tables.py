@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from safegbpo.experiments.grid import VARIANT_ORDER, RunSpec
+from safegbpo.experiments.grid import RunSpec
 from safegbpo.experiments.metrics import (
     CI_LEVEL,
     CONVERGENCE_TOLERANCE,
@@ -45,6 +45,9 @@ from safegbpo.experiments.metrics import (
     cell_metrics_from_records,
     load_archive,
 )
+from safegbpo.safeguards.variants import variant_labels
+
+VARIANT_ORDER = variant_labels()
 
 __all__ = [
     "ARCHIVE_DIR",

@@ -8,6 +8,8 @@
 * :func:`boundary_projection`, :func:`ray_mask` — standalone maps onto explicit zonotopes;
   :func:`ray_mask_map` — the radial map itself (Lemma 3).
 * :func:`regularisation_loss` (Eq 45), :class:`SafeguardActionWrapper` (Gymnasium).
+* :mod:`safegbpo.safeguards.variants` — the registry of the variants the experiments compare
+  (SPEC §5's modification table): :class:`Variant`, :func:`get_variant`, :func:`variants`.
 """
 
 from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, ActionSetStructure
@@ -18,6 +20,15 @@ from safegbpo.safeguards.protocol import INTERVENTION_THRESHOLD, Safeguard
 from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
 from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
 from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
+from safegbpo.safeguards.variants import (
+    Variant,
+    get_variant,
+    map_variants,
+    register_variant,
+    unregister_variant,
+    variant_for,
+    variants,
+)
 from safegbpo.safeguards.wrapper import SafeguardActionWrapper
 
 __all__ = [
@@ -35,12 +46,19 @@ __all__ = [
     "RayMask",
     "Safeguard",
     "SafeguardActionWrapper",
+    "Variant",
     "ZonotopicCentre",
     "boundary_projection",
     "certify_actions",
+    "get_variant",
     "make_safeguard",
+    "map_variants",
     "radial_scale",
     "ray_mask",
     "ray_mask_map",
     "regularisation_loss",
+    "register_variant",
+    "unregister_variant",
+    "variant_for",
+    "variants",
 ]

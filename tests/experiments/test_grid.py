@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from safegbpo.experiments.grid import (
-    VARIANT_ORDER,
     RunSpec,
     expand,
     load_grid,
-    load_variants,
     resolve_safe_sets,
     runs_by_cell,
 )
 from safegbpo.experiments.profiles import PROFILES, get_profile
+from safegbpo.safeguards.variants import variant_labels
+
+VARIANT_ORDER = variant_labels()
 
 SPEC_BUDGETS = {  # SPEC §8: interactions and evaluation interval per task and algorithm
     "pendulum": (100_000, {"shac": 2560, "ppo": 13600, "sac": 2504}),
@@ -30,19 +31,6 @@ MODIFICATIONS = ["BP", "BP Regularisation", "RM", "RM Regularisation", "RM Passt
 @pytest.fixture(scope="module")
 def paper_specs() -> list[RunSpec]:
     return expand(load_grid("paper"))
-
-
-def test_variants_are_the_spec_rows():
-    variants = load_variants()
-    assert list(variants) == list(VARIANT_ORDER)
-    assert variants["No Safeguard"]["safeguard"] is None
-    assert variants["BP Regularisation"] == {"safeguard": "bp", "regularisation": 0.1}
-    assert variants["RM Passthrough Gradient"]["passthrough"] is True
-    assert variants["RM Hyperbolic and Regularisation"]["mapping"] == "hyperbolic"
-    assert variants["RM Hyperbolic and Regularisation"]["regularisation"] == 0.1
-    assert variants["RM Orthogonal"]["centre"] == "orthogonal"
-    for name in MODIFICATIONS[2:]:
-        assert variants[name]["safeguard"] == "rm"
 
 
 def test_paper_grid_covers_tables_2_to_6(paper_specs):
@@ -138,7 +126,6 @@ def test_safe_sets_change_run_ids(tmp_path):
 
 def _write_grid(path: Path, **changes) -> Path:
     data = json.loads(Path(load_grid("paper").source).read_text())
-    data["variants"] = load_variants()
     data.update(changes)
     path.write_text(json.dumps(data))
     return path
@@ -157,6 +144,20 @@ def test_invalid_grids_raise_clear_errors(tmp_path):
         load_grid(_write_grid(tmp_path / "d.json", format="other"))
     with pytest.raises(ValueError, match="no grid named"):
         load_grid("no-such-grid")
+    # variants are the registry's: a grid cannot redeclare them
+    with pytest.raises(ValueError, match="no longer declare 'variants'"):
+        load_grid(_write_grid(tmp_path / "e.json", variants={"BP": {"safeguard": "bp"}}))
+
+
+def test_grids_name_variants_by_key_or_label(tmp_path):
+    by_key = [{"name": "x", "tables": ["table4"], "tasks": ["pendulum"], "algos": ["shac"],
+               "variants": ["none", "bp-reg", "RM Orthogonal"]}]
+    specs = expand(load_grid(_write_grid(tmp_path / "k.json", experiments=by_key)),
+                   include_wallclock=False)
+    first_seed = [s for s in specs if s.seed == 0]
+    assert [s.variant for s in first_seed] == [
+        "No Safeguard", "BP Regularisation", "RM Orthogonal"]
+    assert first_seed[1].variant_fields == {"safeguard": "bp", "regularisation": 0.1}
 
 
 def test_a_table_cell_cannot_mix_budgets(tmp_path):

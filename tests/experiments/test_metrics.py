@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safegbpo.experiments.metrics import (
-    ARCHIVE_VARIANTS,
     bootstrap_ci,
     cell_metrics,
     cell_metrics_from_records,
@@ -24,6 +23,7 @@ from safegbpo.experiments.metrics import (
     steps_to_converge,
     stuck_reason,
 )
+from safegbpo.safeguards.variants import get_variant
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 CURVES = REFERENCE / "paper_learning_curves.json"
@@ -206,7 +206,7 @@ def test_per_seed_steps_match_archived_steps_to_converge():
     for task in ("Pendulum", "Quadrotor"):
         for variants in data["results"][task].values():
             for label, entry in variants.items():
-                assert label in ARCHIVE_VARIANTS
+                assert get_variant(label).archive_label == label
                 for curve, expected in zip(entry["eval_reward_per_converged_seed"],
                                            entry["steps_to_converge_per_seed"], strict=True):
                     assert steps_to_converge(entry["eval_steps"], curve) == expected

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from safegbpo.experiments.grid import RunSpec, load_grid, load_variants
+from safegbpo.experiments.grid import RunSpec, load_grid
 from safegbpo.experiments.reproduce import (
     SafetyMonitor,
     checks_passed,
@@ -24,6 +24,7 @@ from safegbpo.experiments.reproduce import (
     safety_monitor,
 )
 from safegbpo.experiments.store import RECORD_FORMAT
+from safegbpo.safeguards.variants import get_variant
 from safegbpo.sets.containment import gauge_lp
 from tests.helpers import reference_file_or_none
 
@@ -34,8 +35,8 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 
 def _mini_grid(path: Path, *, experiments, budgets, seeds=(0, 1), checks=None,
                eval_episodes=None) -> Path:
-    data = {"format": "safegbpo-grid/1", "name": "mini", "variants": load_variants(),
-            "seeds": list(seeds), "budgets": budgets, "experiments": experiments}
+    data = {"format": "safegbpo-grid/1", "name": "mini", "seeds": list(seeds),
+            "budgets": budgets, "experiments": experiments}
     if checks is not None:
         data["checks"] = checks
     if eval_episodes is not None:
@@ -214,7 +215,6 @@ def test_monitor_hooks_env_steps_and_restores(tmp_path):
 
 
 def test_safety_and_improvement_checks():
-    variants = load_variants()
     grid = replace(load_grid("quick"), checks={
         "safety": {},
         "improvement": {"cells": [["pendulum", "shac", "No Safeguard"], ["pendulum", "shac", "RM"]],
@@ -224,7 +224,8 @@ def test_safety_and_improvement_checks():
 
     def spec(variant, seed, experiment):
         return RunSpec(task="pendulum", algo="shac", variant=variant, seed=seed,
-                       variant_fields=variants[variant], interactions=2048, eval_every=1024,
+                       variant_fields=get_variant(variant).train_fields, interactions=2048,
+                       eval_every=1024,
                        experiments=(experiment,), tables=("table3",))
 
     specs = [spec("No Safeguard", 0, "improvement"), spec("RM", 0, "improvement"),

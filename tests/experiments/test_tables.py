@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safegbpo.experiments.grid import RunSpec, load_variants
+from safegbpo.experiments.grid import RunSpec
 from safegbpo.experiments.store import RECORD_FORMAT
 from safegbpo.experiments.tables import (
     archive_check,
@@ -18,14 +18,13 @@ from safegbpo.experiments.tables import (
     render_markdown,
     wallclock_seconds,
 )
-
-VARIANTS = load_variants()
+from safegbpo.safeguards.variants import get_variant
 
 
 def _spec(task, algo, variant, seed, tables=("table2", "table3"), kind="train",
           interactions=100_000, eval_every=2560):
     return RunSpec(task=task, algo=algo, variant=variant, seed=seed,
-                   variant_fields=VARIANTS[variant], interactions=interactions,
+                   variant_fields=get_variant(variant).train_fields, interactions=interactions,
                    eval_every=eval_every, kind=kind, tables=tables)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spec.expectations import BUILTIN_VARIANTS, expectations_for, get_variant, variant_for
+from spec.expectations import audited_variants, expectations_for, get_variant, variant_for
 from spec.hypotheses import MODIFICATIONS, evaluate_h1, evaluate_h2
 from spec.results import (
     AS_EXPECTED,
@@ -55,7 +55,7 @@ def test_table1_expectations_of_the_builtins():
     assert bp["P3"].holds is False and bp["P4"].holds is True
     rm = expectations_for("rm", {"mapping": "linear"})
     assert rm["P3"].holds is True and rm["P4"].holds is False
-    for variant in BUILTIN_VARIANTS:
+    for variant in audited_variants():
         exp = variant.expectations
         assert exp["P1"].holds is True, variant.key
         assert set(exp) == {"P1", "P2", "P3", "P4", "P5"}
