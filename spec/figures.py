@@ -117,7 +117,8 @@ def _safeguards_at(task: str, state: torch.Tensor, actions: torch.Tensor, safe_s
         try:
             guard = make_safeguard(variant.safeguard, env, **variant.options)
             with torch.no_grad():
-                out[variant.label] = guard(actions.to(env.dtype)).double().cpu().numpy()
+                safe = guard(actions.to(env.dtype), env.state)
+                out[variant.label] = safe.double().cpu().numpy()
         except Exception as err:  # noqa: BLE001 - a broken safeguard must not break the report
             out[variant.label] = err
     return out

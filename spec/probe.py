@@ -1,10 +1,11 @@
 """Run a safeguard on sampled states and actions and collect the evidence the checks need.
 
 :func:`probe` is the single pass over the samples of :mod:`spec.sampling`; it touches the
-safeguard only through the protocol of ``docs/ARCHITECTURE.md`` (``safe = g(action (N, d))`` for
-the env's current states; optional attributes ``interventions``, ``fallbacks``,
-``last_safe_action``, ``nonfinite_gradients``).  For every state batch (set with
-``env.reset(options={"state": ...})``) and action category it records
+safeguard only through its protocol (:class:`safegbpo.safeguards.SafeguardProtocol`:
+``safe = g(action (N, d), state (N, n))`` at the states the env was reset to; optional
+attributes ``interventions``, ``fallbacks``, ``last_safe_action``, ``nonfinite_gradients``).
+For every state batch (set with ``env.reset(options={"state": ...})``) and action category it
+records
 
 * the outputs and their independent P1 margins (:class:`spec.oracle.SafeActionOracle`),
 * the autograd Jacobian (``d`` backward passes: row ``k`` is ``d g_k / d a`` of every env at
@@ -202,12 +203,12 @@ def _layer_nonfinite(safeguard: Any) -> float | None:
     return total if found else None
 
 
-def call_safeguard(safeguard: Callable[[Tensor], Tensor], action: Tensor
-                   ) -> tuple[Tensor | None, str | None]:
-    """``(g(action), None)`` or ``(None, error message)`` if ``g`` raised or returned a value of
-    the wrong shape/type."""
+def call_safeguard(safeguard: Callable[[Tensor, Tensor], Tensor], action: Tensor,
+                   state: Tensor) -> tuple[Tensor | None, str | None]:
+    """``(g(action, state), None)`` or ``(None, error message)`` if ``g`` raised or returned a
+    value of the wrong shape/type."""
     try:
-        out = safeguard(action)
+        out = safeguard(action, state)
     except Exception as err:  # noqa: BLE001 - any failure is evidence, not a crash of the audit
         return None, f"{type(err).__name__}: {err}"
     if not isinstance(out, Tensor) or tuple(out.shape) != tuple(action.shape):
@@ -220,12 +221,12 @@ def _nan_rows(N: int, d: int) -> Tensor:
     return torch.full((N, d), float("nan"), dtype=torch.float64)
 
 
-def _jacobians(safeguard, action: Tensor, fd_step: float, evidence: Evidence
+def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidence: Evidence
                ) -> tuple[Tensor, Tensor, Tensor]:
     """``(outputs, J_auto, J_fd)`` for the batch ``action (N, d)`` (NaN where unavailable)."""
     N, d = action.shape
     x = action.detach().clone().requires_grad_(True)
-    out, err = call_safeguard(safeguard, x)
+    out, err = call_safeguard(safeguard, x, state)
     if err is not None:
         evidence.call_errors.append(err)
         return _nan_rows(N, d), torch.full((N, d, d), float("nan")), \
@@ -247,8 +248,8 @@ def _jacobians(safeguard, action: Tensor, fd_step: float, evidence: Evidence
         for k in range(d):
             e = torch.zeros(d, dtype=action.dtype, device=action.device)
             e[k] = fd_step
-            plus, err_p = call_safeguard(safeguard, action + e)
-            minus, err_m = call_safeguard(safeguard, action - e)
+            plus, err_p = call_safeguard(safeguard, action + e, state)
+            minus, err_m = call_safeguard(safeguard, action - e, state)
             if err_p or err_m:
                 evidence.call_errors.append(err_p or err_m)
                 J_fd[:, :, k] = float("nan")
@@ -257,7 +258,7 @@ def _jacobians(safeguard, action: Tensor, fd_step: float, evidence: Evidence
     return out.detach().double().cpu(), J_auto, J_fd
 
 
-def _lipschitz(safeguard, action: Tensor, out: Tensor, config: ProbeConfig,
+def _lipschitz(safeguard, action: Tensor, state: Tensor, out: Tensor, config: ProbeConfig,
                generator: torch.Generator, evidence: Evidence) -> Tensor:
     N, d = action.shape
     ratios = torch.zeros(N, dtype=torch.float64)
@@ -265,7 +266,7 @@ def _lipschitz(safeguard, action: Tensor, out: Tensor, config: ProbeConfig,
     with torch.no_grad():
         for _ in range(config.lipschitz_directions):
             u = random_directions(N, d, generator).to(action)
-            moved, err = call_safeguard(safeguard, action + h * u)
+            moved, err = call_safeguard(safeguard, action + h * u, state)
             if err is not None:
                 evidence.call_errors.append(err)
                 return torch.full((N,), float("inf"))
@@ -275,8 +276,8 @@ def _lipschitz(safeguard, action: Tensor, out: Tensor, config: ProbeConfig,
     return ratios
 
 
-def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, iterations: int, kind: str,
-                  evidence: Evidence, like: Tensor) -> None:
+def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, state: Tensor, iterations: int, kind: str,
+                  evidence: Evidence) -> None:
     """Look for a jump of ``g`` on each segment ``[lo_i, hi_i]`` (one per env) by bisection.
 
     At every step the half with the larger output change is kept; for a map that is
@@ -286,9 +287,9 @@ def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, iterations: int, kind: str,
     segment is recorded in ``evidence.straddle``.
     """
     with torch.no_grad():
-        a, b = lo.to(like).clone(), hi.to(like).clone()
-        ga, err_a = call_safeguard(safeguard, a)
-        gb, err_b = call_safeguard(safeguard, b)
+        a, b = lo.to(state).clone(), hi.to(state).clone()
+        ga, err_a = call_safeguard(safeguard, a, state)
+        gb, err_b = call_safeguard(safeguard, b, state)
         if err_a or err_b:
             evidence.call_errors.append(err_a or err_b)
             return
@@ -307,7 +308,7 @@ def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, iterations: int, kind: str,
             jump = torch.where(better, change, jump)
             dist = torch.where(better, length, dist)
             m = 0.5 * (a + b)
-            gm, err = call_safeguard(safeguard, m)
+            gm, err = call_safeguard(safeguard, m, state)
             if err is not None:
                 evidence.call_errors.append(err)
                 break
@@ -343,7 +344,7 @@ def _counter_check(safeguard, env, generator: torch.Generator) -> dict[str, Any]
     a = (2 * torch.rand((N, d), generator=generator, dtype=torch.float64) - 1).to(env.dtype)
     before = _counters(safeguard).get("interventions")
     with torch.no_grad():
-        out, err = call_safeguard(safeguard, a)
+        out, err = call_safeguard(safeguard, a, env.state)
     if err is not None:
         return {"error": err}
     after = _counters(safeguard).get("interventions")
@@ -357,7 +358,7 @@ def _nonfinite_inputs(safeguard, env, evidence: Evidence) -> None:
     for name, value in (("nan", float("nan")), ("inf", float("inf"))):
         a = torch.zeros((N, d), dtype=env.dtype, device=env.device)
         a[0, 0] = value
-        out, err = call_safeguard(safeguard, a)
+        out, err = call_safeguard(safeguard, a, env.state)
         evidence.nonfinite_input[name] = err is not None
         evidence.nonfinite_input[f"{name}_result"] = (
             err if err is not None else
@@ -444,18 +445,19 @@ def probe(
     for r in range(config.rounds):
         states = sample_safe_states(env, N, gen, config.vertex_fraction)
         env.reset(options={"state": states})
+        state = env.state
         oracle = SafeActionOracle(env, states)
         offset = r * N
         states_all.append(states.detach().double().cpu())
         if not warmed:  # warm-up call: first-call costs (compilation, caches) are not P5
-            call_safeguard(safeguard, sample_actions(oracle, "uniform", gen).to(env.dtype))
+            call_safeguard(safeguard, sample_actions(oracle, "uniform", gen).to(env.dtype), state)
             warmed = True
         for cat in config.categories:
             if progress:
                 progress(f"round {r + 1}/{config.rounds}: {cat} actions")
             a = sample_actions(oracle, cat, gen).to(dtype=env.dtype, device=env.device)
-            out, J_auto, J_fd = _jacobians(safeguard, a, config.fd_step, ev)
-            lip = _lipschitz(safeguard, a, out, config, gen, ev)
+            out, J_auto, J_fd = _jacobians(safeguard, a, state, config.fd_step, ev)
+            lip = _lipschitz(safeguard, a, state, out, config, gen, ev)
             m_in = oracle.margins(a)
             m_out = oracle.margins(out)
             cats.extend([cat] * N)
@@ -470,21 +472,20 @@ def probe(
             lips.append(lip)
         # continuity across the safe boundary and across the faces of A (bisection for jumps)
         inside, outside = boundary_pairs(oracle, gen, delta=config.straddle_delta)
-        _bisect_jumps(safeguard, inside, outside, config.bisection_steps, "safe boundary", ev,
-                      like=states)
+        _bisect_jumps(safeguard, inside, outside, state, config.bisection_steps, "safe boundary",
+                      ev)
         inside, outside = _box_face_pairs(N, d, config.straddle_delta, gen)
-        _bisect_jumps(safeguard, inside, outside, config.bisection_steps, "face of A", ev,
-                      like=states)
+        _bisect_jumps(safeguard, inside, outside, state, config.bisection_steps, "face of A", ev)
         # P5: timed calls on fresh uniform actions
         for _ in range(config.timing_calls):
             a = sample_actions(oracle, "uniform", gen).to(dtype=env.dtype, device=env.device)
             t0 = time.perf_counter()
             with torch.no_grad():
-                call_safeguard(safeguard, a)
+                call_safeguard(safeguard, a, state)
             ev.times_forward.append(time.perf_counter() - t0)
             x = a.clone().requires_grad_(True)
             t0 = time.perf_counter()
-            out, err = call_safeguard(safeguard, x)
+            out, err = call_safeguard(safeguard, x, state)
             if err is None and out.requires_grad:
                 out.sum().backward()
             ev.times_backward.append(time.perf_counter() - t0)

@@ -20,13 +20,16 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from safegbpo.algorithms.networks import GaussianPolicy
+
+if TYPE_CHECKING:
+    from safegbpo.envs.protocol import TrainingEnv
 
 __all__ = [
     "Algorithm",
@@ -42,9 +45,10 @@ __all__ = [
     "check_unit",
 ]
 
-#: A safeguard as seen by the algorithms: maps actions ``(N, d)`` of the env's current states
-#: to safe actions ``(N, d)`` (``safegbpo.safeguards.Safeguard`` protocol).
-SafeguardFn = Callable[[Tensor], Tensor]
+#: A safeguard as seen by the algorithms: ``g(actions (N, d), states (N, n)) -> safe (N, d)``
+#: (the call of :class:`safegbpo.safeguards.SafeguardProtocol`; the states are passed
+#: explicitly, never read from the environment by the safeguard).
+SafeguardFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -105,7 +109,7 @@ class Algorithm(abc.ABC):
 
     def __init__(
         self,
-        env: Any,
+        env: TrainingEnv,
         *,
         safeguard: SafeguardFn | None,
         regularisation: float,
@@ -150,13 +154,14 @@ class Algorithm(abc.ABC):
         """One training iteration; returns scalar statistics (losses, ...)."""
 
     # -- helpers -----------------------------------------------------------------------------
-    def apply_safeguard(self, action: Tensor) -> Tensor:
-        """``g(a, s)`` for the env's current states (identity without a safeguard), timed as
-        the ``safeguard`` phase.  Differentiable if the caller records gradients."""
+    def apply_safeguard(self, action: Tensor, state: Tensor) -> Tensor:
+        """``g(a, s)`` for the actions ``(N, d)`` in the states ``(N, n)`` (identity without a
+        safeguard), timed as the ``safeguard`` phase.  Differentiable (in both) if the caller
+        records gradients."""
         if self.safeguard is None:
             return action
         with self.timer("safeguard"):
-            safe = self.safeguard(action)
+            safe = self.safeguard(action, state)
         if safe.shape != action.shape:
             raise ValueError(f"safeguard returned shape {tuple(safe.shape)} for actions of "
                              f"shape {tuple(action.shape)}")

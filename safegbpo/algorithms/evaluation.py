@@ -31,7 +31,8 @@ class Evaluator:
         safeguard: a safeguard built for ``env`` (``None``: unsafe evaluation).
     """
 
-    def __init__(self, env: Any, seed: int, safeguard: Callable[[Tensor], Tensor] | None = None):
+    def __init__(self, env: Any, seed: int,
+                 safeguard: Callable[[Tensor, Tensor], Tensor] | None = None):
         self.env = env
         self.seed = int(seed)
         self.safeguard = safeguard
@@ -51,7 +52,7 @@ class Evaluator:
         for _ in range(self.max_steps):
             action = policy(obs)
             if self.safeguard is not None:
-                action = self.safeguard(action)
+                action = self.safeguard(action, self.env.state)
             obs, reward, terminated, truncated, _ = self.env.step(action)
             returns = returns + torch.where(running, reward, torch.zeros_like(reward))
             running = running & ~(terminated | truncated)

@@ -157,7 +157,7 @@ class PPO(Algorithm):
         obs = self.current_obs()
         for _ in range(cfg.len_traj):
             sample = self.policy.sample(obs, self.generator)
-            safe_action = self.apply_safeguard(sample.action)
+            safe_action = self.apply_safeguard(sample.action, self.env.state)
             next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
             done = terminated | truncated
             timeout = truncated & ~terminated

@@ -163,7 +163,7 @@ class SAC(Algorithm):
         """One vector step with the stochastic policy, stored in the buffer; returns rewards."""
         obs = self.current_obs()
         sample = self.policy.sample(obs, self.generator)
-        safe_action = self.apply_safeguard(sample.action)
+        safe_action = self.apply_safeguard(sample.action, self.env.state)
         next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
         real_next = final_observations(next_obs, terminated | truncated, info)
         self.buffer.add(obs=obs, action=sample.action, reward=reward, next_obs=real_next,

@@ -166,7 +166,7 @@ class SHAC(Algorithm):
         actions, safe_actions = [], []
         for t in range(cfg.len_traj):
             action = self.policy.sample(obs, self.generator).action
-            safe_action = self.apply_safeguard(action)
+            safe_action = self.apply_safeguard(action, self.env.state)
             next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
             done = terminated | truncated
             value = self.target_critic(final_observations(next_obs, done, info))

@@ -18,6 +18,7 @@ from safegbpo.envs.base import (
     resolve_safe_set,
 )
 from safegbpo.envs.pendulum import PendulumEnv
+from safegbpo.envs.protocol import TrainingEnv
 from safegbpo.envs.quadrotor import QuadrotorEnv
 from safegbpo.loading import load_attr
 from safegbpo.tasks import TaskModel, get_model, get_task
@@ -29,6 +30,7 @@ __all__ = [
     "SafeVectorEnv",
     "StepObserver",
     "TaskModel",
+    "TrainingEnv",
     "env_class",
     "get_model",
     "make_vec",

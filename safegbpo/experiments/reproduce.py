@@ -7,36 +7,23 @@
    describe them (source, SHA-256, state-set volume);
 2. run every training run without a record (:mod:`.executors`; the results store makes the
    command resumable: finished runs are skipped, interrupted ones resume from their checkpoint),
-   each under the independent :class:`SafetyMonitor`;
+   each under the independent safe-state monitor (:mod:`.monitor`);
 3. run the Table 6 timing runs one at a time in a single local worker (no concurrent run
    competes for the CPU; no monitor, whose cost would be timed);
 4. compute the tables (:mod:`.tables`) and the profile's checks (:func:`evaluate_checks`) and
    write ``<results>/tables.json`` and ``tables.md``;
 5. call the compliance report (``spec.report``) if it is importable.
 
-Safety monitor (independent of the safeguard and of the runner): while a run trains, every
-``SafeVectorEnv.step`` of the worker process is wrapped; after each step the *realised* next
-state of every environment (``info['final_state']`` on truncation, else ``info['state']``) is
-tested for membership in the env's safe state zonotope ``S_s = <c, G>`` (Eq 5): a state is
-inside when a factor ``b`` with ``G b = s - c`` and ``||b||_inf <= 1 + 1e-7`` exists -- first the
-minimum-norm factor ``pinv(G)(s - c)`` is tried as a certificate, otherwise the exact LP gauge
-(batched, :func:`safegbpo.sets.containment.min_inf_norm_factors`) decides.  Training and
-evaluation environments are both monitored.  Counters are flushed to
-``runs/<id>/safety_monitor.json`` at every episode end and accumulate over resumed attempts
-(steps replayed after a resume are checked again).
+The safety monitor is :mod:`.monitor`.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from safegbpo.experiments.executors import DEFAULT_TRAINER, PoolExecutor, make_executor
 from safegbpo.experiments.grid import (
@@ -48,148 +35,17 @@ from safegbpo.experiments.grid import (
     resolve_safe_sets,
 )
 from safegbpo.experiments.metrics import seed_mean_curve, stuck_reason
+from safegbpo.experiments.monitor import MONITOR
 from safegbpo.experiments.profiles import get_profile
 from safegbpo.experiments.store import ResultsStore
 from safegbpo.experiments.tables import build_tables, render_markdown
-from safegbpo.io import atomic_write_text
 
 __all__ = [
-    "MONITOR",
-    "SAFETY_TOLERANCE",
-    "SafetyMonitor",
     "describe_safe_sets",
     "evaluate_checks",
     "checks_passed",
     "reproduce",
-    "safety_monitor",
 ]
-
-MONITOR = "safegbpo.experiments.reproduce:safety_monitor"
-SAFETY_TOLERANCE = 1e-7
-"""Slack on the gauge ``||b||_inf <= 1 + tol`` (solver tolerance of the safeguards' programs)."""
-
-_MONITOR_FILE = "safety_monitor.json"
-_MAX_EXAMPLES = 5
-
-
-# --------------------------------------------------------------------------------------------
-# the independent safe-state monitor
-# --------------------------------------------------------------------------------------------
-class SafetyMonitor:
-    """Counts realised states outside the safe state zonotope (module docstring).
-
-    Use :func:`safety_monitor` (a context manager that installs and removes the hook).
-    """
-
-    def __init__(self, spec: RunSpec, run_dir: Path | None = None,
-                 tol: float = SAFETY_TOLERANCE) -> None:
-        self.spec = spec
-        self.path = None if run_dir is None else Path(run_dir) / _MONITOR_FILE
-        self.tol = float(tol)
-        self.env_steps = 0
-        self.states = 0
-        self.violations = 0
-        self.lp_checks = 0
-        self.max_gauge = 0.0
-        self.examples: list[dict[str, Any]] = []
-        self.attempts = 1
-        self._sets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        if self.path is not None and self.path.is_file():
-            previous = json.loads(self.path.read_text())
-            self.env_steps = int(previous.get("env_steps", 0))
-            self.states = int(previous.get("states", 0))
-            self.violations = int(previous.get("violations", 0))
-            self.lp_checks = int(previous.get("lp_checks", 0))
-            self.max_gauge = float(previous.get("max_gauge", 0.0))
-            self.examples = list(previous.get("examples", []))
-            self.attempts = int(previous.get("attempts", 1)) + 1
-
-    def _set_of(self, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        key = id(env)
-        if key not in self._sets:
-            zonotope = env.safe_set.state
-            c = zonotope.center.detach().cpu().numpy()[0].astype(np.float64)
-            G = zonotope.generators.detach().cpu().numpy()[0].astype(np.float64)
-            self._sets[key] = (c, G, np.linalg.pinv(G))
-        return self._sets[key]
-
-    def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
-        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``: the
-        pseudo-inverse factor's inf-norm when it certifies membership, else the LP's."""
-        from safegbpo.sets.containment import min_inf_norm_factors
-
-        c, G, pinv = self._set_of(env)
-        v = states - c
-        factors = v @ pinv.T
-        exact = np.abs(factors @ G.T - v).max(axis=1) <= 1e-9 * (1.0 + np.abs(v).max(axis=1))
-        out = np.abs(factors).max(axis=1)
-        undecided = np.flatnonzero(~exact | (out > 1.0 + self.tol))
-        if undecided.size:
-            self.lp_checks += int(undecided.size)
-            out[undecided] = np.abs(min_inf_norm_factors(G, v[undecided])).max(axis=1)
-        return out
-
-    def observe(self, env: Any, info: Mapping[str, Any]) -> None:
-        """Check the realised states of one ``env.step`` (its ``info``)."""
-        realised = info.get("final_state", info.get("state"))
-        if realised is None:
-            raise ValueError("env.step info has neither 'final_state' nor 'state'")
-        states = realised.detach().cpu().numpy().astype(np.float64)
-        states = states.reshape(states.shape[0], -1)
-        gauges = self.gauges(env, states)
-        self.env_steps += 1
-        self.states += states.shape[0]
-        finite = np.isfinite(gauges)
-        if finite.any():
-            self.max_gauge = max(self.max_gauge, float(gauges[finite].max()))
-        bad = np.flatnonzero(~finite | (gauges > 1.0 + self.tol))
-        self.violations += int(bad.size)
-        for i in bad[: max(0, _MAX_EXAMPLES - len(self.examples))]:
-            self.examples.append({"env_step": self.env_steps, "env": int(i),
-                                  "state": states[i].tolist(), "gauge": float(gauges[i])})
-        if "final_state" in info:
-            self.flush()
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "monitored": True,
-            "rule": f"realised state in S_s: gauge <= 1 + {self.tol:g} (pinv certificate or LP)",
-            "safeguarded": self.spec.variant_fields.get("safeguard") is not None,
-            "env_steps": self.env_steps,
-            "states": self.states,
-            "violations": self.violations,
-            "max_gauge": self.max_gauge,
-            "lp_checks": self.lp_checks,
-            "examples": self.examples,
-            "attempts": self.attempts,
-        }
-
-    def flush(self) -> None:
-        if self.path is None:
-            return
-        atomic_write_text(self.path, json.dumps(self.report(), indent=1))
-
-
-@contextmanager
-def safety_monitor(spec: RunSpec, run_dir: Path | None = None) -> Iterator[SafetyMonitor]:
-    """Monitor every ``SafeVectorEnv.step`` of this process while the block runs."""
-    from safegbpo.envs.base import SafeVectorEnv
-
-    monitor = SafetyMonitor(spec, run_dir)
-    original = SafeVectorEnv.step
-
-    def step(self: Any, actions: Any) -> Any:
-        out = original(self, actions)
-        monitor.observe(self, out[4])
-        return out
-
-    SafeVectorEnv.step = step  # type: ignore[method-assign]
-    try:
-        yield monitor
-    finally:
-        SafeVectorEnv.step = original  # type: ignore[method-assign]
-        monitor.flush()
-
 
 # --------------------------------------------------------------------------------------------
 # safe sets

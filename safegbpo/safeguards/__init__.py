@@ -1,8 +1,10 @@
 """Differentiable safeguards (SPEC §3–§5): boundary projection and ray mask.
 
-* :class:`Safeguard` — the protocol: built for a vector env, ``safe = g(action)`` for the envs'
-  current states, differentiable, fail-safe (independent certification + backup action),
-  counting ``interventions`` and ``fallbacks``.
+* :class:`SafeguardProtocol` — the contract: ``safe = g(action, state)`` with the states passed
+  explicitly, differentiable, counting ``interventions`` and ``fallbacks``;
+  :class:`SafeguardEnv` — what a safeguard reads from its environment;
+* :class:`Safeguard` — base class of the built-in safeguards: built for a vector env, fail-safe
+  (independent certification + backup action).
 * :class:`BoundaryProjection` (Eq 11), :class:`RayMask` (Eq 46/64 with the zonotopic Eq 52–53
   or orthogonal Eq 54 centre), :func:`make_safeguard` (``'bp'``, ``'rm'``, user classes).
 * :func:`boundary_projection`, :func:`ray_mask` — standalone maps onto explicit zonotopes;
@@ -16,7 +18,12 @@ from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, Action
 from safegbpo.safeguards.boundary_projection import BoundaryProjection, boundary_projection
 from safegbpo.safeguards.centres import CENTRES, OrthogonalCentre, ZonotopicCentre
 from safegbpo.safeguards.certify import DEFAULT_TOL, certify_actions
-from safegbpo.safeguards.protocol import INTERVENTION_THRESHOLD, Safeguard
+from safegbpo.safeguards.protocol import (
+    INTERVENTION_THRESHOLD,
+    Safeguard,
+    SafeguardEnv,
+    SafeguardProtocol,
+)
 from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
 from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
 from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
@@ -45,6 +52,8 @@ __all__ = [
     "OrthogonalCentre",
     "RayMask",
     "Safeguard",
+    "SafeguardEnv",
+    "SafeguardProtocol",
     "SafeguardActionWrapper",
     "Variant",
     "ZonotopicCentre",

@@ -1,10 +1,16 @@
-"""The safeguard protocol (SPEC §3, §5): ``safe = g(action)`` for an environment's current states.
+"""The safeguard contract (SPEC §3, §5): ``safe = g(action, state)``.
 
-A :class:`Safeguard` is built for one vector environment and maps a batch of actions
-``(num_envs, d)`` to safe actions for the environments' *current* states:
+:class:`SafeguardProtocol` is the contract every safeguard follows (the built-in ones, a user's
+``module:Class``, and whatever the spec audits): called with a batch of actions ``(N, d)`` and
+the states ``(N, n)`` they are applied in -- passed explicitly by the caller (the algorithm, the
+evaluation, :class:`~safegbpo.safeguards.SafeguardActionWrapper`, an audit), never read from
+the environment behind its back -- it returns safe actions ``(N, d)`` and keeps the counters
+below.  :class:`SafeguardEnv` is what a safeguard needs of the environment it is built for.
 
-1. read ``env.state`` ``(N, n)`` and linearise the dynamics at **each** environment's own state
-   (``env.linearise(state)``, Eq 12) — every state-dependent set and matrix is per environment;
+:class:`Safeguard` is the base class of the built-in safeguards.  For every call it
+
+1. linearises the dynamics at **each** given state (``env.linearise(state)``, Eq 12) -- every
+   state-dependent set and matrix is per row;
 2. map the actions (:meth:`Safeguard._map`, implemented by boundary projection and ray mask),
    differentiably (autograd w.r.t. the action and, through the linearisation, the state);
 3. certify every output independently (:func:`~safegbpo.safeguards.certify.certify_actions`);
@@ -13,11 +19,11 @@ A :class:`Safeguard` is built for one vector environment and maps a batch of act
    (``env.safe_set.backup_action(state)``, SPEC §7); they are counted in :attr:`fallbacks` and
    the first such event of an instance is reported with :func:`warnings.warn` (with the states).
 
-Environment protocol (duck-typed; :class:`~safegbpo.envs.SafeVectorEnv` satisfies it):
-``state`` ``(N, n)``, ``linearise(state) -> (f0 (N, n), B (N, n, d), E (N, n, n_w))``,
-``action_box`` and ``noise_box`` (batch-1 :class:`~safegbpo.sets.Zonotope`), and ``safe_set``
-with ``state`` (``S_s``), ``action`` (``U_s`` or ``None``) and ``backup_action(states)``.
-Gymnasium wrappers are unwrapped (``env.unwrapped``).
+Environment protocol (:class:`SafeguardEnv`; :class:`~safegbpo.envs.SafeVectorEnv` satisfies
+it): ``linearise(state) -> (f0 (N, n), B (N, n, d), E (N, n, n_w))``, ``action_box`` and
+``noise_box`` (batch-1 :class:`~safegbpo.sets.Zonotope`), and ``safe_set`` with ``state``
+(``S_s``), ``action`` (``U_s`` or ``None``) and ``backup_action(states)``.  Gymnasium wrappers
+are unwrapped (``env.unwrapped``).
 
 Inputs: NaN/inf actions raise :class:`ValueError` (never an unsafe output); actions outside
 ``A`` are valid input and are mapped into the safe set like any other.
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import abc
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -45,10 +51,54 @@ from safegbpo.safeguards.certify import (
     certify_actions,
 )
 
-__all__ = ["INTERVENTION_THRESHOLD", "Safeguard", "validate_action"]
+if TYPE_CHECKING:
+    from safegbpo.envs.base import Linearisation
+    from safegbpo.safesets import SafeSet
+    from safegbpo.sets import Zonotope
+
+__all__ = ["INTERVENTION_THRESHOLD", "Safeguard", "SafeguardEnv", "SafeguardProtocol",
+           "validate_action"]
 
 #: An env-step is an intervention when ``||g(a) - a|| > INTERVENTION_THRESHOLD`` (SPEC §5).
 INTERVENTION_THRESHOLD = 1e-6
+
+
+class SafeguardEnv(Protocol):
+    """What a safeguard reads from the environment it is built for (never its states: those
+    are passed to every call)."""
+
+    @property
+    def safe_set(self) -> SafeSet: ...
+
+    @property
+    def action_box(self) -> Zonotope: ...
+
+    @property
+    def noise_box(self) -> Zonotope: ...
+
+    def linearise(self, state: Tensor | None = None) -> Linearisation: ...
+
+
+@runtime_checkable
+class SafeguardProtocol(Protocol):
+    """The safeguard contract (module docstring): ``safe (N, d) = g(action (N, d), state
+    (N, n))``, differentiable, never unsafe (NaN/inf actions raise ``ValueError``), with the
+    counters of SPEC §5.
+
+    Attributes:
+        interventions: env-steps with ``||g(a) - a|| > 1e-6`` so far.
+        fallbacks: env-steps that returned the safe set's backup action.
+        last_safe_action: ``(N, d)`` output of the last call (detached), ``None`` before.
+        last_intervened, last_fallback: ``(N,)`` bool masks of the last call.
+    """
+
+    interventions: int
+    fallbacks: int
+    last_safe_action: Tensor | None
+    last_intervened: Tensor | None
+    last_fallback: Tensor | None
+
+    def __call__(self, action: Tensor, state: Tensor) -> Tensor: ...
 
 
 def _base_env(env: Any) -> Any:
@@ -164,15 +214,14 @@ class Safeguard(abc.ABC):
         f0, B, E = self.env.linearise(state)
         return ActionSetData.from_linearisation(self.structure, f0, B, E)
 
-    def __call__(self, action: Any, state: Tensor | None = None) -> Tensor:
-        """Safe actions ``(N, d)`` for ``action (N, d)`` at the env's current states.
+    def __call__(self, action: Any, state: Tensor) -> Tensor:
+        """Safe actions ``(N, d)`` for ``action (N, d)`` in the states ``state (N, n)``.
 
         Args:
             action: ``(N, d)`` tensor (numpy accepted); NaN/inf raise ``ValueError``.
-            state: optional ``(N, n)`` states to use instead of ``env.state`` (audits).
+            state: the ``(N, n)`` states the actions are applied in (e.g. ``env.state``);
+                differentiable through the linearisation.
         """
-        if state is None:
-            state = self.env.state
         if not isinstance(state, Tensor) or state.ndim != 2:
             shape = getattr(state, "shape", state)
             raise ValueError(f"state must be an (N, n) tensor, got {shape}")

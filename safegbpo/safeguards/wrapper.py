@@ -2,7 +2,8 @@
 
 ``SafeguardActionWrapper(env, safeguard)`` is a :class:`gymnasium.vector.VectorActionWrapper`:
 any algorithm trains through it unchanged.  ``step(actions)`` computes
-``safe = safeguard(actions)`` at the environments' current states and steps the wrapped env with
+``safe = safeguard(actions, env.state)`` (the wrapper owns the env, so it passes the current
+states explicitly) and steps the wrapped env with
 ``safe`` (torch tensors in and out, the autograd graph from the policy's action through the
 safeguard into the simulator is kept).  The step's ``info`` gains
 
@@ -25,7 +26,7 @@ import torch
 from gymnasium.vector import VectorActionWrapper, VectorEnv
 from torch import Tensor
 
-from safegbpo.safeguards.protocol import Safeguard
+from safegbpo.safeguards.protocol import SafeguardProtocol
 
 __all__ = ["SafeguardActionWrapper"]
 
@@ -42,7 +43,7 @@ class SafeguardActionWrapper(VectorActionWrapper):
         ValueError: the safeguard was built for another environment.
     """
 
-    def __init__(self, env: VectorEnv, safeguard: Safeguard) -> None:
+    def __init__(self, env: VectorEnv, safeguard: SafeguardProtocol) -> None:
         super().__init__(env)
         if not callable(safeguard):
             raise ValueError(f"safeguard must be callable, got {type(safeguard).__name__}")
@@ -52,8 +53,8 @@ class SafeguardActionWrapper(VectorActionWrapper):
         self.safeguard = safeguard
 
     def actions(self, actions: Any) -> Tensor:
-        """The safe actions ``g(actions)`` for the current states."""
-        return self.safeguard(actions)
+        """The safe actions ``g(actions, state)`` for the current states."""
+        return self.safeguard(actions, self.env.unwrapped.state)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         safe = self.actions(actions)

@@ -52,11 +52,11 @@ def test_score_is_the_mean_undiscounted_episodic_return():
 def test_safeguard_is_applied_to_the_deterministic_action():
     calls = []
 
-    def clamp_to_zero(action: torch.Tensor) -> torch.Tensor:
-        calls.append(action.shape)
+    def clamp_to_zero(action: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        calls.append((*action.shape, *state.shape))
         return torch.zeros_like(action)
 
     env = make_env("pendulum", 2, seed=0, episode_length=5)
     guarded = Evaluator(env, seed=3, safeguard=clamp_to_zero)
     assert guarded(damping_policy) == Evaluator(env, seed=3)(zero_policy)
-    assert calls == [(2, 1)] * 5
+    assert calls == [(2, 1, 2, 2)] * 5  # actions (2, 1) in the evaluation env's states (2, 2)

@@ -11,21 +11,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from safegbpo.experiments.grid import RunSpec, load_grid
 from safegbpo.experiments.reproduce import (
-    SafetyMonitor,
     checks_passed,
     evaluate_checks,
     reproduce,
-    safety_monitor,
 )
 from safegbpo.experiments.store import RECORD_FORMAT
 from safegbpo.safeguards.variants import get_variant
-from safegbpo.sets.containment import gauge_lp
 from tests.helpers import reference_file_or_none
 
 from .test_executors import FAKE_TRAINER
@@ -159,59 +154,6 @@ def test_reproduce_writes_tables_and_skips_finished_runs(tmp_path):
     assert _stable(again) == _stable(tables)
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["grid"]["name"] == "mini" and len(manifest["run_ids"]) == 2
-
-
-# -- the independent safe-state monitor ------------------------------------------------------
-def _pendulum_env():
-    from safegbpo.envs import make_vec
-
-    path = reference_file_or_none("safe_sets", "pendulum.json")
-    return make_vec("pendulum", num_envs=4, seed=0,
-                    safe_set=str(path) if path is not None else None)
-
-
-def test_monitor_counts_states_outside_the_safe_set():
-    env = _pendulum_env()
-    zonotope = env.safe_set.state
-    c = zonotope.center[0]
-    G = zonotope.generators[0]
-    spec = RunSpec(task="pendulum", algo="shac", variant="BP", seed=0,
-                   variant_fields={"safeguard": "bp"}, interactions=1, eval_every=1)
-    monitor = SafetyMonitor(spec)
-    b = torch.tensor(np.random.default_rng(0).uniform(-1, 1, (5, G.shape[1])))
-    inside = c + b @ G.T
-    direction = torch.tensor([0.3, -1.0], dtype=G.dtype)
-    boundary = c + direction / gauge_lp(G.numpy(), direction.numpy())  # gauge 1: still safe
-    outside = c + 1.5 * (boundary - c)
-    monitor.observe(env, {"state": torch.cat([inside, boundary[None]])})
-    assert monitor.violations == 0 and monitor.states == 6
-    monitor.observe(env, {"state": outside[None], "final_state": outside[None]})
-    report = monitor.report()
-    assert report["violations"] == 1 and report["env_steps"] == 2
-    assert report["max_gauge"] == pytest.approx(1.5, rel=1e-6)
-    assert report["examples"][0]["gauge"] == pytest.approx(1.5, rel=1e-6)
-
-
-def test_monitor_hooks_env_steps_and_restores(tmp_path):
-    from safegbpo.envs.base import SafeVectorEnv
-
-    env = _pendulum_env()
-    original = SafeVectorEnv.step
-    spec = RunSpec(task="pendulum", algo="shac", variant="No Safeguard", seed=0,
-                   variant_fields={"safeguard": None}, interactions=1, eval_every=1)
-    env.reset(seed=0)
-    with safety_monitor(spec, tmp_path) as monitor:
-        for _ in range(3):
-            backup = env.safe_set.backup_action(env.state)  # the set's certified safe action
-            env.step(backup)
-    assert SafeVectorEnv.step is original
-    report = monitor.report()
-    assert report["env_steps"] == 3 and report["states"] == 12 and report["violations"] == 0
-    assert json.loads((tmp_path / "safety_monitor.json").read_text())["states"] == 12
-    # a resumed attempt accumulates
-    with safety_monitor(spec, tmp_path) as again:
-        env.step(env.safe_set.backup_action(env.state))
-    assert again.report()["states"] == 16 and again.report()["attempts"] == 2
 
 
 def test_safety_and_improvement_checks():

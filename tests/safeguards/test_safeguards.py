@@ -62,14 +62,14 @@ def test_p1_outputs_are_safe(env, variant):
 
 @pytest.mark.parametrize("variant", ["bp", "rm", "rm-orthogonal"])
 def test_p1_at_the_current_env_states(env, variant):
-    """Default call: the env's own current states (read at every call)."""
+    """The training path's call: the env's current states, passed explicitly."""
     name, options = VARIANTS[variant]
     safeguard = make_safeguard(name, env, **options)
     gen = torch.Generator().manual_seed(5)
     for _ in range(2):
         env.reset()
         actions = random_actions(env.num_envs, env.model.action_dim, gen, spread=3.0)
-        safe = safeguard(actions)
+        safe = safeguard(actions, env.state)
         assert independent_violation(env, env.state, safe).max() <= TOL
 
 
@@ -84,7 +84,7 @@ def test_each_env_uses_its_own_state(env, variant):
     states = random_states(env, 6, gen)
     env.reset(options={"state": states})
     actions = random_actions(6, env.model.action_dim, gen, spread=3.0)
-    safe = safeguard(actions)
+    safe = safeguard(actions, env.state)
     # each row equals the result for its state alone, and is safe for its own state ...
     for i in range(6):
         alone = safeguard(actions[i:i + 1], state=states[i:i + 1])
@@ -267,9 +267,9 @@ def test_non_finite_actions_raise(env, bad):
     actions = torch.zeros(env.num_envs, env.model.action_dim, dtype=F64)
     actions[1, 0] = bad
     with pytest.raises(ValueError, match="NaN/inf"):
-        safeguard(actions)
+        safeguard(actions, env.state)
     with pytest.raises(ValueError, match="shape"):
-        safeguard(torch.zeros(env.num_envs + 1, env.model.action_dim, dtype=F64))
+        safeguard(torch.zeros(env.num_envs + 1, env.model.action_dim, dtype=F64), env.state)
 
 
 def _raising(*args, **kwargs):

@@ -2,7 +2,7 @@
 
 Importable as ``broken_safeguards:Class`` (``tests/spec`` is on ``sys.path`` under pytest) for
 ``make_safeguard`` / ``safegbpo audit --safeguard``.  Each follows the safeguard protocol
-(``Class(env, **options)``, ``__call__(action (N, d))`` for the env's current states, counters
+(``Class(env, **options)``, ``__call__(action (N, d), state (N, n))``, counters
 ``interventions``/``fallbacks``, ``last_safe_action``) and carries one realistic bug:
 
 * :class:`BoxClip` — clips to the feasible box ``A`` only (ignores ``A_s(s)``): **P1**;
@@ -41,8 +41,7 @@ class _Minimal:
         self.last_intervened: Tensor | None = None
         self.last_fallback: Tensor | None = None
 
-    def _validate(self, action: Any) -> Tensor:
-        state = self.env.state
+    def _validate(self, action: Any, state: Tensor) -> Tensor:
         return validate_action(action, state.shape[0], self.env.model.action_dim,
                                dtype=state.dtype, device=state.device)
 
@@ -58,16 +57,16 @@ class _Minimal:
 class BoxClip(_Minimal):
     """Bug: clips to ``A = [-1, 1]^d`` and nothing else."""
 
-    def __call__(self, action: Any) -> Tensor:
-        action = self._validate(action)
+    def __call__(self, action: Any, state: Tensor) -> Tensor:
+        action = self._validate(action, state)
         return self._record(action, action.clamp(-1.0, 1.0))
 
 
 class RawAction(_Minimal):
     """Bug: the identity (a 'safeguard' that forgot to safeguard)."""
 
-    def __call__(self, action: Any) -> Tensor:
-        action = self._validate(action)
+    def __call__(self, action: Any, state: Tensor) -> Tensor:
+        action = self._validate(action, state)
         return self._record(action, action)
 
 
@@ -75,8 +74,7 @@ class InvertedRayMask(RayMask):
     """Bug: ``g(a) = c_s + v lam_a / lam_S`` (instead of ``c_s + v lam_a lam_S / lam_A``),
     returned without the independent certification of the built-in ray mask."""
 
-    def __call__(self, action: Any, state: Tensor | None = None) -> Tensor:
-        state = self.env.state if state is None else state
+    def __call__(self, action: Any, state: Tensor) -> Tensor:
         action = validate_action(action, state.shape[0], self.structure.action_dim,
                                  dtype=state.dtype, device=state.device)
         data = self.action_set_data(state)
@@ -107,7 +105,7 @@ class _NaNBackward(torch.autograd.Function):
 class NaNGradientProjection(BoundaryProjection):
     """Bug: the forward pass is the correct projection, the backward pass is NaN."""
 
-    def __call__(self, action: Any, state: Tensor | None = None) -> Tensor:
+    def __call__(self, action: Any, state: Tensor) -> Tensor:
         return _NaNBackward.apply(super().__call__(action, state))
 
 
@@ -115,5 +113,5 @@ class RawActionWrapper(SafeguardActionWrapper):
     """Bug in the training path: the safe action is computed (and logged), the raw one applied."""
 
     def step(self, actions: Any):
-        self.safeguard(actions)
+        self.safeguard(actions, self.env.unwrapped.state)
         return self.env.step(actions)

@@ -103,5 +103,5 @@ def test_nonfinite_input_raises(value):
     guard = make_safeguard("bp", env)
     action = torch.zeros((env.num_envs, 1), dtype=torch.float64)
     action[1, 0] = value
-    out, err = call_safeguard(guard, action)
+    out, err = call_safeguard(guard, action, env.state)
     assert out is None and "ValueError" in err
