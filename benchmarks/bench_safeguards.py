@@ -41,6 +41,7 @@ from rich.table import Table
 from safegbpo.envs import make_vec
 from safegbpo.safeguards import make_safeguard
 from safegbpo.safeguards.variants import map_variants
+from safegbpo.safesets import resolve_safe_sets
 from safegbpo.tasks import get_task, task_names
 
 #: A diagnostic beyond the registry's variants: the ray mask without the centre's gradient.
@@ -113,15 +114,6 @@ def bench_task(task: str, repeats: int, safe_set: Any, seed: int = 0) -> list[di
     return rows
 
 
-def _safe_set(task: str, directory: Path | None) -> Any:
-    if directory is None:
-        return None  # the project's certified set (computed once, cached)
-    path = directory / f"{task}.json"
-    if not path.exists():
-        raise SystemExit(f"--safe-sets: no file {path}")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per entry")
@@ -140,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
+    safe_sets = resolve_safe_sets(args.safe_sets, args.tasks)  # None: the project's sets
     for task in args.tasks:
-        rows += bench_task(task, args.repeats, _safe_set(task, args.safe_sets), args.seed)
+        rows += bench_task(task, args.repeats, safe_sets[task], args.seed)
 
     table = Table(title=f"Safeguard call time (median of {args.repeats}, ms)")
     for column in ("task", "variant", "batch", "forward", "forward+backward", "x env step",

@@ -9,7 +9,7 @@
 * :func:`plot_quadrotor_safeguards` — the quadrotor's 2-D safe action set ``A ∩ A_s(s)`` at one
   state with raw actions and their images under every safeguard.
 
-The safe action sets are drawn from the independent oracle (:mod:`spec.oracle`), not from the
+The safe action sets are drawn from the independent oracle (:mod:`spec.checks.oracle`), not from the
 safeguards.
 """
 
@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from safegbpo.safeguards.variants import map_variants, variant_labels  # noqa: E402
-from spec.oracle import SafeActionOracle  # noqa: E402
-from spec.sampling import sample_safe_states  # noqa: E402
+from spec.checks.oracle import SafeActionOracle  # noqa: E402
+from spec.checks.sampling import sample_safe_states  # noqa: E402
 
 __all__ = ["plot_learning_curves", "plot_pendulum_safeguards", "plot_quadrotor_safeguards"]
 

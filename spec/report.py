@@ -1,14 +1,18 @@
-"""The compliance report: ``reports/compliance.md``, ``reports/compliance.json`` and figures.
+"""The compliance report: ``reports/compliance.md``, ``reports/compliance.json``,
+``reports/tables.md`` and figures -- where the spec's two roles meet.
 
 :func:`write_report` gathers, in this order,
 
 1. the environment (git commit, package versions, machine, seeds: :mod:`spec.metadata`);
-2. the spec checks — ``reports/spec.json`` written by ``python -m spec --all`` when present,
-   otherwise the audits are run now (:func:`spec.audit.run_all`), or reported as "not run";
-3. the reproduction's results (``<results>/tables.json`` of ``safegbpo reproduce``): the paper's
-   Tables 2–6 next to ours with deltas and a pass/fail per cell by the rules of
-   :mod:`spec.tables`, H1/H2 (:mod:`spec.hypotheses`), the reproduction's own checks (safety
-   monitor); every cell without a result of ours reads "not run";
+2. the safeguard checks (:mod:`spec.checks`) — ``reports/spec.json`` written by
+   ``python -m spec --all`` when present, otherwise the audits are run now
+   (:func:`spec.checks.audit.run_all`), or reported as "not run";
+3. the paper comparison (:mod:`spec.paper`) of the reproduction's measured cells
+   (``<results>/cells.json`` of ``safegbpo reproduce``): the paper's Tables 2–6 next to ours
+   with deltas and a pass/fail per value by the rules of :mod:`spec.paper.rules`, the archive
+   check, H1/H2 (:func:`spec.paper.tables.build_tables`, the one place that computes them), and
+   the reproduction's own checks (safety monitor); every cell without a result of ours reads
+   "not run";
 4. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
    curves (``../shared/reference/paper_learning_curves.json``, read at run time when present),
    and the safe sets with actions before/after every safeguard.
@@ -27,32 +31,28 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from spec.audit import DEFAULT_SAMPLES, run_all, summarise
-from spec.console import key_numbers
-from spec.hypotheses import evaluate_h1, evaluate_h2
+from safegbpo.experiments.cells import CELLS_FORMAT
+from safegbpo.io import atomic_write_json, atomic_write_text
+from spec.checks.audit import DEFAULT_SAMPLES, run_all, summarise
+from spec.checks.console import key_numbers
+from spec.checks.results import UNEXPECTED, AuditResult, CheckResult, jsonable
 from spec.metadata import collect_metadata
-from spec.results import UNEXPECTED, AuditResult, CheckResult, jsonable
-from spec.tables import DEFAULT_RULES, CellComparison, compare_tables, load_paper_tables
+from spec.paper.archive import load_reference_archive
+from spec.paper.rules import DEFAULT_RULES, CellComparison, steps_floor
+from spec.paper.tables import (
+    archive_check_lines,
+    build_tables,
+    paper_hypotheses,
+)
+from spec.paper.tables import render_markdown as render_tables_markdown
+from spec.paper.values import TABLES, load_paper_tables, paper_tasks
 
-__all__ = ["REPORT_FORMAT", "default_archive_path", "write_report", "build_report"]
+__all__ = ["REPORT_FORMAT", "build_report", "render_markdown", "write_report"]
 
 REPORT_FORMAT = "safegbpo-compliance/1"
-_TABLE_ORDER = ("table2", "table3", "table4", "table5", "table6")
+TABLES_MARKDOWN = "tables.md"
+_TABLE_ORDER = tuple(TABLES)
 _PROPS = ("P1", "P2", "P3", "P4", "P5")
-
-
-def default_archive_path() -> Path | None:
-    """``../shared/reference/paper_learning_curves.json`` next to the repository, if present."""
-    path = (Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
-            / "paper_learning_curves.json").resolve()
-    return path if path.is_file() else None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,40 +71,20 @@ def _load_spec(spec: Path | None, out: Path, run_spec: bool, samples: int,
     if progress:
         progress(f"{path} not found: running the audits")
     doc = run_all(samples=samples, progress=progress)
-    _atomic_write(path, json.dumps(doc, indent=1))
+    atomic_write_text(path, json.dumps(doc, indent=1))
     return doc, f"run now ({samples} states per audit), saved to {path}"
 
 
-def _load_tables(results: Path | None) -> tuple[dict[str, Any] | None, str]:
+def _load_cells(results: Path | None) -> tuple[dict[str, Any] | None, str]:
     if results is None:
         return None, "not run (no --results directory given)"
-    path = Path(results) / "tables.json"
+    path = Path(results) / "cells.json"
     if not path.is_file():
         return None, f"not run ({path} does not exist)"
     doc = json.loads(path.read_text())
-    if doc.get("format") != "safegbpo-tables/1":
-        raise ValueError(f"{path}: not a safegbpo-tables/1 document")
+    if doc.get("format") != CELLS_FORMAT:
+        raise ValueError(f"{path}: not a {CELLS_FORMAT} document")
     return doc, f"read from {path}"
-
-
-def _archive_cells(path: Path | None) -> dict[tuple[str, str, str], dict[str, Any]]:
-    if path is None:
-        return {}
-    from safegbpo.experiments.metrics import load_archive
-
-    return {k: v.to_dict() for k, v in load_archive(path).items()}
-
-
-def _ours_by_table(tables_doc: Mapping[str, Any] | None
-                   ) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
-    out: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
-    if not tables_doc:
-        return out
-    for table, content in (tables_doc.get("tables") or {}).items():
-        for row in content.get("rows", []):
-            if row.get("ours"):
-                out.setdefault(table, {})[(row["task"], row["algo"], row["variant"])] = row["ours"]
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,27 +181,10 @@ def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_statu
     return rows
 
 
-def _hypotheses(tables_doc, ours_by_table, archive) -> dict[str, Any]:
-    paper_doc = load_paper_tables()
-    paper_cells: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for content in paper_doc["tables"].values():
-        for c in content["cells"]:
-            paper_cells.setdefault((c["task"], c["algo"], c["variant"]), {}).update(c)
-    reference = archive or paper_cells
-    out = {}
-    ours_cells: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for table in ("table2", "table3", "table4", "table5"):
-        ours_cells.update(ours_by_table.get(table, {}))
-    ours_cells = {k: v for k, v in ours_cells.items() if v.get("reward") is not None}
-    precomputed = (tables_doc or {}).get("hypotheses") or {}
-    for name, func in (("H1", evaluate_h1), ("H2", evaluate_h2)):
-        mine = precomputed.get(name) if precomputed.get(name, {}).get("verdict") else None
-        if mine is None and ours_cells:
-            mine = func(ours_cells).to_dict()
-        out[name] = {"ours": mine,
-                     "paper": func(reference).to_dict(),
-                     "paper_source": "archived curves" if archive else "paper text tables"}
-    return out
+def _hypotheses(tables_doc: Mapping[str, Any], archive: Any) -> dict[str, Any]:
+    paper, source = paper_hypotheses(archive)
+    return {name: {"ours": (tables_doc.get("hypotheses") or {}).get(name),
+                   "paper": paper[name], "paper_source": source} for name in ("H1", "H2")}
 
 
 def build_report(
@@ -241,62 +204,63 @@ def build_report(
     results = Path(results) if results is not None else None
     spec_doc, spec_status = _load_spec(Path(spec) if spec else None, out, run_spec, samples,
                                        progress)
-    tables_doc, tables_status = _load_tables(results)
-    archive_path = default_archive_path() if archive == "default" else (
-        Path(archive) if archive else None)
-    archive_cells = _archive_cells(archive_path)
-    ours_by_table = _ours_by_table(tables_doc)
-    comparisons: list[CellComparison] = []
-    for table in _TABLE_ORDER:
-        comparisons += compare_tables(ours_by_table.get(table, {}), alternatives=archive_cells,
-                                      tables=[table])
-    hyps = _hypotheses(tables_doc, ours_by_table, archive_cells)
-    checks = (tables_doc or {}).get("checks")
+    cells_doc, tables_status = _load_cells(results)
+    loaded_archive = load_reference_archive(archive) if archive is not None else None
+    tables_doc = build_tables(cells_doc, archive=loaded_archive)
+    comparisons = [CellComparison(**c) for t in _TABLE_ORDER
+                   for c in tables_doc["verdicts"].get(t, [])]
+    hyps = _hypotheses(tables_doc, loaded_archive)
+    archive_cells = loaded_archive.cell_dicts() if loaded_archive is not None else {}
+    checks = (cells_doc or {}).get("checks")
     figure_paths: list[str] = []
     figure_errors: list[str] = []
-    if safe_sets is None and tables_doc:
+    if safe_sets is None and cells_doc:
         # draw the sets the reproduction trained with (``--safe-sets DIR``), else the project's
         safe_sets = {task: info.get("path") for task, info in
-                     (tables_doc.get("safe_sets") or {}).items() if isinstance(info, Mapping)}
+                     (cells_doc.get("safe_sets") or {}).items() if isinstance(info, Mapping)}
     if figures:
-        figure_paths, figure_errors = _figures(out / "figures", tables_doc, archive_cells,
+        figure_paths, figure_errors = _figures(out / "figures", cells_doc, archive_cells,
                                                safe_sets, progress)
     failed = _spec_failures(spec_doc)
     if checks and checks.get("safety") and not checks["safety"].get("passed"):
         failed.append("reproduction safety monitor: " + checks["safety"].get("summary", ""))
     seeds = {"spec": (spec_doc or {}).get("settings", {}).get("seed")}
-    if tables_doc:
-        seeds["reproduction"] = sorted({s for c in tables_doc.get("cells", [])
+    if cells_doc:
+        seeds["reproduction"] = sorted({s for c in cells_doc.get("cells", [])
                                         for s in c.get("seeds", [])})
-    report = {
+    report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "metadata": collect_metadata(seeds),
         "inputs": {"spec": spec_status, "results": tables_status,
-                   "archive": str(archive_path) if archive_path else "not present",
-                   "profile": (tables_doc or {}).get("profile"),
-                   "safe_sets": (tables_doc or {}).get("safe_sets")},
+                   "archive": (str(loaded_archive.curves_path) if loaded_archive is not None
+                               else "not present"),
+                   "profile": (cells_doc or {}).get("profile"),
+                   "safe_sets": (cells_doc or {}).get("safe_sets")},
         "summary": _summary_rows(spec_doc, spec_status, comparisons, hyps, checks,
                                  tables_status),
         "failed_required": failed,
         "spec": spec_doc,
-        "tables": {t: [c.to_dict() for c in comparisons if c.table == t] for t in _TABLE_ORDER},
+        "tables": {t: list(tables_doc["verdicts"].get(t, [])) for t in _TABLE_ORDER},
+        "archive_check": tables_doc["archive_check"],
         "hypotheses": hyps,
         "reproduction_checks": checks,
         "figures": figure_paths,
         "figure_errors": figure_errors,
     }
+    report["paper_tables"] = tables_doc  # the rows behind the verdicts (tables.md/.json)
     return jsonable(report)
 
 
-def _figures(fig_dir: Path, tables_doc, archive_cells, safe_sets, progress
+def _figures(fig_dir: Path, cells_doc, archive_cells, safe_sets, progress
              ) -> tuple[list[str], list[str]]:
     from spec import figures as F
 
     paths, errors = [], []
-    ours = {(c["task"], c["algo"], c["variant"]): c for c in (tables_doc or {}).get("cells", [])
+    training = [c for c in (cells_doc or {}).get("cells", []) if c.get("kind") == "train"]
+    ours = {(c["task"], c["algo"], c["variant"]): c for c in training
             if c.get("interactions") is not None}
     # several budgets of one cell (profiles): plot the longest
-    for c in (tables_doc or {}).get("cells", []):
+    for c in training:
         key = (c["task"], c["algo"], c["variant"])
         if (c.get("interactions") or 0) >= (ours.get(key, {}).get("interactions") or 0):
             ours[key] = c
@@ -445,22 +409,28 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
                 row.append(text)
                 if c.get("note") and c["note"] not in notes:
                     notes.append(c["note"])
-                if c["why"] != DEFAULT_RULES[q].why:  # a per-cell rule (spec.tables.CELL_RULES)
+                if c["why"] != DEFAULT_RULES[q].why:  # a per-cell rule (rules.CELL_RULES)
                     notes.append(f"{q} rule: {c['tolerance']} ({c['why']})")
             rows.append([*row, "; ".join(notes)])
         lines.append(_md_table(["task", "algo", "variant",
                                 *[f"{q}: paper → ours" for q in quantities], "note"], rows))
         rules = [f"{q}: {DEFAULT_RULES[q].describe()}"
-                 + (" (at least two PPO evaluation intervals: 27200 pendulum, 44800 quadrotor)"
+                 + (" (at least two evaluation intervals of the coarsest grid: "
+                    + ", ".join(f"{steps_floor(t)} {t}" for t in paper_tasks()) + ")"
                     if q == "steps" else "") + f" — {DEFAULT_RULES[q].why}"
                  for q in quantities]
         lines += ["", "Default tolerances: " + "; ".join(rules) + "."]
+    lines += ["", f"The rows behind these verdicts (our CI, stalled runs, the archive's "
+                  f"values): [{TABLES_MARKDOWN}]({TABLES_MARKDOWN})."]
     checks = report.get("reproduction_checks")
     if checks:
         lines += ["", "### Reproduction checks", ""]
         lines.append(_md_table(["check", "passed", "summary"],
                                [[k, str(v.get("passed")), v.get("summary", "")]
                                 for k, v in checks.items()]))
+    lines += [""]
+    lines += ["#" + line if line.startswith("## ") else line
+              for line in archive_check_lines(report.get("archive_check") or {})]
 
     lines += ["", "## Hypotheses", ""]
     hrows = []
@@ -504,18 +474,20 @@ def write_report(
     safe_sets: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``<out>/compliance.md``, ``<out>/compliance.json`` and ``<out>/figures/*.png``.
+    """Write ``<out>/compliance.md``, ``<out>/compliance.json``, ``<out>/tables.md`` (the
+    paper's tables next to ours in full) and ``<out>/figures/*.png``.
 
     Args:
-        results: the reproduction's results directory (``tables.json``); ``None``: "not run".
+        results: the reproduction's results directory (``cells.json``); ``None``: "not run".
         out: output directory.
         spec: the spec document (default ``<out>/spec.json``).
         run_spec: run the audits when the spec document is missing (else "not run").
         samples: states per audit when the audits are run.
         figures: write the figures.
-        archive: the paper's archived curves (``'default'``: ``../shared/reference``, if there).
+        archive: the reference directory with the paper's archived curves (``'default'``:
+            :func:`safegbpo.reference.reference_dir`, if there; ``None``: no archive).
         safe_sets: per task, a safe-set file for the figures (default: the sets named in
-            ``tables.json``, else the project's).
+            ``cells.json``, else the project's).
 
     Returns:
         ``{"markdown": Path, "json": Path, "failed_required": [...], "report": dict}``.
@@ -525,7 +497,8 @@ def write_report(
                           samples=samples, figures=figures, archive=archive,
                           safe_sets=safe_sets, progress=progress)
     md_path, json_path = out / "compliance.md", out / "compliance.json"
-    _atomic_write(json_path, json.dumps(report, indent=1))
-    _atomic_write(md_path, render_markdown(report, out))
-    return {"markdown": md_path, "json": json_path,
+    atomic_write_json(json_path, report)
+    atomic_write_text(out / TABLES_MARKDOWN, render_tables_markdown(report["paper_tables"]))
+    atomic_write_text(md_path, render_markdown(report, out))
+    return {"markdown": md_path, "json": json_path, "tables": out / TABLES_MARKDOWN,
             "failed_required": report["failed_required"], "report": report}

@@ -1,9 +1,17 @@
-"""Experiments: training runs and the paper's reproduction.
+"""Experiments: training runs, and a reproduction's chain runs -> records -> measured cells.
 
-Training (one configuration): :mod:`safegbpo.experiments.config` (:class:`TrainConfig`, the
-SPEC §8 presets), :mod:`safegbpo.experiments.runner` (:func:`train`: run / checkpoint /
-resume), :mod:`safegbpo.io` (atomic writes), :mod:`safegbpo.experiments.cli`
-(``safegbpo train``).  Reproduction (grids of runs, metrics, tables) lives in the other modules
-of this package.  Submodules are imported on demand so ``import safegbpo.experiments`` stays
-cheap.
+Training (one configuration): :mod:`~safegbpo.experiments.config` (:class:`TrainConfig`;
+presets from the task registry), :mod:`~safegbpo.experiments.runner` (:func:`train`: run /
+checkpoint / resume).
+
+Reproduction (a grid of runs): :mod:`~safegbpo.experiments.grid` (grid files -> run specs),
+:mod:`~safegbpo.experiments.profiles` (``quick``, ``paper``),
+:mod:`~safegbpo.experiments.executors` (runs -> records, process pool or Ray) under the
+independent :mod:`~safegbpo.experiments.monitor`, :mod:`~safegbpo.experiments.store` (the
+results directory), :mod:`~safegbpo.experiments.metrics` (SPEC §9 definitions),
+:mod:`~safegbpo.experiments.cells` (records -> measured cells, ``cells.json``),
+:mod:`~safegbpo.experiments.checks` (the profile's checks) and
+:mod:`~safegbpo.experiments.reproduce` (the pipeline).  The comparison with the paper is the
+spec's (``spec.paper``): nothing here imports ``spec``.  Submodules are imported on demand so
+``import safegbpo.experiments`` stays cheap.
 """

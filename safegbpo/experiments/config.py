@@ -159,7 +159,7 @@ class TrainConfig:
         num_envs: training environments ``N``.
         eval_seed: seed of the evaluation set (shared by all runs: every seed and every
             configuration is scored on the same episodes).
-        safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--set-file``)
+        safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--safe-set``)
             (it also defines the reset distribution, so it matters for unsafe training too).
         hyper: the algorithm's hyper-parameters (default: :func:`preset`).
         device: torch device of networks and environments.

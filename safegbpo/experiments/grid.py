@@ -46,7 +46,6 @@ __all__ = [
     "file_sha256",
     "grid_path",
     "load_grid",
-    "resolve_safe_sets",
     "runs_by_cell",
 ]
 
@@ -368,31 +367,6 @@ def load_grid(name_or_path: str | Path) -> Grid:
 
 
 # --------------------------------------------------------------------------------------------
-# safe sets
-# --------------------------------------------------------------------------------------------
-def resolve_safe_sets(directory: str | Path | None, tasks: Iterable[str]) -> dict[str, str | None]:
-    """``{task: path}`` of ``<directory>/<task>.json`` for each task (``None`` everywhere when
-    ``directory`` is ``None``: the project's own certified sets).
-
-    Raises:
-        FileNotFoundError: the directory or a task's set file does not exist.
-    """
-    tasks = list(dict.fromkeys(tasks))
-    if directory is None:
-        return dict.fromkeys(tasks)
-    root = Path(directory).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"--safe-sets: {root} is not a directory")
-    out: dict[str, str | None] = {}
-    for task in tasks:
-        path = root / f"{task}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"--safe-sets: no set file for task {task!r} ({path})")
-        out[task] = str(path)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # expansion
 # --------------------------------------------------------------------------------------------
 def _budget(
@@ -420,7 +394,8 @@ def expand(
     """All distinct runs of ``grid``, in declaration order (experiments, then wallclock).
 
     Runs requested by several experiments are merged (their ``experiments`` / ``tables`` tags are
-    united).  ``safe_sets`` maps tasks to set files (:func:`resolve_safe_sets`).
+    united).  ``safe_sets`` maps tasks to set files
+    (:func:`safegbpo.safesets.resolve_safe_sets`).
 
     Raises:
         ValueError: a table cell would mix runs with different budgets or hyper-parameters.

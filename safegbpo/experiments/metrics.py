@@ -38,11 +38,9 @@ them.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,13 +50,11 @@ __all__ = [
     "CI_LEVEL",
     "CONVERGENCE_TOLERANCE",
     "CellMetrics",
-    "archive_cell_metrics",
     "bootstrap_ci",
     "cell_metrics",
     "cell_metrics_from_records",
     "cell_rng",
     "is_stalled",
-    "load_archive",
     "seed_mean_curve",
     "steps_to_converge",
     "stuck_reason",
@@ -313,53 +309,3 @@ def cell_metrics_from_records(
         stuck_reasons=reasons,
         base_seed=base_seed,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# the archived reference curves
-# --------------------------------------------------------------------------------------------
-def archive_cell_metrics(entry: Mapping[str, Any], *, key: str, seeds: int = 10) -> CellMetrics:
-    """Metrics of one archived entry (``eval_steps``, ``eval_reward_per_converged_seed``): the
-    archive keeps only converged seeds, so ``# Stuck = seeds - rows``."""
-    curves = entry["eval_reward_per_converged_seed"]
-    stuck = seeds - len(curves)
-    if stuck < 0:
-        raise ValueError(f"archive cell {key}: {len(curves)} seeds but {seeds} expected")
-    return cell_metrics(entry["eval_steps"], curves, stuck=stuck, key=key)
-
-
-def load_archive(path: str | Path, *, seeds: int = 10) -> dict[tuple[str, str, str], CellMetrics]:
-    """Metrics of every Pendulum/Quadrotor entry of ``paper_learning_curves.json``, keyed by
-    ``(task, algo, variant)`` in this project's names (lower-case task/algorithm, SPEC §5 rows).
-
-    Tasks, algorithms and variants are matched by their registries' archive labels; entries
-    of tasks that are not registered (the journal version's 'Energy System') are skipped.
-    """
-    from safegbpo.algorithms import algorithms
-    from safegbpo.safeguards.variants import get_variant
-    from safegbpo.tasks import tasks
-
-    task_keys = {spec.archive_label: key for key, spec in tasks().items()}
-    algo_keys = {spec.label: name for name, spec in algorithms().items()}
-    data = json.loads(Path(path).read_text())
-    results = data.get("results")
-    if not isinstance(results, Mapping):
-        raise ValueError(f"{path}: no 'results' mapping (not a learning-curve archive)")
-    out: dict[tuple[str, str, str], CellMetrics] = {}
-    for task_label, algos in results.items():
-        task = task_keys.get(task_label)
-        if task is None:
-            continue
-        for algo_label, variants in algos.items():
-            algo = algo_keys.get(algo_label)
-            if algo is None:
-                raise ValueError(f"{path}: unknown archived algorithm {algo_label!r}")
-            for variant_label, entry in variants.items():
-                try:
-                    variant = get_variant(variant_label).label
-                except ValueError:
-                    raise ValueError(f"{path}: unknown archived variant {variant_label!r}") \
-                        from None
-                key = f"{task}/{algo}/{variant}"
-                out[(task, algo, variant)] = archive_cell_metrics(entry, key=key, seeds=seeds)
-    return out

@@ -1,6 +1,6 @@
-"""``safegbpo reproduce``: run a profile's grid, compute the tables, check, and report.
+"""Run a reproduction: a profile's grid -> runs -> records -> measured cells.
 
-:func:`reproduce` is the whole pipeline:
+:func:`reproduce` is the library half of ``safegbpo reproduce``:
 
 1. load the profile's grid (:mod:`.profiles`, :mod:`.grid`), resolve the safe sets
    (``--safe-sets DIR`` -> ``DIR/<task>.json``; otherwise the project's own certified sets) and
@@ -10,46 +10,35 @@
    each under the independent safe-state monitor (:mod:`.monitor`);
 3. run the Table 6 timing runs one at a time in a single local worker (no concurrent run
    competes for the CPU; no monitor, whose cost would be timed);
-4. compute the tables (:mod:`.tables`) and the profile's checks (:func:`evaluate_checks`) and
-   write ``<results>/tables.json`` and ``tables.md``;
-5. call the compliance report (``spec.report``) if it is importable.
+4. measure the cells (:mod:`.cells`), run the profile's checks (:mod:`.checks`) and write
+   ``<results>/cells.json`` and ``cells.md``.
 
-The safety monitor is :mod:`.monitor`.
+The comparison with the paper and the compliance report are the spec's (``safegbpo report``,
+which ``safegbpo reproduce`` runs next): this package never imports ``spec``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from safegbpo.experiments.cells import measure_cells, render_markdown
+from safegbpo.experiments.checks import checks_passed, evaluate_checks
 from safegbpo.experiments.executors import DEFAULT_TRAINER, PoolExecutor, make_executor
-from safegbpo.experiments.grid import (
-    Grid,
-    RunSpec,
-    expand,
-    file_sha256,
-    load_grid,
-    resolve_safe_sets,
-)
-from safegbpo.experiments.metrics import seed_mean_curve, stuck_reason
+from safegbpo.experiments.grid import expand, file_sha256, load_grid
 from safegbpo.experiments.monitor import MONITOR
 from safegbpo.experiments.profiles import get_profile
 from safegbpo.experiments.store import ResultsStore
-from safegbpo.experiments.tables import build_tables, render_markdown
+from safegbpo.safesets import resolve_safe_sets
 
-__all__ = [
-    "describe_safe_sets",
-    "evaluate_checks",
-    "checks_passed",
-    "reproduce",
-]
+__all__ = ["CELLS_FILE", "checks_passed", "default_results_dir", "describe_safe_sets",
+           "reproduce"]
 
-# --------------------------------------------------------------------------------------------
-# safe sets
-# --------------------------------------------------------------------------------------------
+CELLS_FILE = "cells.json"
+
+
 def describe_safe_sets(paths: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
     """Per task: ``source`` (the file or 'project'), ``path``, ``sha256``, state-set ``volume``."""
     out: dict[str, dict[str, Any]] = {}
@@ -79,168 +68,9 @@ def describe_safe_sets(paths: Mapping[str, str | None]) -> dict[str, dict[str, A
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# profile checks
-# --------------------------------------------------------------------------------------------
-def _check_safety(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]],
-                  options: Mapping[str, Any]) -> dict[str, Any]:
-    experiments = set(options.get("experiments") or [])
-    runs = [s for s in specs if s.kind == "train" and s.variant_fields.get("safeguard")
-            and (not experiments or experiments & set(s.experiments))]
-    rows, problems = [], []
-    for spec in runs:
-        record = records.get(spec.run_id)
-        safety = (record or {}).get("safety") or {}
-        row = {"run_id": spec.run_id, "task": spec.task, "variant": spec.variant,
-               "status": (record or {}).get("status", "missing"),
-               "states": safety.get("states", 0), "violations": safety.get("violations"),
-               "max_gauge": safety.get("max_gauge")}
-        rows.append(row)
-        if record is None:
-            problems.append(f"{spec.run_id}: no record")
-        elif record.get("status") != "finished":
-            problems.append(f"{spec.run_id}: {stuck_reason(record)}")
-        elif not safety.get("monitored") or not safety.get("states"):
-            problems.append(f"{spec.run_id}: no monitored states")
-        elif safety.get("violations"):
-            problems.append(f"{spec.run_id}: {safety['violations']} realised states outside S_s")
-    unsafe = [records[s.run_id].get("safety") or {} for s in specs
-              if s.kind == "train" and not s.variant_fields.get("safeguard")
-              and s.run_id in records]
-    cells = sorted({(s.task, s.variant) for s in runs})
-    return {
-        "passed": bool(runs) and not problems,
-        "summary": (f"{len(runs)} safeguarded runs ({len(cells)} task x variant cells), "
-                    f"{sum(r['states'] or 0 for r in rows)} realised states checked, "
-                    f"{sum(r['violations'] or 0 for r in rows)} outside the safe state set"
-                    + (f"; unsafe runs for comparison: "
-                       f"{sum(u.get('violations') or 0 for u in unsafe)} of "
-                       f"{sum(u.get('states') or 0 for u in unsafe)} states outside"
-                       if unsafe else "")),
-        "problems": problems,
-        "runs": rows,
-    }
-
-
-def _check_improvement(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]],
-                       options: Mapping[str, Any]) -> dict[str, Any]:
-    gain = float(options.get("min_relative_gain", 0.5))
-    experiments = set(options.get("experiments") or [])
-    wanted = [tuple(c) for c in options.get("cells", [])]
-    rows, problems = [], []
-    for task, algo, variant in wanted:
-        cell_specs = [s for s in specs if s.kind == "train" and s.cell == (task, algo, variant)
-                      and (not experiments or experiments & set(s.experiments))]
-        done = [records[s.run_id] for s in cell_specs if s.run_id in records]
-        good = [r for r in done if stuck_reason(r) is None]
-        name = f"{task}/{algo}/{variant}"
-        if not cell_specs:
-            problems.append(f"{name}: not in the grid")
-            continue
-        if len(good) != len(cell_specs):
-            problems.append(f"{name}: {len(cell_specs) - len(good)} of {len(cell_specs)} runs "
-                            "missing or stuck")
-            continue
-        mean = seed_mean_curve([[p["reward"] for p in r["curve"]] for r in good])
-        first, final = float(mean[0]), float(mean[-1])
-        target = first + gain * abs(first)
-        ok = final >= target
-        rows.append({"cell": name, "seeds": len(good), "first": first, "final": final,
-                     "required": target, "passed": ok,
-                     "steps": [p["step"] for p in good[0]["curve"]],
-                     "mean_curve": mean.tolist()})
-        if not ok:
-            problems.append(f"{name}: seed-mean reward {first:.4g} -> {final:.4g}, needs "
-                            f">= {target:.4g}")
-    return {
-        "passed": bool(wanted) and not problems,
-        "summary": (f"seed-mean final reward >= first + {gain:g}|first| for "
-                    + ", ".join("/".join(c) for c in wanted)
-                    + "".join(f"; {r['cell']}: {r['first']:.4g} -> {r['final']:.4g}"
-                              for r in rows)),
-        "problems": problems,
-        "cells": rows,
-    }
-
-
-def _check_completed(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]],
-                     options: Mapping[str, Any]) -> dict[str, Any]:
-    experiments = set(options.get("experiments") or [])
-    runs = [s for s in specs if not experiments or experiments & set(s.experiments)]
-    problems = []
-    for spec in runs:
-        record = records.get(spec.run_id)
-        reason = "no record" if record is None else stuck_reason(record)
-        if reason is not None:
-            problems.append(f"{spec.run_id}: {reason}")
-    cells = sorted({(s.task, s.algo, s.variant) for s in runs})
-    return {"passed": bool(runs) and not problems,
-            "summary": f"{len(runs) - len(problems)} of {len(runs)} runs finished with a finite "
-                       f"learning curve ({len(cells)} task x algorithm x variant cells)",
-            "problems": problems}
-
-
-def _check_wallclock(tables: Mapping[str, Any]) -> dict[str, Any]:
-    rows = (tables.get("tables", {}).get("table6") or {}).get("rows", [])
-    measured = [r for r in rows if (r.get("ours") or {}).get("wallclock_ratio") is not None]
-    expected = [r for r in rows if r.get("ours") is not None]
-    problems = [f"{r['algo']}/{r['variant']}: no ratio" for r in expected
-                if r not in measured]
-    return {"passed": bool(expected) and not problems,
-            "summary": ", ".join(f"{r['algo'].upper()} {r['variant']} "
-                                 f"{r['ours']['wallclock_ratio']:.2f}" for r in measured)
-                       or "no timing runs",
-            "problems": problems}
-
-
-CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "safety": _check_safety,
-    "improvement": _check_improvement,
-    "completed": _check_completed,
-}
-
-
-def evaluate_checks(grid: Grid, specs: Sequence[RunSpec],
-                    records: Mapping[str, Mapping[str, Any]],
-                    tables: Mapping[str, Any]) -> dict[str, Any]:
-    """The grid's declared checks (``checks`` of the grid file) on the records and tables."""
-    out: dict[str, Any] = {}
-    for name, options in (grid.checks or {}).items():
-        if name == "wallclock":
-            out[name] = _check_wallclock(tables)
-        elif name in CHECKS:
-            out[name] = CHECKS[name](specs, records, options or {})
-        else:
-            raise ValueError(f"{grid.source}: unknown check {name!r}; expected one of "
-                             f"{sorted([*CHECKS, 'wallclock'])}")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# the pipeline
-# --------------------------------------------------------------------------------------------
-def _default_results(profile: str) -> Path:
+def default_results_dir(profile: str) -> Path:
+    """``results/<profile>`` (relative to the working directory)."""
     return Path("results") / profile
-
-
-def _call_report(results: Path, echo: Callable[[str], None]) -> Any:
-    """``spec.report.write_report(results=...)`` (the compliance report) if it is importable."""
-    try:
-        report = importlib.import_module("spec.report")
-    except ModuleNotFoundError as err:
-        if err.name in ("spec", "spec.report"):
-            echo("compliance report not available yet (spec.report is not importable)")
-            return None
-        raise
-    write_report = getattr(report, "write_report", None)
-    if not callable(write_report):
-        echo("compliance report not available yet (spec.report has no write_report)")
-        return None
-    written = write_report(results=results, progress=echo)
-    echo(f"compliance report: {written['markdown']} and {written['json']}")
-    for failure in written.get("failed_required", []):
-        echo(f"    required check failing: {failure}")
-    return written
 
 
 def reproduce(
@@ -256,14 +86,12 @@ def reproduce(
     device: str = "cpu",
     retry_failed: bool = False,
     monitor: bool | None = None,
-    report: bool = True,
-    archive_dir: str | Path | None = "default",
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``profile`` (or the grid file ``grid``) and write ``<results>/tables.json|.md``.
+    """Run ``profile`` (or the grid file ``grid``) and write ``<results>/cells.json|.md``.
 
-    Returns the tables (``tables.json`` content, including ``checks``).  See the module
-    docstring for the steps; arguments mirror ``safegbpo reproduce``'s options
+    Returns the measured cells (``cells.json`` content, including the profile's ``checks``).
+    See the module docstring for the steps; arguments mirror ``safegbpo reproduce``'s options
     (``trainer``: ``'module:function'`` with the runner's signature, for tests and custom
     runners; ``monitor``: override the profile's safety monitoring).
     """
@@ -272,12 +100,9 @@ def reproduce(
         jobs = os.cpu_count() or 1
     prof = get_profile(profile)
     grid_obj = load_grid(grid) if grid is not None else prof.load_grid()
-    tasks = [t for e in grid_obj.experiments for t in e["tasks"]]
-    if grid_obj.wallclock:
-        tasks.append(grid_obj.wallclock["task"])
-    set_paths = resolve_safe_sets(safe_sets, tasks)
+    set_paths = resolve_safe_sets(safe_sets, grid_obj.tasks)
     specs = expand(grid_obj, safe_sets=set_paths)
-    store = ResultsStore(results if results is not None else _default_results(prof.name))
+    store = ResultsStore(results if results is not None else default_results_dir(prof.name))
     training = [s for s in specs if s.kind == "train"]
     timing = [s for s in specs if s.kind == "wallclock"]
     use_monitor = prof.monitor_safety if monitor is None else monitor
@@ -326,20 +151,13 @@ def reproduce(
                                      + (f" in {s['seconds']:.1f} s" if s.get("seconds") else "")))
 
     records = store.records(s.run_id for s in specs)
-    tables = build_tables(specs, records, archive_dir=archive_dir, meta=meta)
-    tables["checks"] = evaluate_checks(grid_obj, specs, records, tables)
-    store.write_json("tables.json", tables)
-    store.write_text("tables.md", render_markdown(tables))
-    echo(f"tables: {store.root / 'tables.json'} and tables.md")
-    for name, result in tables["checks"].items():
+    cells = measure_cells(specs, records, meta=meta)
+    cells["checks"] = evaluate_checks(grid_obj, specs, records, cells)
+    store.write_json(CELLS_FILE, cells)
+    store.write_text("cells.md", render_markdown(cells))
+    echo(f"cells: {store.root / CELLS_FILE} and cells.md")
+    for name, result in cells["checks"].items():
         echo(f"check {name}: {'PASS' if result['passed'] else 'FAIL'} - {result['summary']}")
         for problem in result.get("problems", [])[:10]:
             echo(f"    {problem}")
-    if report:
-        _call_report(store.root, echo)
-    return tables
-
-
-def checks_passed(tables: Mapping[str, Any]) -> bool:
-    """All profile checks of a :func:`reproduce` result passed."""
-    return all(c.get("passed") for c in (tables.get("checks") or {}).values())
+    return cells

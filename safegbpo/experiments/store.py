@@ -8,7 +8,7 @@ Layout under the results directory (``--results DIR``)::
     records/<run_id>.json     the run's record, written once the run ended (atomic rename):
                               its presence is what "finished" means to the store
     manifest.json             the last invocation: profile, grid, safe sets, run ids
-    tables.json, tables.md    the tables (:mod:`.tables`)
+    cells.json, cells.md      the measured cells and the profile's checks (:mod:`.cells`)
 
 A record (format ``safegbpo-run-record/1``) holds the run's spec, its ``status``
 (``'finished'`` or ``'failed'``), the runner's result (learning ``curve``, interventions,

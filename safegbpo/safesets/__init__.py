@@ -18,7 +18,7 @@ from safegbpo.safesets.rci import (
     compute_rci,
     linear_enclosure,
 )
-from safegbpo.safesets.safe_set import SAFE_SET_FORMAT, SafeSet
+from safegbpo.safesets.safe_set import SAFE_SET_FORMAT, SafeSet, resolve_safe_sets
 from safegbpo.safesets.verify import (
     SafeSetNotInvariantError,
     VerificationReport,
@@ -41,5 +41,6 @@ __all__ = [
     "default_reference_path",
     "get_safe_set",
     "linear_enclosure",
+    "resolve_safe_sets",
     "verify_safe_set",
 ]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from safegbpo.sets import Zonotope
 from safegbpo.sets.containment import min_inf_norm_factors
 from safegbpo.tasks import TaskModel, get_model
 
-__all__ = ["SAFE_SET_FORMAT", "ACTION_TOLERANCE", "SafeSet"]
+__all__ = ["SAFE_SET_FORMAT", "ACTION_TOLERANCE", "SafeSet", "resolve_safe_sets"]
 
 SAFE_SET_FORMAT = "safegbpo-safe-set/1"
 #: Tolerance of the check "action set inside A = [-1, 1]^d" (interval hull).
@@ -336,3 +336,25 @@ def _array(value: Any, key: str, shape: tuple[int | None, ...], fail) -> np.ndar
     if not np.isfinite(arr).all():
         raise fail(f"'{key}' contains NaN/inf")
     return arr
+
+
+def resolve_safe_sets(directory: str | Path | None, tasks: Iterable[str]) -> dict[str, str | None]:
+    """``{task: path}`` of ``<directory>/<task>.json`` for each task (``None`` everywhere when
+    ``directory`` is ``None``: the project's own certified sets).
+
+    Raises:
+        FileNotFoundError: the directory or a task's set file does not exist.
+    """
+    tasks = list(dict.fromkeys(tasks))
+    if directory is None:
+        return dict.fromkeys(tasks)
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"--safe-sets: {root} is not a directory")
+    out: dict[str, str | None] = {}
+    for task in tasks:
+        path = root / f"{task}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"--safe-sets: no set file for task {task!r} ({path})")
+        out[task] = str(path)
+    return out

@@ -12,11 +12,11 @@ from safegbpo.experiments.grid import (
     RunSpec,
     expand,
     load_grid,
-    resolve_safe_sets,
     runs_by_cell,
 )
 from safegbpo.experiments.profiles import PROFILES, get_profile
 from safegbpo.safeguards.variants import variant_labels
+from safegbpo.safesets import resolve_safe_sets
 
 VARIANT_ORDER = variant_labels()
 

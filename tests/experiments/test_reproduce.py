@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from safegbpo.experiments.checks import checks_passed, evaluate_checks
 from safegbpo.experiments.grid import RunSpec, load_grid
-from safegbpo.experiments.reproduce import (
-    checks_passed,
-    evaluate_checks,
-    reproduce,
-)
+from safegbpo.experiments.reproduce import reproduce
 from safegbpo.experiments.store import RECORD_FORMAT
 from safegbpo.safeguards.variants import get_variant
 from tests.helpers import reference_file_or_none
@@ -40,9 +37,17 @@ def _mini_grid(path: Path, *, experiments, budgets, seeds=(0, 1), checks=None,
     return path
 
 
-def _stable(tables: dict) -> dict:
-    """The deterministic part of tables.json (no paths, timings or monitor counters)."""
-    return {k: tables[k] for k in ("tables", "cells", "hypotheses")}
+def _stable(doc: dict) -> dict:
+    """The deterministic part of cells.json (no paths, timings or monitor counters)."""
+    return {"cells": doc["cells"], "checks": {k: v.get("passed") for k, v in
+                                              doc.get("checks", {}).items()}}
+
+
+def _cell(doc: dict, table: str, task: str, algo: str, variant: str) -> dict:
+    """The measured cell of ``(task, algo, variant)`` feeding ``table``."""
+    [cell] = [c for c in doc["cells"] if table in c["tables"]
+              and (c["task"], c["algo"], c["variant"]) == (task, algo, variant)]
+    return cell
 
 
 def _reproduce_in_subprocess(grid: Path, results: Path, trainer: str, jobs: int,
@@ -51,7 +56,7 @@ def _reproduce_in_subprocess(grid: Path, results: Path, trainer: str, jobs: int,
         "from safegbpo.experiments.reproduce import reproduce;"
         f"reproduce('quick', grid={str(grid)!r}, results={str(results)!r}, trainer={trainer!r},"
         f" jobs={jobs}, safe_sets={None if safe_sets is None else str(safe_sets)!r},"
-        " monitor=False, report=False, archive_dir=None)"
+        " monitor=False)"
     )
     env = {**os.environ, **env_extra,
            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
@@ -92,15 +97,15 @@ def _kill_half_way_and_resume(grid: Path, tmp_path: Path, trainer: str, jobs: in
         proc.wait()
     done = len(list(records.glob("*.json")))
     assert 1 <= done < total, f"kill landed after {done} of {total} runs"
-    assert not (results / "tables.json").exists()
+    assert not (results / "cells.json").exists()
     tables = reproduce("quick", grid=grid, results=results, trainer=trainer, jobs=jobs,
-                       safe_sets=safe_sets, monitor=False, report=False, archive_dir=None,
+                       safe_sets=safe_sets, monitor=False,
                        echo=lambda _: None)
     assert len(list(records.glob("*.json"))) == total
     resumed = [json.loads(p.read_text()) for p in records.glob("*.json")]
     assert any(r["attempt"]["resumed"] for r in resumed)  # one run continued its checkpoint
-    assert json.loads((results / "tables.json").read_text())["tables"] == tables["tables"]
-    assert (results / "tables.md").read_text().startswith("# Reproduction tables")
+    assert json.loads((results / "cells.json").read_text())["cells"] == tables["cells"]
+    assert (results / "cells.md").read_text().startswith("# Reproduction cells")
     return tables
 
 
@@ -120,17 +125,16 @@ def test_killed_reproduction_resumes_to_identical_tables_fake_runner(tmp_path):
     os.environ["FAKE_TRAIN_SLEEP"] = "0"
     try:
         fresh = reproduce("quick", grid=grid, results=tmp_path / "fresh", trainer=FAKE_TRAINER,
-                          jobs=2, monitor=False, report=False, archive_dir=None,
+                          jobs=2, monitor=False,
                           echo=lambda _: None)
     finally:
         del os.environ["FAKE_TRAIN_SLEEP"]
     assert _stable(resumed) == _stable(fresh)
-    row = next(r for r in fresh["tables"]["table3"]["rows"]
-               if (r["task"], r["algo"], r["variant"]) == ("quadrotor", "shac", "BP"))
-    assert row["ours"]["runs"] == 2 and row["ours"]["reward"] == pytest.approx(-26.25)
+    cell = _cell(fresh, "table3", "quadrotor", "shac", "BP")
+    assert cell["runs"] == 2 and cell["reward"] == pytest.approx(-26.25)
 
 
-def test_reproduce_writes_tables_and_skips_finished_runs(tmp_path):
+def test_reproduce_writes_cells_and_skips_finished_runs(tmp_path):
     grid = _mini_grid(
         tmp_path / "grid.json",
         experiments=[{"name": "mini", "tables": ["table2"], "tasks": ["pendulum"],
@@ -141,15 +145,15 @@ def test_reproduce_writes_tables_and_skips_finished_runs(tmp_path):
     )
     lines: list[str] = []
     tables = reproduce("quick", grid=grid, results=tmp_path / "r", trainer=FAKE_TRAINER, jobs=1,
-                       monitor=False, report=False, archive_dir=None, echo=lines.append)
-    row = tables["tables"]["table2"]["rows"][0]
-    assert row["ours"]["stuck"] == 1 and "non-finite" in row["ours"]["stuck_reasons"][0]
+                       monitor=False, echo=lines.append)
+    cell = _cell(tables, "table2", "pendulum", "shac", "No Safeguard")
+    assert cell["stuck"] == 1 and "non-finite" in cell["stuck_reasons"][0]
     assert not checks_passed(tables)
     assert "non-finite" in tables["checks"]["completed"]["problems"][0]
     assert any("failed" in line for line in lines)
     lines.clear()
     again = reproduce("quick", grid=grid, results=tmp_path / "r", trainer=FAKE_TRAINER, jobs=1,
-                      monitor=False, report=False, archive_dir=None, echo=lines.append)
+                      monitor=False, echo=lines.append)
     assert any("2 done" in line for line in lines)
     assert _stable(again) == _stable(tables)
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
@@ -180,7 +184,7 @@ def test_safety_and_improvement_checks():
                                        {"step": 2048, "reward": last}],
                              "safety": {"monitored": True, "states": 100,
                                         "violations": violations, "max_gauge": 1.2}}
-    checks = evaluate_checks(grid, specs, records, {"tables": {}})
+    checks = evaluate_checks(grid, specs, records, {"cells": []})
     assert not checks["safety"]["passed"]
     assert checks["safety"]["problems"] == [f"{specs[2].run_id}: 2 realised states outside S_s"]
     assert "3 of 100" in checks["safety"]["summary"]  # unsafe run reported for comparison
@@ -207,8 +211,7 @@ def test_cli_parses_the_documented_options():
 
 def test_missing_safe_set_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="pendulum"):
-        reproduce("quick", safe_sets=tmp_path, results=tmp_path / "r", report=False,
-                  echo=lambda _: None)
+        reproduce("quick", safe_sets=tmp_path, results=tmp_path / "r", echo=lambda _: None)
 
 
 
@@ -228,12 +231,34 @@ def test_killed_reproduction_resumes_to_identical_tables_real_runner(tmp_path):
     resumed = _kill_half_way_and_resume(grid, tmp_path, trainer, 2, env_extra={}, total=2,
                                         timeout=90, safe_sets=sets)
     fresh = reproduce("quick", grid=grid, results=tmp_path / "fresh", trainer=trainer, jobs=2,
-                      safe_sets=sets, monitor=False, report=False, archive_dir=None,
+                      safe_sets=sets, monitor=False,
                       echo=lambda _: None)
     assert _stable(resumed) == _stable(fresh)
     for variant in ("No Safeguard", "BP"):
         table = "table2" if variant == "No Safeguard" else "table3"
-        row = next(r for r in fresh["tables"][table]["rows"]
-                   if (r["task"], r["algo"], r["variant"]) == ("pendulum", "shac", variant))
-        assert row["ours"]["runs"] == 1 and row["ours"]["stuck"] == 0
-        assert row["ours"]["eval_steps"] == [512, 1024, 1536]
+        cell = _cell(fresh, table, "pendulum", "shac", variant)
+        assert cell["runs"] == 1 and cell["stuck"] == 0
+        assert cell["eval_steps"] == [512, 1024, 1536]
+
+
+def test_reproduce_command_runs_the_report_on_its_results(tmp_path, monkeypatch, capsys):
+    """`safegbpo reproduce` = the library's measurement, then the spec's `report` command
+    (reached through the command registry: the library never imports spec)."""
+    import safegbpo.experiments.reproduce as library
+    import spec.report
+    from safegbpo.cli import main
+
+    cells = {"results": str(tmp_path / "r"), "checks": {"completed": {"passed": True}}}
+    monkeypatch.setattr(library, "reproduce", lambda *args, **kwargs: cells)
+    calls = []
+
+    def fake_write_report(**kwargs):
+        calls.append(kwargs)
+        return {"markdown": "m", "json": "j", "tables": "t", "failed_required": []}
+
+    monkeypatch.setattr(spec.report, "write_report", fake_write_report)
+    assert main(["reproduce"]) == 0
+    assert [Path(c["results"]) for c in calls] == [tmp_path / "r"]
+    assert main(["reproduce", "--no-report"]) == 0 and len(calls) == 1
+    cells["checks"]["completed"]["passed"] = False
+    assert main(["reproduce", "--no-report"]) == 1

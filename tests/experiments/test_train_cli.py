@@ -53,7 +53,7 @@ def test_train_end_to_end_and_rerun(tmp_path, capsys):
     (["--algo", "trpo"], "unknown algorithm 'trpo'"),
     (["--hyper", "len_traj"], "--hyper expects KEY=VALUE"),
     (["--hyper", "learning_rate=1"], "unknown hyper-parameter"),
-    (["--set-file", "/nonexistent/set.json"], "does not exist"),
+    (["--safe-set", "/nonexistent/set.json"], "does not exist"),
 ])
 def test_invalid_configurations_exit_2_before_any_work(tmp_path, capsys, extra, message):
     out = tmp_path / "never"

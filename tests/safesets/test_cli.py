@@ -59,7 +59,7 @@ def test_verify_without_reference_says_so(cache, tmp_path, capsys):
 
 def test_verify_reference_file_exits_0(tmp_path):
     out = tmp_path / "report.json"
-    code = main(["safe-set", "verify", "--task", "pendulum", "--file",
+    code = main(["safe-set", "verify", "--task", "pendulum", "--safe-set",
                  str(reference_file("pendulum")), "--samples", "50", "--json", str(out)])
     assert code == 0
     assert json.loads(out.read_text())["feasible_excess"][1] > 0  # sticks out of S, still OK
@@ -70,7 +70,7 @@ def test_violation_exits_1(tmp_path, capsys):
                                                 torch.tensor([3.1, 8.0], dtype=F64)))
     path = box.save(tmp_path / "box.json")
     out = tmp_path / "report.json"
-    code = main(["safe-set", "verify", "--task", "pendulum", "--file", str(path),
+    code = main(["safe-set", "verify", "--task", "pendulum", "--safe-set", str(path),
                  "--samples", "40", "--no-reference", "--json", str(out)])
     assert code == 1
     report = json.loads(out.read_text())
@@ -85,16 +85,16 @@ def test_violation_exits_1(tmp_path, capsys):
 def test_bad_file_exits_2_with_the_message(tmp_path, capsys, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    code = main(["safe-set", "verify", "--task", "pendulum", "--file", str(path)])
+    code = main(["safe-set", "verify", "--task", "pendulum", "--safe-set", str(path)])
     assert code == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_file_and_task_mismatch_exit_2(tmp_path, capsys):
-    assert main(["safe-set", "verify", "--task", "pendulum", "--file",
+    assert main(["safe-set", "verify", "--task", "pendulum", "--safe-set",
                  str(tmp_path / "absent.json")]) == 2
     quad = reference_file("quadrotor")
-    assert main(["safe-set", "verify", "--task", "pendulum", "--file", str(quad)]) == 2
+    assert main(["safe-set", "verify", "--task", "pendulum", "--safe-set", str(quad)]) == 2
     assert "--task is 'pendulum'" in capsys.readouterr().err
 
 

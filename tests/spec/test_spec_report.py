@@ -8,8 +8,9 @@ import os
 import pytest
 
 from safegbpo.cli import main as safegbpo_main
+from safegbpo.experiments.cells import CELLS_FORMAT
+from spec.checks.results import AuditResult, CheckResult
 from spec.report import render_markdown, write_report
-from spec.results import AuditResult, CheckResult
 
 
 def _spec_doc(p1_holds: bool = True) -> dict:
@@ -30,24 +31,24 @@ def _spec_doc(p1_holds: bool = True) -> dict:
     lemma = CheckResult("Lemma 1", "projector", True, {"max": 1e-5}, "ok", expected=True)
     doc = {"format": "safegbpo-spec/1", "settings": {"seed": 0},
            "audits": [a.to_dict() for a in audits], "lemmas": [lemma.to_dict()]}
-    from spec.audit import summarise
+    from spec.checks.audit import summarise
 
     doc["summary"] = summarise(doc)
     return doc
 
 
 def _tables_doc() -> dict:
+    """A reproduction's measured cells (``cells.json``): a short budget (7680 interactions,
+    the paper's is 100000), so the cells are not comparable."""
     curve = {"eval_steps": [2560, 5120, 7680], "mean_curve": [-50.0, -12.0, -9.0]}
     ours = {"steps": 5120, "reward": -9.0, "ci": [-9.5, -8.5], "stuck": 0, "runs": 3,
-            "comparable": False, "interactions": 7680, "seeds": [0, 1, 2], **curve}
+            "interactions": 7680, "seeds": [0, 1, 2], **curve}
     return {
-        "format": "safegbpo-tables/1", "profile": "quick",
-        "tables": {"table2": {"rows": [{"task": "pendulum", "algo": "shac",
-                                        "variant": "No Safeguard", "ours": ours}]},
-                   "table3": {"rows": [{"task": "pendulum", "algo": "shac", "variant": "BP",
-                                        "ours": {**ours, "reward": -30.0}}]}},
-        "cells": [{"task": "pendulum", "algo": "shac", "variant": "No Safeguard", **ours}],
-        "hypotheses": {},
+        "format": CELLS_FORMAT, "profile": "quick",
+        "cells": [{"task": "pendulum", "algo": "shac", "variant": "No Safeguard",
+                   "kind": "train", "tables": ["table2"], **ours},
+                  {"task": "pendulum", "algo": "shac", "variant": "BP", "kind": "train",
+                   "tables": ["table3"], **ours, "reward": -30.0}],
         "checks": {"safety": {"passed": True, "summary": "2 safeguarded runs, 0 outside",
                               "problems": []}},
     }
@@ -60,7 +61,7 @@ def _write(tmp_path, spec_doc=None, tables=None, **kwargs):
     if tables is not None:
         results = tmp_path / "results"
         results.mkdir()
-        (results / "tables.json").write_text(json.dumps(tables))
+        (results / "cells.json").write_text(json.dumps(tables))
     kwargs.setdefault("figures", False)
     return write_report(results=results, out=tmp_path / "reports", spec=spec_path,
                         archive=None, **kwargs)
@@ -159,7 +160,7 @@ def test_report_command_defaults_to_the_newest_results(tmp_path):
     assert default_results_dir(tmp_path / "results") is None
     for name in ("paper", "quick"):
         (tmp_path / "results" / name).mkdir(parents=True)
-        (tmp_path / "results" / name / "tables.json").write_text("{}")
-    newest = tmp_path / "results" / "paper" / "tables.json"
+        (tmp_path / "results" / name / "cells.json").write_text("{}")
+    newest = tmp_path / "results" / "paper" / "cells.json"
     os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime + 10))
     assert default_results_dir(tmp_path / "results") == tmp_path / "results" / "paper"

@@ -1,7 +1,8 @@
 """The safeguard properties P1–P5 of SPEC §3 as executable checks.
 
-Each ``check_pX(evidence, ...)`` turns the evidence collected by :func:`spec.probe.probe` into a
-:class:`spec.results.CheckResult` with a verdict and the numbers it rests on;
+Each ``check_pX(evidence, ...)`` turns the evidence collected by
+:func:`spec.checks.probe.probe` into a :class:`spec.checks.results.CheckResult` with a verdict
+and the numbers it rests on;
 :func:`check_properties` runs the probe and all five checks for any object following the
 safeguard protocol.  The verdict rules (thresholds justified where they are defined):
 
@@ -33,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from spec.expectations import Expectation, expectations_for
-from spec.probe import INTERVENTION_THRESHOLD, Evidence, ProbeConfig, probe
-from spec.results import CheckResult
+from spec.checks.expectations import Expectation, expectations_for
+from spec.checks.probe import INTERVENTION_THRESHOLD, Evidence, ProbeConfig, probe
+from spec.checks.results import CheckResult
 
 __all__ = [
     "LIPSCHITZ_BOUND",
@@ -58,8 +59,8 @@ LIPSCHITZ_BOUND = 1e3
 """Largest admissible finite-difference ratio.  Projections are 1-Lipschitz and the ray masks'
 constants are bounded by the set geometry (``lam_S/lam_A`` plus the angular variation of
 ``lam_S``: O(1)-O(10) for the audited sets); a jump ``J`` on a bisected boundary segment shows
-as a ratio ``~ 8e3 J / t*`` after 14 steps (:class:`spec.probe.ProbeConfig`), i.e. above 1e3 for
-any jump larger than ~1e-1 of the set's size ``t*`` and growing without bound as the steps
+as a ratio ``~ 8e3 J / t*`` after 14 steps (:class:`spec.checks.probe.ProbeConfig`), i.e. above
+1e3 for any jump larger than ~1e-1 of the set's size ``t*`` and growing without bound as the steps
 shrink.  Solver noise (~1e-8, ~5e-6 for the projection of interior points) over the final
 segment length ~1e-7 t* stays below ~50."""
 
@@ -360,7 +361,7 @@ def check_properties(
 
     Args:
         expectations: per property (default: those of a user-supplied safeguard, i.e. P1/P2
-            expected, no statement on P3–P5; see :func:`spec.expectations.expectations_for`).
+            expected, no statement on P3–P5; see :func:`spec.checks.expectations.expectations_for`).
         required: extra properties whose failure fails the audit (P1/P2 always are).
     """
     expectations = dict(expectations or expectations_for("custom"))

@@ -4,7 +4,7 @@ An audit compares every measured verdict with these expectations, so an *expecte
 (boundary projection is not a local diffeomorphism: P3 fails by Lemma 1) is reported as
 "as expected" while a surprising one is reported as "UNEXPECTED".
 
-Verdict semantics used by :mod:`spec.properties` (the expectations below are stated in them):
+Verdict semantics used by :mod:`spec.checks.properties` (the expectations below are stated in them):
 
 * **P1** holds iff every sampled output is finite and certified in ``A ∩ A_s(s)``, NaN/inf
   inputs raise, and the training path (the safeguard inside ``SafeguardActionWrapper``) applies
@@ -32,11 +32,11 @@ from typing import Any
 from safegbpo.safeguards.variants import Variant, map_variants
 from safegbpo.safeguards.variants import get_variant as _registry_variant
 from safegbpo.safeguards.variants import variant_for as _registry_variant_for
+from spec.checks.defaults import PROPERTIES
 
 __all__ = ["Expectation", "AuditedVariant", "EXPECTATIONS", "PROPERTIES", "audited_variants",
            "get_variant", "variant_for", "expectations_for"]
 
-PROPERTIES: tuple[str, ...] = ("P1", "P2", "P3", "P4", "P5")
 
 
 @dataclass(frozen=True)

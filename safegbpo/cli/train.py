@@ -17,7 +17,10 @@ import argparse
 import json
 from typing import Any
 
+from safegbpo.algorithms import algorithm_names
+from safegbpo.cli.options import add_safe_set_option, add_task_option
 from safegbpo.experiments.config import TrainConfig, parse_hyper_assignment
+from safegbpo.safeguards import SAFEGUARDS
 
 __all__ = ["register", "config_from_args"]
 
@@ -32,11 +35,12 @@ def register(subparsers: Any) -> None:
         "result.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--task", required=True, help="pendulum | quadrotor")
-    parser.add_argument("--algo", default="shac", help="shac | ppo | sac")
+    add_task_option(parser)
+    parser.add_argument("--algo", default="shac", metavar="ALGO",
+                        help=f"one of {', '.join(algorithm_names())} (the algorithm registry)")
     parser.add_argument("--safeguard", default="none",
-                        help="none | bp (boundary projection) | rm (ray mask) | "
-                        "package.module:Class")
+                        help=f"none | {' | '.join(SAFEGUARDS)} | package.module:Class "
+                        "(bp: boundary projection, rm: ray mask)")
     parser.add_argument("--mapping", default=None,
                         help="ray mask mapping: linear | hyperbolic (default linear)")
     parser.add_argument("--centre", default=None,
@@ -47,8 +51,8 @@ def register(subparsers: Any) -> None:
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
-                        help="budget in env interactions (default: 100000 pendulum, "
-                        "200000 quadrotor)")
+                        help="budget in env interactions (default: the task's, e.g. 100000 "
+                        "pendulum, 200000 quadrotor)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluation interval in interactions (default: the paper's grid)")
     parser.add_argument("--eval-episodes", type=int, default=None,
@@ -57,8 +61,7 @@ def register(subparsers: Any) -> None:
                         help="seed of the evaluation set (shared by all runs)")
     parser.add_argument("--num-envs", type=int, default=None,
                         help="training environments (default: the task's)")
-    parser.add_argument("--set-file", default=None,
-                        help="safe-set file (safegbpo-safe-set/1) instead of the project's set")
+    add_safe_set_option(parser)
     parser.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                         help="override one hyper-parameter of the preset, e.g. "
                         "--hyper policy_lr=1e-3 --hyper policy_hidden=64,64 (repeatable)")
@@ -76,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
         seed=args.seed, interactions=args.interactions, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
-        safe_set=args.set_file, hyper=hyper, device=args.device)
+        safe_set=args.safe_set, hyper=hyper, device=args.device)
     return config.validate()
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from spec_test_helpers import make_env
 
-from spec.oracle import SafeActionOracle
-from spec.sampling import CATEGORIES, boundary_pairs, sample_actions, sample_safe_states
+from spec.checks.oracle import SafeActionOracle
+from spec.checks.sampling import CATEGORIES, boundary_pairs, sample_actions, sample_safe_states
 
 
 @pytest.fixture(scope="module", params=["pendulum", "quadrotor"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spec.probe import ProbeConfig
+from spec.checks.probe import ProbeConfig
 
 #: Small probe for unit tests: one batch of states, short bisection, one timed call.
 FAST_PROBE = ProbeConfig(rounds=1, bisection_steps=10, timing_calls=1, lipschitz_directions=1)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from safegbpo.console import make_console
-from spec.results import AS_EXPECTED, UNEXPECTED, AuditResult, CheckResult
+from spec.checks.results import AS_EXPECTED, UNEXPECTED, AuditResult, CheckResult
 
 __all__ = ["key_numbers", "print_audit", "print_checks", "print_summary"]
 

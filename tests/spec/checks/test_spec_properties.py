@@ -9,9 +9,9 @@ import torch
 from spec_test_helpers import FAST_PROBE, make_env
 
 from safegbpo.safeguards import make_safeguard
-from spec.expectations import expectations_for
-from spec.probe import call_safeguard
-from spec.properties import check_properties
+from spec.checks.expectations import expectations_for
+from spec.checks.probe import call_safeguard
+from spec.checks.properties import check_properties
 
 BROKEN = broken_safeguards.__name__
 

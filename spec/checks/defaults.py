@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_SAMPLES"]
+__all__ = ["DEFAULT_SAMPLES", "PROPERTIES"]
+
+PROPERTIES: tuple[str, ...] = ("P1", "P2", "P3", "P4", "P5")
+"""The safeguard properties of SPEC §3."""
 
 DEFAULT_SAMPLES = 32
 """States per audit (each with one action per category, plus Jacobians, finite differences and

@@ -1,4 +1,5 @@
-"""Tables 2-6 from run records next to the paper's values; the archive check; H1/H2."""
+"""Tables 2-6: our measured cells (safegbpo.experiments.cells) next to the paper's values, the
+archive check and H1/H2 (spec.paper.tables)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from safegbpo.experiments.cells import measure_cells, wallclock_seconds
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.experiments.store import RECORD_FORMAT
-from safegbpo.experiments.tables import (
-    archive_check,
-    build_tables,
-    default_archive_dir,
-    load_paper_values,
-    render_markdown,
-    wallclock_seconds,
-)
 from safegbpo.safeguards.variants import get_variant
+from spec.paper.archive import archive_check, load_reference_archive
+from spec.paper.tables import build_tables as build_from_cells
+from spec.paper.tables import render_markdown
+from spec.paper.values import paper_values
+
+
+def build_tables(specs, records, *, archive=None, meta=None):
+    """The chain: run records -> measured cells (experiments) -> tables (spec)."""
+    return build_from_cells(measure_cells(specs, records, meta=meta), archive=archive)
 
 
 def _spec(task, algo, variant, seed, tables=("table2", "table3"), kind="train",
@@ -74,7 +77,7 @@ def _row(tables, table, task, algo, variant):
 
 def test_cells_paper_values_and_deltas(grid_and_records):
     specs, records = grid_and_records
-    tables = build_tables(specs, records, archive_dir=None, meta={"profile": "test"})
+    tables = build_tables(specs, records, meta={"profile": "test"})
     json.dumps(tables, allow_nan=False)  # strict JSON for the report
     row = _row(tables, "table3", "pendulum", "shac", "BP")
     ours, paper = row["ours"], row["paper"]
@@ -83,7 +86,7 @@ def test_cells_paper_values_and_deltas(grid_and_records):
     assert ours["steps"] == 3 * 2560  # the seed mean reaches final - 5% at the third evaluation
     assert ours["ci"][0] <= ours["reward"] <= ours["ci"][1]
     assert ours["comparable"] is True
-    assert paper == {"steps": 25600, "reward": -8.402, "stuck": 2}  # spec/paper_tables.json
+    assert paper == {"steps": 25600, "reward": -8.402, "stuck": 2}  # spec/paper/paper_tables.json
     assert row["delta"]["steps"] == 3 * 2560 - 25600
     assert row["delta"]["reward"] == pytest.approx(ours["reward"] + 8.402)
     assert row["delta"]["stuck"] == -1
@@ -97,7 +100,7 @@ def test_cells_paper_values_and_deltas(grid_and_records):
 
 def test_wallclock_ratios(grid_and_records):
     specs, records = grid_and_records
-    tables = build_tables(specs, records, archive_dir=None)
+    tables = build_tables(specs, records)
     for algo in ("shac", "ppo", "sac"):
         assert _row(tables, "table6", "pendulum", algo, "BP")["ours"]["wallclock_ratio"] == \
             pytest.approx(5.0)
@@ -113,7 +116,7 @@ def test_wallclock_ratios(grid_and_records):
 
 def test_hypotheses_are_judged(grid_and_records):
     specs, records = grid_and_records
-    tables = build_tables(specs, records, archive_dir=None)
+    tables = build_tables(specs, records)
     h1 = tables["hypotheses"]["H1"]
     assert h1["verdict"] == "supported"  # SHAC has the best reward in every cell
     assert len(h1["comparisons"]) == 4
@@ -121,7 +124,7 @@ def test_hypotheses_are_judged(grid_and_records):
 
 def test_markdown_rendering(grid_and_records):
     specs, records = grid_and_records
-    tables = build_tables(specs, records, archive_dir=None, meta={"profile": "test"})
+    tables = build_tables(specs, records, meta={"profile": "test"})
     text = render_markdown(tables)
     for title in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Hypotheses"):
         assert title in text
@@ -130,9 +133,7 @@ def test_markdown_rendering(grid_and_records):
 
 
 def test_paper_values_use_the_project_variant_names():
-    paper = load_paper_values()
-    if not paper:
-        pytest.skip("spec/paper_tables.json not present")
+    paper = paper_values()
     assert ("pendulum", "shac", "No Safeguard") in paper["table2"]
     assert paper["table5"][("quadrotor", "shac", "RM Orthogonal")]["steps"] == 5504
     assert paper["table6"][("pendulum", "ppo", "RM")]["wallclock_ratio"] == pytest.approx(8.1)
@@ -140,11 +141,9 @@ def test_paper_values_use_the_project_variant_names():
 
 @pytest.mark.reproduction
 def test_archive_check_reproduces_the_paper_and_reports_the_inconsistency():
-    archive = default_archive_dir()
-    if archive is None or not (archive / "paper_learning_curves.json").is_file():
+    archive = load_reference_archive()
+    if archive is None:
         pytest.skip("../shared/reference not present: paper_learning_curves.json")
-    if not load_paper_values():
-        pytest.skip("spec/paper_tables.json not present")
     check = archive_check(archive)
     assert check["available"]
     assert check["matching"] == check["cells"] - 1
@@ -159,7 +158,7 @@ def test_archive_check_reproduces_the_paper_and_reports_the_inconsistency():
     for w in check["wallclock"]:
         assert w["match"] == (w["algo"] == "shac")
         assert w["archive"] == pytest.approx(w["paper"], rel=0.05)
-    tables = build_tables([], {}, archive_dir=archive)
+    tables = build_tables([], {}, archive=archive)
     assert tables["archive_check"]["hypotheses"]["H1"]["verdict"] == "supported"
     text = render_markdown(tables)
     assert "quadrotor/sac/No Safeguard" in text and "inconsistency" in text
@@ -168,5 +167,6 @@ def test_archive_check_reproduces_the_paper_and_reports_the_inconsistency():
 
 
 def test_archive_check_without_archive(tmp_path: Path):
-    assert archive_check(tmp_path)["available"] is False
+    assert load_reference_archive(tmp_path) is None
+    assert archive_check(load_reference_archive(tmp_path))["available"] is False
     assert archive_check(None)["available"] is False

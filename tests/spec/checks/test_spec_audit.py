@@ -9,7 +9,7 @@ import pytest
 
 from safegbpo.cli import main as safegbpo_main
 from spec.__main__ import main as spec_main
-from spec.audit import audit, spec_exit_code, summarise
+from spec.checks.audit import audit, spec_exit_code, summarise
 
 BROKEN = broken_safeguards.__name__
 

@@ -1,13 +1,13 @@
 """Run a safeguard on sampled states and actions and collect the evidence the checks need.
 
-:func:`probe` is the single pass over the samples of :mod:`spec.sampling`; it touches the
+:func:`probe` is the single pass over the samples of :mod:`spec.checks.sampling`; it touches the
 safeguard only through its protocol (:class:`safegbpo.safeguards.SafeguardProtocol`:
 ``safe = g(action (N, d), state (N, n))`` at the states the env was reset to; optional
 attributes ``interventions``, ``fallbacks``, ``last_safe_action``, ``nonfinite_gradients``).
 For every state batch (set with ``env.reset(options={"state": ...})``) and action category it
 records
 
-* the outputs and their independent P1 margins (:class:`spec.oracle.SafeActionOracle`),
+* the outputs and their independent P1 margins (:class:`spec.checks.oracle.SafeActionOracle`),
 * the autograd Jacobian (``d`` backward passes: row ``k`` is ``d g_k / d a`` of every env at
   once — the protocol's outputs of env ``i`` depend on action ``i`` only),
 * the central finite-difference Jacobian (step ``fd_step``) for the gradcheck,
@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from safegbpo.sets.containment import gauge_lp
-from spec.oracle import SafeActionOracle
-from spec.sampling import (
+from spec.checks.oracle import SafeActionOracle
+from spec.checks.sampling import (
     CATEGORIES,
     boundary_pairs,
     random_directions,
@@ -54,7 +54,7 @@ class ProbeConfig:
 
     Attributes:
         rounds: number of state batches (each of ``env.num_envs`` states).
-        categories: action categories (:data:`spec.sampling.CATEGORIES`).
+        categories: action categories (:data:`spec.checks.sampling.CATEGORIES`).
         vertex_fraction: share of states at extreme points of ``S_s``.
         fd_step: central-difference step of the gradcheck.  ``1e-4``: the solvers are accurate
             to ~1e-8, so the difference quotient carries ~1e-4 noise, while the truncation error
@@ -112,7 +112,7 @@ class Evidence:
         states: ``(R*N, n)`` all audited states.
         actions, outputs: ``(S, d)`` inputs and safeguard outputs (NaN rows where it raised).
         input_margin, output_margin: ``(S,)`` worst normalised P1 margin (``<= 1`` safe) of
-            inputs and outputs (:meth:`spec.oracle.Margins.worst`).
+            inputs and outputs (:meth:`spec.checks.oracle.Margins.worst`).
         output_violation: ``(S,)`` output not certified safe (tolerance ``tol``).
         jac_auto, jac_fd: ``(S, d, d)`` autograd and finite-difference Jacobians.
         lipschitz_ratio: ``(S,)`` largest FD ratio over the random directions.
@@ -428,7 +428,7 @@ def probe(
         env: the :class:`~safegbpo.envs.SafeVectorEnv` the safeguard reads its states from.
         config: sample sizes and numerical parameters.
         seed: seed of the probe's own :class:`torch.Generator`.
-        tol: P1 tolerance on the normalised margins (see :class:`spec.oracle.Margins`).
+        tol: P1 tolerance on the normalised margins (see :class:`spec.checks.oracle.Margins`).
         wrapper_factory: ``(env, safeguard) -> wrapped env`` for the training-path check
             (default :class:`safegbpo.safeguards.SafeguardActionWrapper`).
         progress: optional callback receiving one-line status messages.

@@ -3,7 +3,7 @@
 Examples::
 
     safegbpo safe-set compute --task pendulum [--out pendulum.json]
-    safegbpo safe-set verify --task quadrotor [--file set.json] [--json report.json] \\
+    safegbpo safe-set verify --task quadrotor [--safe-set set.json] [--json report.json] \\
         [--samples 1000] [--seed 0] [--reference ref.json | --no-reference]
 
 Exit codes: 0 verified, 1 the set failed verification (a state without a safe action), 2 bad
@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from safegbpo.cli.options import add_safe_set_option, add_task_option
 from safegbpo.console import make_console
+from safegbpo.io import atomic_write_text
+from safegbpo.tasks import get_task
 
 __all__ = ["register"]
 
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Solve the RCI program, verify the result and save it to --out (default: "
         "refresh the per-user cache used by get_safe_set).")
-    compute.add_argument("--task", required=True, help="pendulum | quadrotor")
+    add_task_option(compute)
     compute.add_argument("--out", default=None, help="output set file (safegbpo-safe-set/1)")
     _verification_options(compute)
     compute.add_argument("--verbose", action="store_true", help="print the search progress")
@@ -50,9 +52,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Check on sampled states of S_s ∩ S that the backup action (or an LP "
         "action) keeps the successor set inside S_s and S. Exit code 1 on a violation.")
-    verify.add_argument("--task", required=True, help="pendulum | quadrotor")
-    verify.add_argument("--file", default=None,
-                        help="set file to verify (default: the project's cached set)")
+    add_task_option(verify)
+    add_safe_set_option(verify, help="set file to verify (default: the project's cached set)")
     _verification_options(verify)
     verify.set_defaults(func=run_verify)
 
@@ -109,9 +110,7 @@ def _fmt(x: float | None) -> str:
 
 
 def _write_json(path: str, data: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def run_compute(args: argparse.Namespace) -> int:
@@ -119,6 +118,7 @@ def run_compute(args: argparse.Namespace) -> int:
     from safegbpo.safesets.rci import compute_rci
     from safegbpo.safesets.verify import verify_safe_set
 
+    get_task(args.task)
     if args.out is None:
         safe = get_safe_set(args.task, refresh=True, verbose=args.verbose)
     else:
@@ -148,17 +148,19 @@ def run_verify(args: argparse.Namespace) -> int:
     from safegbpo.safesets.safe_set import SafeSet
     from safegbpo.safesets.verify import verify_safe_set
 
-    if args.file is not None:
-        safe = SafeSet.load(args.file)
+    get_task(args.task)
+    if args.safe_set is not None:
+        safe = SafeSet.load(args.safe_set)
         if safe.task != args.task:
-            raise ValueError(f"{args.file} is a {safe.task!r} set, but --task is {args.task!r}")
+            raise ValueError(f"{args.safe_set} is a {safe.task!r} set, but --task is "
+                             f"{args.task!r}")
     else:
         safe = get_safe_set(args.task)
     if args.samples < 0:
         raise ValueError(f"--samples must be >= 0, got {args.samples}")
     report = verify_safe_set(safe, num_samples=args.samples, seed=args.seed,
                              reference=_reference(args))
-    _print_report(report, f"{args.task} safe set: {args.file or 'project set (cache)'}")
+    _print_report(report, f"{args.task} safe set: {args.safe_set or 'project set (cache)'}")
     if args.json:
         _write_json(args.json, report.to_dict())
     return 0 if report.verdict else 1

@@ -5,8 +5,8 @@ An audit builds the task's vector env (the project's certified safe set unless a
 given), builds the safeguard exactly as training does (``make_safeguard(name, env,
 **options)``, ``'module:Class'`` for user safeguards), probes it — the bare map *and* the
 ``SafeguardActionWrapper`` path that training steps through — and returns the P1–P5 checks
-compared with the Table 1 expectations (:mod:`spec.expectations`).  An audit *passes* iff P1 and
-P2 hold, plus every property named in ``required``.
+compared with the Table 1 expectations (:mod:`spec.checks.expectations`).  An audit *passes*
+iff P1 and P2 hold, plus every property named in ``required``.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from safegbpo.tasks import task_names
-from spec.defaults import DEFAULT_SAMPLES
-from spec.expectations import (
+from spec.checks.defaults import DEFAULT_SAMPLES
+from spec.checks.expectations import (
     PROPERTIES,
     audited_variants,
     expectations_for,
     get_variant,
     variant_for,
 )
-from spec.lemmas import check_lemma1, check_lemma2, check_lemma3
+from spec.checks.lemmas import check_lemma1, check_lemma2, check_lemma3
+from spec.checks.probe import ProbeConfig
+from spec.checks.properties import check_properties
+from spec.checks.results import UNEXPECTED, AuditResult, CheckResult
 from spec.metadata import collect_metadata
-from spec.probe import ProbeConfig
-from spec.properties import check_properties
-from spec.results import UNEXPECTED, AuditResult, CheckResult
 
 __all__ = ["DEFAULT_SAMPLES", "SPEC_FORMAT", "audit", "run_all", "summarise", "spec_exit_code"]
 
@@ -113,8 +113,8 @@ def run_all(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Audit every registered map variant (``variants``: their keys, default all:
-    :func:`spec.expectations.audited_variants`) on every task (default: every registered task)
-    and check Lemmas 1–3.  Returns the ``reports/spec.json`` document::
+    :func:`spec.checks.expectations.audited_variants`) on every task (default: every
+    registered task) and check Lemmas 1–3.  Returns the ``reports/spec.json`` document::
 
         {"format", "metadata", "settings", "audits": [AuditResult.to_dict()],
          "lemmas": [CheckResult.to_dict()], "summary": {...}}

@@ -1,17 +1,11 @@
-"""The paper's Tables 2–6 as data, and the rules that decide whether our numbers reproduce them.
+"""The rules that decide whether our numbers reproduce the paper's (SPEC §9).
 
-:func:`load_paper_tables` reads ``spec/paper_tables.json`` (transcribed from SPEC §9).  Each
-cell is keyed by ``(task, algo, variant)`` — lower-case task and algorithm, the SPEC §5 row label
-as variant (``"No Safeguard"`` for unsafe training, as in
-:data:`safegbpo.experiments.metrics.ARCHIVE_VARIANTS`) — and carries some of ``steps``, ``reward``,
-``stuck``, ``wallclock_ratio``.
-
-:func:`compare_tables` lines every paper value up with ours (a mapping with the same keys whose
-values hold the same quantities, e.g. :class:`safegbpo.experiments.metrics.CellMetrics` as a
-dict) and decides each quantity with a :class:`Rule`.  The tolerances are deliberately explicit:
-a reproduction on a different safe set (we compute our own RCI set, SPEC §7), other hardware and
-other seeds cannot match the paper digit for digit; the rules say how far is still "the same
-result", and why.
+:func:`compare_tables` lines every paper value (:mod:`spec.paper.values`) up with ours (a
+mapping with the same keys whose values hold the same quantities, e.g.
+:class:`safegbpo.experiments.metrics.CellMetrics` as a dict) and decides each quantity with a
+:class:`Rule`.  The tolerances are deliberately explicit: a reproduction on a different safe set
+(we compute our own RCI set, SPEC §7), other hardware and other seeds cannot match the paper
+digit for digit; the rules say how far is still "the same result", and why.
 
 Default rules (per quantity) and per-cell overrides live in :data:`DEFAULT_RULES` and
 :data:`CELL_RULES`; every tolerance has its justification in a comment.
@@ -19,33 +13,24 @@ Default rules (per quantity) and per-cell overrides live in :data:`DEFAULT_RULES
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from safegbpo.tasks import get_task
+from spec.paper.values import PAPER_SEEDS, Key, paper_cells
+
 __all__ = [
-    "PAPER_TABLES_PATH",
-    "QUANTITIES",
     "Rule",
     "DEFAULT_RULES",
     "CELL_RULES",
-    "PaperCell",
     "CellComparison",
-    "load_paper_tables",
-    "paper_cells",
     "rule_for",
+    "steps_floor",
     "compare_value",
     "compare_tables",
 ]
-
-PAPER_TABLES_PATH = Path(__file__).resolve().parent / "paper_tables.json"
-QUANTITIES: tuple[str, ...] = ("steps", "reward", "stuck", "wallclock_ratio")
-PAPER_SEEDS = 10
-
-Key = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -114,9 +99,14 @@ DEFAULT_RULES: dict[str, Rule] = {
                             why="solver stack and hardware differ; same order: factor 2"),
 }
 
-_STEPS_FLOOR = {"pendulum": 2 * 13600, "quadrotor": 2 * 22400}
-"""Two evaluation intervals of the task's coarsest grid (PPO, SPEC §8), the floor of the Steps
-tolerance (see DEFAULT_RULES['steps'])."""
+def steps_floor(task: str) -> int:
+    """Two evaluation intervals of the task's coarsest grid (PPO, SPEC §8: 27200 pendulum, 44800
+    quadrotor; the task registry's ``eval_every``), the floor of the Steps tolerance (see
+    DEFAULT_RULES['steps']); 0 for a task that is not registered."""
+    try:
+        return 2 * max(get_task(task).eval_every.values())
+    except ValueError:
+        return 0
 
 CELL_RULES: dict[tuple[str, str, str, str], Rule] = {
     # PPO has not converged within the budget in unsafe training (paper Table 2; the archived
@@ -140,23 +130,6 @@ CELL_RULES: dict[tuple[str, str, str, str], Rule] = {
         "ratio", factor=3.0, why="SAC diverges under safeguarding (paper §6.2): order only"),
 }
 """Per-cell overrides keyed by ``(task, algo, variant, quantity)``."""
-
-
-@dataclass(frozen=True)
-class PaperCell:
-    """One cell of one of the paper's tables."""
-
-    table: str
-    task: str
-    algo: str
-    variant: str
-    values: Mapping[str, float]
-    label: str = ""
-    note: str = ""
-
-    @property
-    def key(self) -> Key:
-        return (self.task, self.algo, self.variant)
 
 
 @dataclass(frozen=True)
@@ -184,34 +157,6 @@ class CellComparison:
         return dict(self.__dict__)
 
 
-def load_paper_tables(path: str | Path = PAPER_TABLES_PATH) -> dict[str, Any]:
-    """The JSON of ``spec/paper_tables.json`` (validated: format and required fields)."""
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != "safegbpo-paper-tables/1":
-        raise ValueError(f"{path}: not a safegbpo-paper-tables/1 file")
-    for name, table in data["tables"].items():
-        for cell in table["cells"]:
-            missing = {"task", "algo", "variant"} - set(cell)
-            if missing:
-                raise ValueError(f"{path}: {name} has a cell without {sorted(missing)}")
-            if not set(QUANTITIES) & set(cell):
-                raise ValueError(f"{path}: {name} cell {cell} has no quantity")
-    return data
-
-
-def paper_cells(data: Mapping[str, Any] | None = None) -> list[PaperCell]:
-    """All cells of all tables, in table order."""
-    data = load_paper_tables() if data is None else data
-    cells = []
-    for name, table in data["tables"].items():
-        for c in table["cells"]:
-            cells.append(PaperCell(
-                table=name, task=c["task"], algo=c["algo"], variant=c["variant"],
-                values={q: float(c[q]) for q in QUANTITIES if q in c},
-                label=c.get("label", ""), note=c.get("note", "")))
-    return cells
-
-
 def rule_for(task: str, algo: str, variant: str, quantity: str) -> Rule:
     """The override of :data:`CELL_RULES` for this cell and quantity, else the default."""
     return CELL_RULES.get((task, algo, variant, quantity), DEFAULT_RULES[quantity])
@@ -232,7 +177,7 @@ def compare_value(rule: Rule, paper: float, ours: float, *, task: str = "",
     if rule.kind == "abs_rel":
         tol = rule.rel * abs(paper) + rule.abs_ + (ci_half if rule.use_ci else 0.0)
         if quantity == "steps":
-            tol = max(tol, _STEPS_FLOOR.get(task, 0))
+            tol = max(tol, steps_floor(task))
         return abs(ours - paper) <= tol
     if rule.kind == "ratio":
         if paper == 0 or ours == 0 or (paper > 0) != (ours > 0):
@@ -257,7 +202,7 @@ def compare_tables(
         ours: our cells; each value may hold ``steps``, ``reward``, ``ci`` (two floats),
             ``stuck``, ``runs`` and ``wallclock_ratio``.  Missing cells/quantities are
             ``"not run"``.
-        data: the paper tables (default: :func:`load_paper_tables`).
+        data: the paper tables (default: :func:`spec.paper.values.load_paper_tables`).
         alternatives: second reference values per cell (the archived curves' metrics), used
             for cells with a known inconsistency between the paper text and its archive (a
             ``note`` in the data): such a cell passes if ours matches either reference.
@@ -277,7 +222,7 @@ def compare_tables(
             rule = rule_for(cell.task, cell.algo, cell.variant, quantity)
             tolerance = rule.describe()
             if quantity == "steps" and rule.kind == "abs_rel":
-                tolerance += f" (at least {_STEPS_FLOOR.get(cell.task, 0)})"
+                tolerance += f" (at least {steps_floor(cell.task)})"
             value = None if mine is None else mine.get(quantity)
             if value is None:
                 out.append(CellComparison(cell.table, cell.task, cell.algo, cell.variant,

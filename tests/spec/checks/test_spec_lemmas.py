@@ -7,7 +7,7 @@ import torch
 from spec_test_helpers import make_env
 
 import safegbpo.safeguards as safeguards
-from spec import lemmas
+from spec.checks import lemmas
 
 
 @pytest.mark.gradcheck

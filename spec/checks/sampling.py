@@ -18,7 +18,7 @@ together cover where safeguards break:
     of length ``delta`` (log-uniform in ``[1e-6, 1e-2]``).
 
 Every random draw uses the caller's :class:`torch.Generator` (never the global RNG); the
-geometry comes from :class:`spec.oracle.SafeActionOracle` (scipy LPs, independent of any
+geometry comes from :class:`spec.checks.oracle.SafeActionOracle` (scipy LPs, independent of any
 safeguard).
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spec.oracle import SafeActionOracle
+from spec.checks.oracle import SafeActionOracle
 
 __all__ = [
     "CATEGORIES",

@@ -30,9 +30,9 @@ from scipy.optimize import lsq_linear
 from torch import Tensor
 
 from safegbpo.sets.containment import gauge_lp
-from spec.oracle import SafeActionOracle
-from spec.results import CheckResult
-from spec.sampling import random_directions, sample_safe_states
+from spec.checks.oracle import SafeActionOracle
+from spec.checks.results import CheckResult
+from spec.checks.sampling import random_directions, sample_safe_states
 
 __all__ = ["check_lemma1", "check_lemma2", "check_lemma3", "radial_derivative",
            "radial_ratio", "LEMMA_TOL"]

@@ -1,24 +1,25 @@
-"""The paper's tables as data (spec/paper_tables.json) and the comparison rules."""
+"""The paper's tables as data (spec/paper/paper_tables.json) and the comparison rules."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from spec.tables import (
+from safegbpo.reference import repository_root
+from spec.paper.rules import (
     CELL_RULES,
     DEFAULT_RULES,
     Rule,
     compare_tables,
     compare_value,
-    load_paper_tables,
-    paper_cells,
     rule_for,
+    steps_floor,
 )
+from spec.paper.values import load_paper_tables, paper_cells
+from tests.helpers import reference_file
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+SHARED = repository_root() / ".." / "shared"
 
 
 def _spec_text() -> str:
@@ -97,6 +98,9 @@ def test_compare_value(rule, paper, ours, kwargs, expected):
 
 
 def test_steps_tolerance_has_an_evaluation_grid_floor():
+    # two evaluation intervals of the coarsest grid of the task's registry entry (PPO)
+    assert (steps_floor("pendulum"), steps_floor("quadrotor")) == (2 * 13600, 2 * 22400)
+    assert steps_floor("cartpole") == 0
     rule = rule_for("pendulum", "sac", "BP", "steps")
     assert compare_value(rule, 2504, 2504 + 2 * 13600, task="pendulum", quantity="steps")
     assert not compare_value(rule, 2504, 2504 + 2 * 13600 + 1, task="pendulum",
@@ -144,10 +148,8 @@ def test_known_inconsistency_accepts_the_archived_value():
 @pytest.mark.reproduction
 def test_rules_accept_the_papers_own_archive():
     """The tolerances must not reject the paper's own archived runs (sanity of the rules)."""
-    path = SHARED / "reference" / "paper_learning_curves.json"
-    if not path.is_file():
-        pytest.skip(f"../shared/reference not present: {path}")
-    from safegbpo.experiments.metrics import load_archive
+    path = reference_file("paper_learning_curves.json")
+    from spec.paper.archive import load_archive
 
     archive = {k: v.to_dict() for k, v in load_archive(path).items()}
     result = compare_tables(archive, alternatives=archive,

@@ -1,12 +1,17 @@
-"""``safegbpo reproduce``: the paper's experiments, tables and compliance report.
+"""``safegbpo reproduce``: the paper's experiments, then the compliance report.
 
     safegbpo reproduce [--profile quick|paper] [--jobs N] [--executor pool|ray] [--address A]
                        [--results DIR] [--safe-sets DIR] [--grid FILE] [--retry-failed]
                        [--no-monitor] [--no-report]
 
-The command is resumable: re-running it skips finished runs and resumes interrupted ones from
-their checkpoints (the results store, :mod:`safegbpo.experiments.store`).  Exit status 0 when
-every check of the profile passed, 1 otherwise, 2 on a usage error.
+Two steps, one per half of the chain: :func:`safegbpo.experiments.reproduce.reproduce` runs the
+grid and writes the measured cells (``<results>/cells.json``, ``cells.md``); then, unless
+``--no-report``, the ``report`` command (``safegbpo report --results <results>``: the spec's
+paper comparison and compliance report, plugged in through the ``safegbpo.commands``
+entry point) runs on them.  The command is resumable: re-running it skips finished runs and
+resumes interrupted ones from their checkpoints (the results store,
+:mod:`safegbpo.experiments.store`).  Exit status 0 when every check of the profile passed, 1
+otherwise, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -15,19 +20,10 @@ import argparse
 import os
 from typing import Any
 
+from safegbpo.cli.options import add_safe_sets_option, positive_int
 from safegbpo.experiments.profiles import PROFILES
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -35,14 +31,14 @@ def register(subparsers: Any) -> None:
     profiles = "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
     parser = subparsers.add_parser(
         "reproduce",
-        help="run the paper's experiment grid, write the tables and the compliance report",
-        description="Run a reproduction profile's grid (resumable), compute Tables 2-6 next to "
-                    "the paper's values, run the profile's checks and write the compliance "
-                    f"report. Profiles: {profiles}.",
+        help="run the paper's experiment grid, then write the compliance report",
+        description="Run a reproduction profile's grid (resumable), measure the cells of "
+                    "Tables 2-6 and the profile's checks, then run `safegbpo report` on them "
+                    f"(the paper's values, deltas, H1/H2). Profiles: {profiles}.",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                         help="which grid to run (default: quick)")
-    parser.add_argument("--jobs", type=_positive_int, default=None,
+    parser.add_argument("--jobs", type=positive_int, default=None,
                         help=f"parallel runs (default: the number of CPUs, {os.cpu_count()})")
     parser.add_argument("--executor", choices=("pool", "ray"), default="pool",
                         help="local process pool (default) or Ray (pip install 'safegbpo[ray]')")
@@ -50,9 +46,7 @@ def register(subparsers: Any) -> None:
                         help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--results", default=None,
                         help="results directory (default: results/<profile>)")
-    parser.add_argument("--safe-sets", default=None, metavar="DIR",
-                        help="use DIR/<task>.json as safe sets instead of the project's own "
-                             "(e.g. ../shared/reference/safe_sets)")
+    add_safe_sets_option(parser)
     parser.add_argument("--grid", default=None, metavar="FILE",
                         help="run this grid file (format safegbpo-grid/1) instead of the "
                              "profile's")
@@ -63,14 +57,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-monitor", action="store_true",
                         help="do not monitor realised states against the safe set")
     parser.add_argument("--no-report", action="store_true",
-                        help="do not call the compliance report")
+                        help="do not run `safegbpo report` on the results")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from safegbpo.cli import command_names, main
     from safegbpo.experiments.reproduce import checks_passed, reproduce
 
-    tables = reproduce(
+    if not args.no_report and "report" not in command_names():
+        raise ValueError("the `report` command is not installed (entry point "
+                         "safegbpo.commands:report of the spec package); reinstall the package "
+                         "(pip install -e .) or pass --no-report")
+    cells = reproduce(
         args.profile,
         jobs=args.jobs,
         executor=args.executor,
@@ -81,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         retry_failed=args.retry_failed,
         monitor=False if args.no_monitor else None,
-        report=not args.no_report,
     )
-    return 0 if checks_passed(tables) else 1
+    if not args.no_report:
+        main(["report", "--results", str(cells["results"])])
+    return 0 if checks_passed(cells) else 1

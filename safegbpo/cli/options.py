@@ -1,0 +1,104 @@
+"""The options every ``safegbpo`` command spells the same way (one CLI vocabulary).
+
+* ``--task TASK`` / ``--tasks TASK [TASK ...]`` -- a task of the registry
+  (:func:`safegbpo.tasks.get_task`: a key such as ``pendulum``, or a ``TaskSpec`` as
+  ``package.module:ATTR``); validated by the command (an unknown task is exit code 2 with the
+  list of tasks);
+* ``--safe-set FILE`` -- one safe-set file (``safegbpo-safe-set/1``) instead of the project's
+  certified set;
+* ``--safe-sets DIR`` -- a directory with one ``<task>.json`` per task (e.g.
+  ``../shared/reference/safe_sets``);
+* ``--variants KEY [KEY ...]`` -- safeguard variants of the registry
+  (:mod:`safegbpo.safeguards.variants`) by key;
+* ``--jobs N`` and other counts -- :func:`positive_int`.
+
+``spec.cli`` uses the same helpers for ``safegbpo audit``, ``safegbpo report`` and
+``python -m spec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from safegbpo.tasks import get_task, task_names
+
+__all__ = [
+    "add_safe_set_option",
+    "add_safe_sets_option",
+    "add_task_option",
+    "add_tasks_option",
+    "parse_key_values",
+    "positive_int",
+    "resolve_tasks",
+    "task_help",
+]
+
+
+def task_help() -> str:
+    """Help text of ``--task``: the registered tasks (and the import-path form)."""
+    return (f"one of {', '.join(task_names())} (the task registry) or a TaskSpec as "
+            "package.module:ATTR")
+
+
+def add_task_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--task TASK``."""
+    parser.add_argument("--task", required=required, default=None, metavar="TASK",
+                        help=task_help())
+
+
+def add_tasks_option(parser: argparse.ArgumentParser) -> None:
+    """``--tasks TASK [TASK ...]`` (default: every registered task)."""
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help=f"{task_help()}; default: every registered task")
+
+
+def resolve_tasks(names: Iterable[str] | None) -> list[str]:
+    """``names`` (default: every registered task), each checked by :func:`get_task`
+    (``ValueError`` naming an unknown one)."""
+    chosen = list(task_names()) if names is None else list(names)
+    for name in chosen:
+        get_task(name)
+    return chosen
+
+
+def add_safe_set_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--safe-set FILE`` (``dest='safe_set'``)."""
+    parser.add_argument("--safe-set", dest="safe_set", default=None, metavar="FILE",
+                        help=help or "safe-set file (safegbpo-safe-set/1) instead of the "
+                                     "project's certified set")
+
+
+def add_safe_sets_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--safe-sets DIR`` (``dest='safe_sets'``)."""
+    parser.add_argument("--safe-sets", dest="safe_sets", default=None, metavar="DIR",
+                        help=help or "use DIR/<task>.json as safe sets instead of the "
+                                     "project's own (e.g. ../shared/reference/safe_sets)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (``--jobs``, ``--samples``, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parse_key_values(items: Sequence[str] | None, flag: str = "--option") -> dict[str, Any]:
+    """``['key=value', ...]`` -> dict; values parsed as JSON when possible (``1e-6``, ``true``,
+    ``"x"``), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -1,0 +1,355 @@
+"""The paper's Tables 2–6 next to ours: paper values, our cells, the archive, deltas, verdicts
+and H1/H2 -- computed once, here.
+
+:func:`build_tables` reads the measured cells of a reproduction (``<results>/cells.json``,
+:mod:`safegbpo.experiments.cells`) and lines every row up with the paper's value
+(:mod:`spec.paper.values`), the same metrics computed from the reference implementation's
+archived curves (:mod:`spec.paper.archive`), the delta ``ours - paper`` and the verdict of the
+comparison rules (:mod:`spec.paper.rules`); it evaluates H1/H2 (:mod:`spec.paper.hypotheses`)
+on our cells and on the archive.  :func:`render_markdown` renders the result
+(``reports/tables.md``, written by the compliance report).
+
+The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
+
+    {"format", "profile", "safe_sets", "definitions",
+     "tables": {"table2".."table6": {"title", "quantities", "note",
+                "rows": [{"task", "algo", "variant", "label",
+                          "ours": {steps, reward, ci, stuck, runs, ..., comparable} | null,
+                          "paper": {quantity: value} | null, "archive": {...} | null,
+                          "delta": {quantity: ours - paper} | null, "note"}]}},
+     "verdicts": {table: [CellComparison.to_dict()]},   (every paper value: pass/fail/not run)
+     "hypotheses": {"H1": {...}, "H2": {...}}, "hypotheses_note",
+     "archive_check": {...}}
+
+``comparable`` is false when our budget differs from the task's (the paper's) budget (the quick
+profile): the deltas and verdicts are then shown but do not measure reproduction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from safegbpo.experiments.cells import cell_sort_key
+from safegbpo.tasks import get_task
+from spec.paper.archive import Archive, archive_check
+from spec.paper.hypotheses import evaluate_h1, evaluate_h2
+from spec.paper.rules import CellComparison, compare_tables
+from spec.paper.values import TABLES, Key, paper_values, table_variants, timed_interactions
+
+__all__ = ["TABLES_FORMAT", "archive_check_lines", "build_tables", "paper_hypotheses",
+           "render_markdown"]
+
+TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats -> ``None`` (recursively)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _comparable(cell: Mapping[str, Any]) -> bool:
+    """Our cell ran the task's (the paper's) budget; timing cells are ratios of equal
+    interaction counts and always comparable."""
+    if cell.get("kind") == "wallclock":
+        return True
+    try:
+        return cell.get("interactions") == get_task(cell["task"]).budget
+    except ValueError:
+        return False
+
+
+def _ours_by_table(cells_doc: Mapping[str, Any] | None) -> dict[str, dict[Key, dict[str, Any]]]:
+    """Our cells per table tag (``h2`` included), each with ``comparable`` added."""
+    out: dict[str, dict[Key, dict[str, Any]]] = {}
+    for cell in (cells_doc or {}).get("cells", []):
+        ours = {**cell, "comparable": _comparable(cell)}
+        for table in cell.get("tables", []):
+            out.setdefault(table, {})[(cell["task"], cell["algo"], cell["variant"])] = ours
+    return out
+
+
+def _delta(ours: Mapping[str, Any] | None, paper: Mapping[str, Any] | None,
+           quantities: Iterable[str]) -> dict[str, Any] | None:
+    if not ours or not paper:
+        return None
+    out = {}
+    for q in quantities:
+        a, b = ours.get(q), paper.get(q)
+        out[q] = (a - b) if isinstance(a, int | float) and isinstance(b, int | float) else None
+    return out
+
+
+def _hypotheses(h1_cells: Mapping[Key, Mapping[str, Any]],
+                h2_cells: Mapping[Key, Mapping[str, Any]]) -> dict[str, Any]:
+    def usable(cells: Mapping[Key, Mapping[str, Any]]) -> dict[Key, Mapping[str, Any]]:
+        return {k: v for k, v in cells.items() if v.get("reward") is not None}
+
+    return {"H1": _finite(evaluate_h1(usable(h1_cells)).to_dict()),
+            "H2": _finite(evaluate_h2(usable(h2_cells)).to_dict())}
+
+
+def _archive_row(archive: Archive | None, table: str, key: Key) -> dict[str, Any] | None:
+    if archive is None:
+        return None
+    if table == "table6":
+        values = archive.wallclock.get(key)
+        return dict(values) if values else None
+    metrics = archive.cells.get(key)
+    if metrics is None:
+        return None
+    return {"steps": metrics.steps, "reward": metrics.reward,
+            "ci": list(metrics.ci) if metrics.ci else None, "stuck": metrics.stuck,
+            "runs": metrics.runs}
+
+
+def build_tables(
+    cells_doc: Mapping[str, Any] | None,
+    *,
+    archive: Archive | None = None,
+    paper: Mapping[str, Mapping[Key, Mapping[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The tables document (module docstring) of the measured cells ``cells_doc`` (``None``:
+    nothing of ours was run; every row reads "not run").
+
+    Args:
+        cells_doc: the content of ``cells.json``.
+        archive: the reference archive (:func:`spec.paper.archive.load_reference_archive`);
+            ``None`` skips the archive columns, the archive check and the archive's H1/H2.
+        paper: the paper's values (default: :func:`spec.paper.values.paper_values`).
+    """
+    paper = paper_values() if paper is None else paper
+    ours_by_table = _ours_by_table(cells_doc)
+    alternatives = archive.cell_dicts() if archive is not None else None
+    tables_out: dict[str, Any] = {}
+    verdicts: dict[str, list[dict[str, Any]]] = {}
+    for table, layout in TABLES.items():
+        quantities = layout["quantities"]
+        paper_cells = paper.get(table, {})
+        shown = table_variants(table)
+        ours_table = {k: v for k, v in ours_by_table.get(table, {}).items() if k[2] in shown}
+        comparisons: list[CellComparison] = compare_tables(ours_table, alternatives=alternatives,
+                                                           tables=[table])
+        verdicts[table] = [c.to_dict() for c in comparisons]
+        keys = sorted(set(paper_cells) | set(ours_table), key=lambda k: cell_sort_key(*k))
+        rows = []
+        for key in keys:
+            ours = ours_table.get(key)
+            paper_values_ = paper_cells.get(key)
+            paper_row = ({q: paper_values_[q] for q in quantities if q in paper_values_}
+                         if paper_values_ else None)
+            note = (paper_values_ or {}).get("note")
+            if ours is None:
+                note = "; ".join(filter(None, [note, "not run in this profile"]))
+            elif ours.get("comparable") is False:
+                note = "; ".join(filter(None, [
+                    note, f"budget {ours['interactions']} interactions (paper "
+                          f"{get_task(key[0]).budget}): deltas do not measure reproduction"]))
+            rows.append({
+                "task": key[0], "algo": key[1], "variant": key[2],
+                "label": (paper_values_ or {}).get("label") or key[2],
+                "ours": ours, "paper": paper_row, "archive": _archive_row(archive, table, key),
+                "delta": _delta(ours, paper_row, quantities),
+                "note": note or None,
+            })
+        tables_out[table] = {"title": layout["title"], "quantities": list(quantities),
+                             "rows": rows}
+    wallclock = (cells_doc or {}).get("wallclock")
+    if wallclock:
+        paper_timed = timed_interactions()
+        tables_out["table6"]["interactions"] = wallclock["interactions"]
+        tables_out["table6"]["note"] = (
+            f"measured on {wallclock['interactions']} {wallclock['task']} interactions per run"
+            + ("" if wallclock["interactions"] == paper_timed else
+               f" (the paper timed {paper_timed}; scaled down to fit the profile's budget: "
+               "ratios of equal interaction counts)"))
+
+    h1_cells = {**ours_by_table.get("table2", {}), **ours_by_table.get("table3", {})}
+    h2_cells = ours_by_table.get("h2") or {**ours_by_table.get("table2", {}),
+                                           **ours_by_table.get("table4", {})}
+    check = archive_check(archive, paper)
+    if archive is not None:
+        archived = {k: {"reward": v.reward, "stuck": v.stuck, "steps": v.steps}
+                    for k, v in archive.cells.items()}
+        check["hypotheses"] = _hypotheses(archived, archived)
+    doc = cells_doc or {}
+    return _finite({
+        "format": TABLES_FORMAT,
+        "profile": doc.get("profile"),
+        "safe_sets": doc.get("safe_sets"),
+        "definitions": doc.get("definitions", {}),
+        "tables": tables_out,
+        "verdicts": verdicts,
+        "hypotheses": _hypotheses(h1_cells, h2_cells),
+        "hypotheses_note": (
+            "computed from cells whose budget is below the paper's: these verdicts are not "
+            "evidence about the paper's claims"
+            if any(c.get("comparable") is False for c in (*h1_cells.values(),
+                                                           *h2_cells.values())) else None),
+        "archive_check": check,
+    })
+
+
+# --------------------------------------------------------------------------------------------
+# markdown
+# --------------------------------------------------------------------------------------------
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "–"
+    if kind == "steps" or isinstance(value, bool | int):
+        return str(value)
+    if isinstance(value, float):
+        if kind == "ratio":
+            return f"{value:.3f}"
+        magnitude = abs(value)
+        if magnitude >= 1000:
+            return f"{value:.0f}"
+        if magnitude >= 100:
+            return f"{value:.1f}"
+        if magnitude >= 10:
+            return f"{value:.2f}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _reward_with_ci(cell: Mapping[str, Any] | None) -> str:
+    if not cell or cell.get("reward") is None:
+        return "–"
+    ci = cell.get("ci")
+    text = _fmt(cell["reward"])
+    if ci and ci[0] is not None and ci[1] is not None and (ci[0] != ci[1]):
+        text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return text
+
+
+def _signed(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "–"
+    text = _fmt(value, kind)
+    return text if text.startswith("-") else "+" + text
+
+
+def _short(values: Mapping[str, Any] | None) -> str:
+    if not values:
+        return "–"
+    return "{" + ", ".join(f"{k}: {_fmt(values.get(k))}" for k in ("steps", "reward", "stuck")
+                           if k in values) + "}"
+
+
+def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
+    lines = [f"## {table['title']}", ""]
+    if table.get("note"):
+        lines += [f"_{table['note']}_", ""]
+    if table_id == "table6":
+        lines += ["| Algorithm | Safeguard | ours | paper | Δ | archive | ours seconds |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in table["rows"]:
+            ours, paper, arch = row["ours"] or {}, row["paper"] or {}, row["archive"] or {}
+            delta = (row["delta"] or {}).get("wallclock_ratio")
+            lines.append(
+                f"| {row['algo'].upper()} | {row['variant']} | "
+                f"{_fmt(ours.get('wallclock_ratio'), 'ratio')} | "
+                f"{_fmt(paper.get('wallclock_ratio'), 'ratio')} | {_signed(delta, 'ratio')} | "
+                f"{_fmt(arch.get('wallclock_ratio'), 'ratio')} | {_fmt(ours.get('seconds'))} |")
+        return [*lines, ""]
+    lines += [
+        "| Task | Algorithm | Variant | Steps | Reward [95% CI] | Stuck | Stalled | "
+        "paper Steps | paper Reward | paper Stuck | Δ Steps | Δ Reward | Δ Stuck | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table["rows"]:
+        ours, paper = row["ours"], row["paper"] or {}
+        delta = row["delta"] or {}
+        runs = f" / {ours.get('runs')}" if ours and ours.get("runs") else ""
+        lines.append(
+            f"| {row['task']} | {row['algo'].upper()} | {row['label']} | "
+            f"{_fmt((ours or {}).get('steps'), 'steps')} | {_reward_with_ci(ours)} | "
+            f"{_fmt((ours or {}).get('stuck'))}{runs} | {_fmt((ours or {}).get('stalled'))} | "
+            f"{_fmt(paper.get('steps'), 'steps')} | {_fmt(paper.get('reward'))} | "
+            f"{_fmt(paper.get('stuck'))} | {_signed(delta.get('steps'), 'steps')} | "
+            f"{_signed(delta.get('reward'))} | {_signed(delta.get('stuck'))} | "
+            f"{row.get('note') or ''} |")
+    return [*lines, ""]
+
+
+def archive_check_lines(check: Mapping[str, Any]) -> list[str]:
+    """Markdown of the archive check (the metric definitions on the paper's archived curves)."""
+    lines = ["## Metric definitions on the paper's archived curves", ""]
+    if not check.get("available"):
+        return [*lines, f"Not available: {check.get('reason')}.", ""]
+    lines += [
+        f"The metric definitions, applied to the reference implementation's archived curves "
+        f"({check['path']}), reproduce {check['matching']} of {check['cells']} paper cells "
+        f"exactly ({check['rule']}).", "",
+    ]
+    if check.get("mismatches"):
+        lines += ["Mismatches (reported, not hidden):", ""]
+        for m in check["mismatches"]:
+            lines.append(
+                f"- {m['table']} {m['task']}/{m['algo']}/{m['variant']}: paper "
+                f"{m['paper']}, archive {_short(m['archive'])}"
+                + (f" — {m['note']}" if m.get("note") else ""))
+        lines.append("")
+    if check.get("wallclock"):
+        ok = sum(1 for w in check["wallclock"] if w["match"])
+        lines += [f"Table 6 from the archived timings (paper_wallclock_seconds.json): {ok} of "
+                  f"{len(check['wallclock'])} ratios equal the paper's.", ""]
+        lines += [f"- {w['algo'].upper()} {w['variant']}: archive {w['archive']:.3f}, paper "
+                  f"{w['paper']:.3f}" for w in check["wallclock"] if not w["match"]]
+        lines.append("")
+    for name, verdict in (check.get("hypotheses") or {}).items():
+        lines.append(f"- {name} on the archived curves: **{verdict.get('verdict')}**")
+    return [*lines, ""]
+
+
+def render_markdown(tables: Mapping[str, Any]) -> str:
+    """Markdown rendering of :func:`build_tables`' output."""
+    lines = [f"# The paper's tables next to ours ({tables.get('profile') or 'no'} profile)", ""]
+    sets = tables.get("safe_sets") or {}
+    if sets:
+        lines += ["Safe sets used:", ""]
+        for task, info in sets.items():
+            volume = info.get("volume")
+            lines.append(f"- {task}: {info.get('source')} ({info.get('path') or 'project cache'}), "
+                         f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}")
+        lines.append("")
+    if tables.get("definitions"):
+        lines += ["Definitions:", ""]
+        lines += [f"- **{name}**: {text}" for name, text in tables["definitions"].items()]
+        lines.append("")
+    for table_id, table in tables.get("tables", {}).items():
+        lines += _table_lines(table_id, table)
+    lines += ["## Hypotheses", ""]
+    if tables.get("hypotheses_note"):
+        lines += [f"_{tables['hypotheses_note']}_", ""]
+    for name, verdict in (tables.get("hypotheses") or {}).items():
+        lines.append(f"- **{name}** ({verdict.get('statement', '')}): "
+                     f"**{verdict.get('verdict')}**"
+                     + (f"; missing cells: {', '.join(verdict['missing'])}"
+                        if verdict.get("missing") else ""))
+    lines.append("")
+    lines += archive_check_lines(tables.get("archive_check") or {})
+    return "\n".join(lines)
+
+
+def paper_hypotheses(archive: Archive | None) -> tuple[dict[str, Any], str]:
+    """H1/H2 on the paper's own data -- the archived curves when present (they cover the
+    modifications, which the text reports only as # Stuck), else the text tables -- and the
+    name of that source: a sanity check of the decision rules."""
+    if archive is not None:
+        cells: dict[Key, Mapping[str, Any]] = archive.cell_dicts()
+        source = "archived curves"
+    else:
+        merged: dict[Key, dict[str, Any]] = {}
+        for table in paper_values().values():
+            for key, values in table.items():
+                merged.setdefault(key, {}).update(values)
+        cells, source = merged, "paper text tables"
+    return _hypotheses(cells, cells), source

@@ -1,0 +1,66 @@
+"""The measured cells of a reproduction (cells.json): our metrics, nothing of the paper."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from safegbpo.experiments.cells import (
+    CELLS_FORMAT,
+    cell_sort_key,
+    measure_cells,
+    render_markdown,
+)
+from safegbpo.experiments.grid import RunSpec
+from safegbpo.experiments.store import RECORD_FORMAT
+from safegbpo.safeguards.variants import get_variant
+
+
+def _spec(variant, seed, tables, interactions=2048, kind="train"):
+    return RunSpec(task="pendulum", algo="shac", variant=variant, seed=seed,
+                   variant_fields=get_variant(variant).train_fields, interactions=interactions,
+                   eval_every=1024 if kind == "train" else interactions, kind=kind,
+                   tables=tables)
+
+
+def _record(spec, rewards, wallclock=None):
+    return {"format": RECORD_FORMAT, "run_id": spec.run_id, "spec": spec.to_dict(),
+            "status": "finished", "wallclock": wallclock or {},
+            "curve": [{"step": spec.eval_every * (i + 1), "reward": r}
+                      for i, r in enumerate(rewards)]}
+
+
+def test_cells_are_measured_once_and_tagged_with_every_table():
+    specs = [_spec("BP", s, ("table3", "table4")) for s in (0, 1)]
+    specs += [_spec("No Safeguard", 0, ("table2",)),
+              _spec("No Safeguard", 0, ("h2",), interactions=1024)]  # another budget
+    records = {s.run_id: _record(s, [-30.0, -10.0]) for s in specs[:3]}
+    doc = measure_cells(specs, records, meta={"profile": "test"})
+    json.dumps(doc, allow_nan=False)
+    assert doc["format"] == CELLS_FORMAT and doc["profile"] == "test"
+    keys = {k for c in doc["cells"] for k in c} | set(doc)
+    assert not {"paper", "delta", "hypotheses", "comparable"} & keys  # the spec's business
+    bp = [c for c in doc["cells"] if c["variant"] == "BP"]
+    assert len(bp) == 1 and bp[0]["tables"] == ["table3", "table4"]
+    assert bp[0]["seeds"] == [0, 1] and bp[0]["reward"] == pytest.approx(-10.0)
+    unsafe = [c for c in doc["cells"] if c["variant"] == "No Safeguard"]
+    assert [(c["interactions"], c["tables"]) for c in unsafe] == [
+        (1024, ["h2"]), (2048, ["table2"])]  # two budgets, two cells
+    assert unsafe[0]["runs"] == 0 and unsafe[0]["missing_runs"] == [specs[3].run_id]
+    assert cell_sort_key("pendulum", "shac", "No Safeguard") < cell_sort_key(
+        "pendulum", "shac", "BP") < cell_sort_key("quadrotor", "shac", "No Safeguard")
+
+
+def test_timing_cells_are_ratios_to_the_unsafe_run():
+    specs = [_spec(v, 0, ("table6",), interactions=512, kind="wallclock")
+             for v in ("No Safeguard", "RM")]
+    records = {s.run_id: _record(s, [-1.0], {"rollout": sec, "evaluation": 100.0})
+               for s, sec in zip(specs, (2.0, 7.0), strict=True)}
+    doc = measure_cells(specs, records)
+    [timing] = [c for c in doc["cells"] if c["kind"] == "wallclock"]
+    assert timing["variant"] == "RM" and timing["wallclock_ratio"] == pytest.approx(3.5)
+    assert doc["wallclock"] == {"task": "pendulum", "interactions": 512}
+    text = render_markdown({**doc, "checks": {"wallclock": {"passed": True, "summary": "ok"}}})
+    assert text.startswith("# Reproduction cells") and "| SHAC | RM | 3.500 |" in text
+    assert "**wallclock**: PASS" in text
