@@ -89,6 +89,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the library, the spec, the tests and the benchmarks."""
-    session.install("ruff")
+    """ruff over the library, the spec, the tests and the benchmarks; mypy over the library
+    and the spec (configuration in pyproject.toml)."""
+    _install(session, "lint")
     session.run("ruff", "check", "safegbpo", "spec", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy")

@@ -57,7 +57,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Atomically create/replace ``path`` with what ``write(binary_file)`` writes."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")

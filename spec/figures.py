@@ -104,7 +104,7 @@ def plot_learning_curves(ours: Mapping[Key, Mapping[str, Any]],
 
 
 def _safeguards_at(task: str, state: torch.Tensor, actions: torch.Tensor, safe_set: Any
-                   ) -> dict[str, np.ndarray]:
+                   ) -> dict[str, np.ndarray | Exception]:
     """Outputs of every built-in variant for ``actions (K, d)`` at one ``state (n,)``."""
     from safegbpo.envs import make_vec
     from safegbpo.safeguards import make_safeguard
@@ -112,10 +112,10 @@ def _safeguards_at(task: str, state: torch.Tensor, actions: torch.Tensor, safe_s
     K = actions.shape[0]
     env = make_vec(task, num_envs=K, seed=0, safe_set=safe_set)
     env.reset(options={"state": state.expand(K, -1).clone()})
-    out = {}
+    out: dict[str, np.ndarray | Exception] = {}
     for variant in map_variants():
         try:
-            guard = make_safeguard(variant.safeguard, env, **variant.options)
+            guard = make_safeguard(str(variant.safeguard), env, **variant.options)
             with torch.no_grad():
                 safe = guard(actions.to(env.dtype), env.state)
                 out[variant.label] = safe.double().cpu().numpy()
@@ -126,13 +126,13 @@ def _safeguards_at(task: str, state: torch.Tensor, actions: torch.Tensor, safe_s
 
 def _support_polygon(oracle: SafeActionOracle, i: int, num: int = 72) -> np.ndarray | None:
     """Vertices (ordered) of the 2-D set ``A ∩ A_s(s_i)`` from support points."""
-    pts = []
+    found = []
     for angle in np.linspace(0, 2 * np.pi, num, endpoint=False):
         p = oracle.support_point(i, np.array([np.cos(angle), np.sin(angle)]))
         if p is None:
             return None
-        pts.append(p)
-    pts = np.asarray(pts)
+        found.append(p)
+    pts = np.asarray(found)
     centre = pts.mean(axis=0)
     order = np.argsort(np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0]))
     return pts[order]
@@ -149,22 +149,25 @@ def plot_pendulum_safeguards(out_dir: Path, safe_set: Any = None, seed: int = 0)
     verts = zono.vertices_2d()[0].detach().numpy()
     states = sample_safe_states(env, 160, gen, vertex_fraction=0.1).double()
     oracle = SafeActionOracle(env, states)
-    widths = []
+    width_list = []
     for i in range(states.shape[0]):
-        hi = oracle.support_point(i, np.array([1.0]))
-        lo = oracle.support_point(i, np.array([-1.0]))
-        widths.append(np.nan if hi is None or lo is None else float(hi[0] - lo[0]))
-    widths = np.asarray(widths)
+        top = oracle.support_point(i, np.array([1.0]))
+        bottom = oracle.support_point(i, np.array([-1.0]))
+        width_list.append(np.nan if top is None or bottom is None
+                          else float(top[0] - bottom[0]))
+    widths = np.asarray(width_list)
     # the state of the right panel: the one with the narrowest non-trivial safe interval
     pick = int(np.nanargmin(np.where(widths > 0.05, widths, np.nan)))
     state = states[pick]
-    lo = float(oracle.support_point(pick, np.array([-1.0]))[0])
-    hi = float(oracle.support_point(pick, np.array([1.0]))[0])
+    lo_point = oracle.support_point(pick, np.array([-1.0]))
+    hi_point = oracle.support_point(pick, np.array([1.0]))
+    assert lo_point is not None and hi_point is not None  # the pick has a finite width
+    lo, hi = float(lo_point[0]), float(hi_point[0])
     raw = torch.linspace(-1.5, 1.5, 121, dtype=torch.float64).unsqueeze(1)
     mapped = _safeguards_at("pendulum", state, raw, safe_set)
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.6))
-    low, high = env.model.state_bounds(dtype=torch.float64)
+    low, high = (t.tolist() for t in env.model.state_bounds(dtype=torch.float64))
     ax0.add_patch(plt.Rectangle((low[0], low[1]), high[0] - low[0], high[1] - low[1],
                                 fill=False, ls=":", color="grey", label="feasible box S"))
     ax0.fill(verts[:, 0], verts[:, 1], alpha=0.15, color="tab:green", label="safe set S_s")

@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safegbpo.reference import repository_root
+
 __all__ = ["PACKAGES", "collect_metadata", "git_info"]
 
 PACKAGES = ("safegbpo", "torch", "numpy", "scipy", "cvxpy", "cvxpylayers", "diffcp", "clarabel",
             "gymnasium", "matplotlib")
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = repository_root()
 
 
 def git_info(repo: Path = _REPO) -> dict[str, Any]:

@@ -138,11 +138,11 @@ def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_statu
                      "why": ("every verdict as expected" if not unexpected
                              else "UNEXPECTED: " + "; ".join(unexpected))})
         lemmas = [CheckResult.from_dict(c) for c in spec_doc.get("lemmas", [])]
-        bad = [c for c in lemmas if c.holds is not True]
-        rows.append({"area": "Lemmas 1-3", "status": "PASS" if not bad and lemmas else
+        failing = [c for c in lemmas if c.holds is not True]
+        rows.append({"area": "Lemmas 1-3", "status": "PASS" if not failing and lemmas else
                      ("NOT RUN" if not lemmas else "FAIL"),
-                     "why": (f"{len(lemmas) - len(bad)}/{len(lemmas)} hold" if not bad else
-                             "; ".join(f"{c.check}: {c.details}" for c in bad))})
+                     "why": (f"{len(lemmas) - len(failing)}/{len(lemmas)} hold" if not failing
+                             else "; ".join(f"{c.check}: {c.details}" for c in failing))})
     else:
         rows.append({"area": "Spec checks (P1-P5, Lemmas)", "status": "NOT RUN",
                      "why": spec_status})
@@ -379,41 +379,43 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
 
     lines += ["", "## The paper's tables next to ours (SPEC §9)", ""]
     lines.append("Each cell reads `paper → ours (Δ = ours - paper)` with ✅ within tolerance, "
-                 "❌ outside (rules in `spec/tables.py`, each justified there), *not run* = no "
-                 "result of ours, *(n/c)* = our budget differs from the paper's, so the delta "
+                 "❌ outside (rules in `spec/paper/rules.py`, each justified there), *not run* = "
+                 "no result of ours, *(n/c)* = our budget differs from the paper's, so the delta "
                  "does not measure reproduction.")
     titles = load_paper_tables()["tables"]
-    mark = {"pass": "✅", "fail": "❌", "not run": "not run"}
+    verdict_mark = {"pass": "✅", "fail": "❌", "not run": "not run"}
     for table, comps in report["tables"].items():
         lines += ["", f"### Table {table.removeprefix('table')}: {titles[table]['title']}", ""]
-        quantities = list(dict.fromkeys(c["quantity"] for c in comps))
-        cells: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for c in comps:
-            cells.setdefault((c["task"], c["algo"], c["variant"]), {})[c["quantity"]] = c
-        rows = []
-        for (task, algo, variant), by_q in cells.items():
+        quantities = list(dict.fromkeys(cmp["quantity"] for cmp in comps))
+        by_cell: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for cmp in comps:
+            by_cell.setdefault((cmp["task"], cmp["algo"], cmp["variant"]), {})[
+                cmp["quantity"]] = cmp
+        table_rows: list[list[str]] = []
+        for (task, algo, variant), by_q in by_cell.items():
             row = [task, algo.upper(), variant]
-            notes = []
+            notes: list[str] = []
             for q in quantities:
-                c = by_q.get(q)
-                if c is None:
+                cmp = by_q.get(q)
+                if cmp is None:
                     row.append("")
                     continue
-                text = _num(c["paper"], q)
-                if c["ours"] is not None:
-                    text += (f" → {_num(c['ours'], q)} (Δ {_num(c['delta'], q)}) "
-                             f"{mark[c['status']]}" + ("" if c.get("comparable", True)
+                text = _num(cmp["paper"], q)
+                if cmp["ours"] is not None:
+                    text += (f" → {_num(cmp['ours'], q)} (Δ {_num(cmp['delta'], q)}) "
+                             f"{verdict_mark[cmp['status']]}" + ("" if cmp.get("comparable", True)
                                                        else " (n/c)"))
                 else:
                     text += " → not run"
                 row.append(text)
-                if c.get("note") and c["note"] not in notes:
-                    notes.append(c["note"])
-                if c["why"] != DEFAULT_RULES[q].why:  # a per-cell rule (rules.CELL_RULES)
-                    notes.append(f"{q} rule: {c['tolerance']} ({c['why']})")
-            rows.append([*row, "; ".join(notes)])
+                if cmp.get("note") and cmp["note"] not in notes:
+                    notes.append(cmp["note"])
+                if cmp["why"] != DEFAULT_RULES[q].why:  # a per-cell rule (rules.CELL_RULES)
+                    notes.append(f"{q} rule: {cmp['tolerance']} ({cmp['why']})")
+            table_rows.append([*row, "; ".join(notes)])
         lines.append(_md_table(["task", "algo", "variant",
-                                *[f"{q}: paper → ours" for q in quantities], "note"], rows))
+                                *[f"{q}: paper → ours" for q in quantities], "note"],
+                               table_rows))
         rules = [f"{q}: {DEFAULT_RULES[q].describe()}"
                  + (" (at least two evaluation intervals of the coarsest grid: "
                     + ", ".join(f"{steps_floor(t)} {t}" for t in paper_tasks()) + ")"

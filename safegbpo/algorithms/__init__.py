@@ -12,6 +12,7 @@ dataclass); the tuned presets per task are plain mappings in the task registry
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -66,7 +67,7 @@ class AlgorithmSpec:
 
     name: str
     label: str
-    cls: type[Algorithm]
+    cls: Callable[..., Algorithm]
     config: type[Any]
     safeguarded: bool = True
 

@@ -243,5 +243,5 @@ def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
         raise ValueError(f"polyak must lie in [0, 1], got {polyak}")
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.mul_(polyak).add_(s, alpha=1.0 - polyak)
-    for t, s in zip(target.buffers(), source.buffers(), strict=True):
-        t.copy_(s)
+    for tb, sb in zip(target.buffers(), source.buffers(), strict=True):
+        tb.copy_(sb)

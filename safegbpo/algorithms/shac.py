@@ -206,7 +206,7 @@ class SHAC(Algorithm):
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.policy_optimizer.step()
             self.env.cut_graph()
-            self.obs = self.obs.detach()
+            self.obs = self.current_obs().detach()
             critic_loss = self.fit_critic(data)
             polyak_update(self.target_critic, self.critic, cfg.polyak)
         return {"policy_loss": float(loss.detach()), "critic_loss": critic_loss,

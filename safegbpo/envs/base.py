@@ -166,7 +166,7 @@ class SafeVectorEnv(VectorEnv):
     """
 
     task: ClassVar[str] = ""
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium's class attribute
         "render_modes": ["rgb_array"],
         "render_fps": 20,  # 1 / dt
         "autoreset_mode": AutoresetMode.SAME_STEP,
@@ -184,13 +184,14 @@ class SafeVectorEnv(VectorEnv):
     ) -> None:
         if not self.task:
             raise TypeError("SafeVectorEnv is abstract: use a task subclass or make_vec(task)")
-        self.spec: TaskSpec = get_task(self.task)
-        self.model: TaskModel = self.spec.model
+        # (gymnasium's ``spec`` attribute is its EnvSpec: the registry entry is ``task_spec``)
+        self.task_spec: TaskSpec = get_task(self.task)
+        self.model: TaskModel = self.task_spec.model
         model = self.model
-        self.num_envs = _positive_int(self.spec.num_envs if num_envs is None else num_envs,
-                                      "num_envs")
+        self.num_envs = _positive_int(
+            self.task_spec.num_envs if num_envs is None else num_envs, "num_envs")
         self.episode_length = _positive_int(
-            self.spec.episode_length if episode_length is None else episode_length,
+            self.task_spec.episode_length if episode_length is None else episode_length,
             "episode_length")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
@@ -201,10 +202,9 @@ class SafeVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.safe_set: SafeSet = resolve_safe_set(self.task, safe_set, model)
 
-        kw = {"dtype": dtype, "device": self.device}
-        self._state_low, self._state_high = model.state_bounds(**kw)
-        self._action_low, self._action_high = model.action_bounds(**kw)
-        self._noise_low, self._noise_high = model.noise_bounds(**kw)
+        self._state_low, self._state_high = model.state_bounds(dtype, self.device)
+        self._action_low, self._action_high = model.action_bounds(dtype, self.device)
+        self._noise_low, self._noise_high = model.noise_bounds(dtype, self.device)
         self._action_centre = 0.5 * (self._action_low + self._action_high)  # a0 of Eq 12
         self._noise_centre = 0.5 * (self._noise_low + self._noise_high)  # w0 of Eq 12
         self._init_reset_sampler()
@@ -246,8 +246,7 @@ class SafeVectorEnv(VectorEnv):
     @property
     def state(self) -> Tensor:
         """Current states ``(N, n)`` (carrying the autograd graph since the last cut)."""
-        self._require_reset()
-        return self._state
+        return self._require_reset()
 
     @property
     def goal(self) -> Tensor | None:
@@ -309,10 +308,10 @@ class SafeVectorEnv(VectorEnv):
             ``truncated (N,)`` (bool), ``info`` with ``"state"``, ``"noise"`` and, when truncated,
             ``"final_obs"``, ``"_final_obs"``, ``"final_state"`` (``"final_goal"``).
         """
-        self._require_reset()
+        state = self._require_reset()
         action = self._validate_actions(actions)
         noise = self.sample_noise(self.num_envs)
-        next_state = self.model.step(self._state, action, noise)
+        next_state = self.model.step(state, action, noise)
         reward = self.model.reward(next_state, action, self._goal)
         self._elapsed_steps += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
@@ -333,17 +332,18 @@ class SafeVectorEnv(VectorEnv):
             observer(self, info)
         return self._observe(), reward, terminated, truncated, info
 
-    def render(self) -> np.ndarray:
+    def render(self) -> np.ndarray:  # type: ignore[override]  # (N, H, W, 3) frames
         """RGB frames of all envs, ``(N, H, W, 3)`` uint8 (matplotlib Agg, offscreen)."""
-        self._require_reset()
+        state = self._require_reset()
         if self._scene is None:
             self._scene = self._make_scene()
-        return self._render_frames(self._scene, self._state.detach().cpu().numpy())
+        return self._render_frames(self._scene, state.detach().cpu().numpy())
 
     def close_extras(self, **kwargs: Any) -> None:
         """Release the rendering figure."""
         if getattr(self, "_scene", None) is not None:
-            self._scene.close()
+            scene: Any = self._scene
+            scene.close()
             self._scene = None
 
     # ------------------------------------------------------------------------------------------
@@ -351,8 +351,7 @@ class SafeVectorEnv(VectorEnv):
     # ------------------------------------------------------------------------------------------
     def cut_graph(self) -> None:
         """Detach the state (and goal) from the autograd graph (e.g. between SHAC windows)."""
-        self._require_reset()
-        self._state = self._state.detach()
+        self._state = self._require_reset().detach()
         if self._goal is not None:
             self._goal = self._goal.detach()
 
@@ -482,11 +481,13 @@ class SafeVectorEnv(VectorEnv):
         self._elapsed_steps = 0
 
     def _observe(self) -> Tensor:
-        return self.model.observe(self._state, self._goal)
+        return self.model.observe(self._require_reset(), self._goal)
 
-    def _require_reset(self) -> None:
+    def _require_reset(self) -> Tensor:
+        """The current states; ``RuntimeError`` before the first :meth:`reset`."""
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before using the env")
+        return self._state
 
     def _to_tensor(self, value: Any, name: str) -> Tensor:
         if isinstance(value, Tensor):

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from safegbpo.envs.base import SafeVectorEnv
-from safegbpo.envs.rendering import PendulumScene
+from safegbpo.envs.rendering import PendulumScene, Scene
 from safegbpo.tasks import PendulumModel
 
 __all__ = ["PendulumEnv"]
@@ -33,5 +33,6 @@ class PendulumEnv(SafeVectorEnv):
     def _make_scene(self) -> PendulumScene:
         return PendulumScene(length=self.model.length)
 
-    def _render_frames(self, scene: PendulumScene, states: np.ndarray) -> np.ndarray:
+    def _render_frames(self, scene: Scene, states: np.ndarray) -> np.ndarray:
+        assert isinstance(scene, PendulumScene)
         return scene.render(states)

@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from safegbpo.envs.base import SafeVectorEnv
-from safegbpo.envs.rendering import QuadrotorScene
+from safegbpo.envs.rendering import QuadrotorScene, Scene
 from safegbpo.tasks import QuadrotorModel
 
 __all__ = ["QuadrotorEnv"]
@@ -58,5 +58,6 @@ class QuadrotorEnv(SafeVectorEnv):
     def _make_scene(self) -> QuadrotorScene:
         return QuadrotorScene()
 
-    def _render_frames(self, scene: QuadrotorScene, states: np.ndarray) -> np.ndarray:
+    def _render_frames(self, scene: Scene, states: np.ndarray) -> np.ndarray:
+        assert isinstance(scene, QuadrotorScene) and self.goal is not None
         return scene.render(states, self.goal.detach().cpu().numpy())

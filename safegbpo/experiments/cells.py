@@ -168,14 +168,14 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
         for table in spec.tables:
             by_table.setdefault(table, {}).setdefault(spec.cell, []).append(spec)
     computed: dict[tuple[str, ...], dict[str, Any]] = {}
-    for table, cells in by_table.items():
-        for cell_specs in cells.values():
+    for table, cells_of_table in by_table.items():
+        for cell_specs in cells_of_table.values():
             cell_specs = sorted(cell_specs, key=lambda s: s.seed)
             ids = tuple(s.run_id for s in cell_specs)
             if ids not in computed:
                 computed[ids] = _training_cell(cell_specs, records)
             computed[ids]["tables"].append(table)
-    cells = sorted(computed.values(), key=lambda c: (
+    training = sorted(computed.values(), key=lambda c: (
         *cell_sort_key(c["task"], c["algo"], c["variant"]), c.get("interactions") or 0))
     timing_specs = [s for s in specs if s.kind == "wallclock"]
     timing = sorted(_timing_cells(specs, records),
@@ -184,7 +184,7 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
         "format": CELLS_FORMAT,
         **dict(meta or {}),
         "definitions": DEFINITIONS,
-        "cells": [*cells, *timing],
+        "cells": [*training, *timing],
         "wallclock": ({"task": timing_specs[0].task,
                        "interactions": timing_specs[0].interactions}
                       if timing_specs else None),

@@ -274,17 +274,17 @@ class TrainConfig:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         if self.safe_set is not None:
-            self._validate_safe_set_file()
+            self._validate_safe_set_file(self.safe_set)
         return self
 
-    def _validate_safe_set_file(self) -> None:
-        if not os.path.isfile(self.safe_set):
-            raise ValueError(f"safe-set file {self.safe_set!r} does not exist")
+    def _validate_safe_set_file(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise ValueError(f"safe-set file {path!r} does not exist")
         from safegbpo.safesets import SafeSet
 
-        safe_set = SafeSet.load(self.safe_set)
+        safe_set = SafeSet.load(path)
         if safe_set.task != self.task:
-            raise ValueError(f"safe-set file {self.safe_set!r} is for task {safe_set.task!r}, "
+            raise ValueError(f"safe-set file {path!r} is for task {safe_set.task!r}, "
                              f"not {self.task!r}")
 
     # -- safeguard ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ class TrainConfig:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 value = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(value).items()}
             out[f.name] = value

@@ -144,8 +144,8 @@ def execute_run(
             "host": platform.node(),
             "trainer": trainer,
         }
-        watch = (load_attr(monitor, what="function")(spec, run_dir) if monitor is not None
-                 else nullcontext())
+        watch: Any = (load_attr(monitor, what="function")(spec, run_dir) if monitor is not None
+                      else nullcontext())
         with watch as watcher:
             try:
                 result = dict(train(config, run_dir, progress=False))

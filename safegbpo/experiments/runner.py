@@ -325,6 +325,7 @@ class _Run:
     def run(self, progress: bool) -> dict[str, Any]:
         cfg = self.config
         budget, every = cfg.interactions, cfg.eval_every
+        assert budget is not None and every is not None  # filled in and checked by validate()
         with _Progress(enabled=progress, total=budget, done=self.interactions,
                        description=f"{cfg.task} {cfg.algo} {cfg.safeguard or 'unsafe'}") as bar:
             if self.curve:

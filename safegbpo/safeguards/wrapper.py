@@ -54,7 +54,8 @@ class SafeguardActionWrapper(VectorActionWrapper):
 
     def actions(self, actions: Any) -> Tensor:
         """The safe actions ``g(actions, state)`` for the current states."""
-        return self.safeguard(actions, self.env.unwrapped.state)
+        env: Any = self.env.unwrapped  # a SafeVectorEnv (checked in __init__)
+        return self.safeguard(actions, env.state)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         safe = self.actions(actions)

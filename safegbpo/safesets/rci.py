@@ -99,6 +99,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -242,8 +243,8 @@ def template_directions(
     if len(cols) < num_directions:  # the iterates collapsed: complete with fixed directions
         rng = np.random.default_rng(0)
         while len(cols) < num_directions:
-            v = rng.normal(size=n)
-            cols.append(v / np.linalg.norm(v))
+            w = np.asarray(rng.normal(size=n), dtype=np.float64)
+            cols.append(w / np.linalg.norm(w))
     return np.stack(cols, axis=1)
 
 
@@ -388,7 +389,8 @@ class _Program:
         return sol if np.all(sol.margins <= 1.0) else None
 
     def polish(self, enc: LinearEnclosure, T: np.ndarray, s_ref: np.ndarray,
-               weights: np.ndarray):
+               weights: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """LP projection of an inaccurate candidate onto the feasible set: maximise
         ``sum_i omega_i s_i / s_ref_i`` subject to all constraints and ``s <= s_ref``.
 
@@ -514,7 +516,7 @@ def compute_rci(
     """
     model = get_model(task)
     cfg = config or default_config(task)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if num_directions is not None:
         overrides["num_directions"] = num_directions
     if iterations is not None:

@@ -98,7 +98,11 @@ def linearise(
         return model.dynamics(x[None], u[None], w[None])[0]
 
     A, B, E = jacrev(f, argnums=(0, 1, 2))(state, action, noise)
-    return tuple(j.detach().cpu().numpy().astype(np.float64) for j in (A, B, E))  # type: ignore[return-value]
+
+    def array(j: Tensor) -> np.ndarray:
+        return j.detach().cpu().numpy().astype(np.float64)
+
+    return array(A), array(B), array(E)
 
 
 @dataclass(frozen=True)

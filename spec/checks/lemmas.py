@@ -175,12 +175,12 @@ def check_lemma2(env: Any, num_states: int = 8, candidates: int = 32, pairs: int
     violations, tested, safe_found, certified, skipped_states = 0, 0, 0, 0, 0
     example = ""
     for i in range(K):
-        cand = [2 * torch.rand((candidates, d), generator=gen, dtype=torch.float64) - 1]
+        parts = [2 * torch.rand((candidates, d), generator=gen, dtype=torch.float64) - 1]
         for v in random_directions(4, d, gen).numpy():
             p = oracle.support_point(i, v)
             if p is not None:
-                cand.append(torch.as_tensor(p).unsqueeze(0))
-        cand = torch.cat(cand)
+                parts.append(torch.as_tensor(p).unsqueeze(0))
+        cand = torch.cat(parts)
         index = np.full(cand.shape[0], i)
         safe = oracle.exact_induced_safe(cand, index)
         eq6 = ~oracle.margins(cand, index).violation(1e-9)
@@ -289,11 +289,11 @@ def check_lemma3(num_sets: int = 4, actions_per_set: int = 12, seed: int = 0) ->
                 lam_A_i = _box_distance_np(c.numpy(), v_i)
                 lam_S_i = min(1.0 / gauge_lp(G.numpy(), v_i), lam_A_i)
                 t = (torch.tensor(r_i), torch.tensor(lam_S_i), torch.tensor(lam_A_i))
-                dh = float(radial_derivative(*t, mapping))
-                hr = float(radial_ratio(*t, mapping))
+                dh_i = float(radial_derivative(*t, mapping))
+                hr_i = float(radial_ratio(*t, mapping))
                 Ji = J[i].numpy()
-                radial_err.append(float(np.abs(Ji @ v_i - dh * v_i).max()))
-                det_ref = dh * hr ** (d - 1)
+                radial_err.append(float(np.abs(Ji @ v_i - dh_i * v_i).max()))
+                det_ref = dh_i * hr_i ** (d - 1)
                 # absolute + relative: det can be tiny for the hyperbolic map far out
                 det_err.append(abs(float(np.linalg.det(Ji)) - det_ref)
                                / (LEMMA_TOL + 1e-3 * abs(det_ref)))

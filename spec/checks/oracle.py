@@ -113,7 +113,7 @@ class SafeActionOracle:
         self.radius = 0.5 * (self.high - self.low)
         self.num_states, self.state_dim = states.shape
         self.action_dim = self.B.shape[2]
-        self._lifted_cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._lifted_cache: dict[int, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------------------------------
     # P1 numbers
@@ -150,7 +150,7 @@ class SafeActionOracle:
     # ------------------------------------------------------------------------------------------
     # the lifted polyhedron and its LPs
     # ------------------------------------------------------------------------------------------
-    def _lifted(self, i: int) -> tuple[np.ndarray, ...]:
+    def _lifted(self, i: int) -> tuple[Any, ...]:
         """``(Aeq_a, Aeq_z, beq, Aub_z, bub, z_bounds)`` of state ``i`` (module docstring);
         the box on ``a`` is added by the callers after substituting ``a``."""
         if i in self._lifted_cache:

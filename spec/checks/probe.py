@@ -134,15 +134,15 @@ class Evidence:
     batch: int
     category: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     state_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    states: np.ndarray | None = None
-    actions: np.ndarray | None = None
-    outputs: np.ndarray | None = None
-    input_margin: np.ndarray | None = None
-    output_margin: np.ndarray | None = None
-    output_violation: np.ndarray | None = None
-    jac_auto: np.ndarray | None = None
-    jac_fd: np.ndarray | None = None
-    lipschitz_ratio: np.ndarray | None = None
+    states: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    actions: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    outputs: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    input_margin: np.ndarray = field(default_factory=lambda: np.empty(0))
+    output_margin: np.ndarray = field(default_factory=lambda: np.empty(0))
+    output_violation: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    jac_auto: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    jac_fd: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    lipschitz_ratio: np.ndarray = field(default_factory=lambda: np.empty(0))
     straddle: list[dict[str, Any]] = field(default_factory=list)
     call_errors: list[str] = field(default_factory=list)
     grad_errors: list[str] = field(default_factory=list)
@@ -155,7 +155,7 @@ class Evidence:
 
     @property
     def num_samples(self) -> int:
-        return 0 if self.actions is None else int(self.actions.shape[0])
+        return int(self.actions.shape[0])
 
 
 def _counters(safeguard: Any) -> dict[str, float]:
@@ -227,8 +227,8 @@ def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidenc
     N, d = action.shape
     x = action.detach().clone().requires_grad_(True)
     out, err = call_safeguard(safeguard, x, state)
-    if err is not None:
-        evidence.call_errors.append(err)
+    if out is None:
+        evidence.call_errors.append(str(err))
         return _nan_rows(N, d), torch.full((N, d, d), float("nan")), \
             torch.full((N, d, d), float("nan"))
     J_auto = torch.full((N, d, d), float("nan"), dtype=torch.float64)
@@ -250,8 +250,8 @@ def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidenc
             e[k] = fd_step
             plus, err_p = call_safeguard(safeguard, action + e, state)
             minus, err_m = call_safeguard(safeguard, action - e, state)
-            if err_p or err_m:
-                evidence.call_errors.append(err_p or err_m)
+            if plus is None or minus is None:
+                evidence.call_errors.append(str(err_p or err_m))
                 J_fd[:, :, k] = float("nan")
                 continue
             J_fd[:, :, k] = ((plus - minus) / (2 * fd_step)).double().cpu()
@@ -267,8 +267,8 @@ def _lipschitz(safeguard, action: Tensor, state: Tensor, out: Tensor, config: Pr
         for _ in range(config.lipschitz_directions):
             u = random_directions(N, d, generator).to(action)
             moved, err = call_safeguard(safeguard, action + h * u, state)
-            if err is not None:
-                evidence.call_errors.append(err)
+            if moved is None:
+                evidence.call_errors.append(str(err))
                 return torch.full((N,), float("inf"))
             r = (moved.double().cpu() - out).norm(dim=1) / h
             r = torch.where(torch.isfinite(r), r, torch.full_like(r, float("inf")))
@@ -290,8 +290,8 @@ def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, state: Tensor, iterations: 
         a, b = lo.to(state).clone(), hi.to(state).clone()
         ga, err_a = call_safeguard(safeguard, a, state)
         gb, err_b = call_safeguard(safeguard, b, state)
-        if err_a or err_b:
-            evidence.call_errors.append(err_a or err_b)
+        if ga is None or gb is None:
+            evidence.call_errors.append(str(err_a or err_b))
             return
         N = a.shape[0]
         worst = torch.zeros(N, dtype=torch.float64)
@@ -309,8 +309,8 @@ def _bisect_jumps(safeguard, lo: Tensor, hi: Tensor, state: Tensor, iterations: 
             dist = torch.where(better, length, dist)
             m = 0.5 * (a + b)
             gm, err = call_safeguard(safeguard, m, state)
-            if err is not None:
-                evidence.call_errors.append(err)
+            if gm is None:
+                evidence.call_errors.append(str(err))
                 break
             left = (gm - ga).norm(dim=1) >= (gb - gm).norm(dim=1)
             a = torch.where(left.unsqueeze(-1), a, m)
@@ -345,7 +345,7 @@ def _counter_check(safeguard, env, generator: torch.Generator) -> dict[str, Any]
     before = _counters(safeguard).get("interventions")
     with torch.no_grad():
         out, err = call_safeguard(safeguard, a, env.state)
-    if err is not None:
+    if out is None:
         return {"error": err}
     after = _counters(safeguard).get("interventions")
     measured = int(((out - a).norm(dim=1) > INTERVENTION_THRESHOLD).sum())
@@ -359,9 +359,9 @@ def _nonfinite_inputs(safeguard, env, evidence: Evidence) -> None:
         a = torch.zeros((N, d), dtype=env.dtype, device=env.device)
         a[0, 0] = value
         out, err = call_safeguard(safeguard, a, env.state)
-        evidence.nonfinite_input[name] = err is not None
+        evidence.nonfinite_input[name] = out is None
         evidence.nonfinite_input[f"{name}_result"] = (
-            err if err is not None else
+            err if out is None else
             f"returned without raising (output finite: {bool(torch.isfinite(out).all())})")
 
 
@@ -370,9 +370,10 @@ def _training_path(safeguard, env, states: Tensor, actions: Tensor, tol: float,
     """Step ``SafeguardActionWrapper(env, safeguard)`` from ``states`` with raw ``actions``;
     check the applied action (reconstructed from the realised transition) and the realised
     next state independently."""
-    if wrapper_factory is None:
-        from safegbpo.safeguards import SafeguardActionWrapper as wrapper_factory
-    wrapper = wrapper_factory(env, safeguard)
+    from safegbpo.safeguards import SafeguardActionWrapper
+
+    factory = SafeguardActionWrapper if wrapper_factory is None else wrapper_factory
+    wrapper = factory(env, safeguard)
     wrapper.reset(options={"state": states})
     with torch.no_grad():
         _, _, _, _, info = wrapper.step(actions.to(env.dtype))
@@ -485,9 +486,9 @@ def probe(
             ev.times_forward.append(time.perf_counter() - t0)
             x = a.clone().requires_grad_(True)
             t0 = time.perf_counter()
-            out, err = call_safeguard(safeguard, x, state)
-            if err is None and out.requires_grad:
-                out.sum().backward()
+            timed, _ = call_safeguard(safeguard, x, state)
+            if timed is not None and timed.requires_grad:
+                timed.sum().backward()
             ev.times_backward.append(time.perf_counter() - t0)
     ev.category = np.asarray(cats, dtype=object)
     ev.state_index = torch.cat(idx).numpy()

@@ -82,8 +82,9 @@ def evaluate_h1(cells: Cells) -> HypothesisVerdict:
     for task in TASKS:
         for base in BASES:
             shac = _reward(cells, (task, "shac", base))
-            others = {algo: _reward(cells, (task, algo, base)) for algo in ("ppo", "sac")}
-            if shac is None or any(v is None for v in others.values()):
+            maybe = {algo: _reward(cells, (task, algo, base)) for algo in ("ppo", "sac")}
+            others = {algo: r for algo, r in maybe.items() if r is not None}
+            if shac is None or len(others) != len(maybe):
                 missing.append(f"{task}/{base}")
                 continue
             best_other = max(others.values())
@@ -104,7 +105,7 @@ def evaluate_h2(cells: Cells) -> HypothesisVerdict:
     impeded_any: list[bool] = []
     mitigated: list[bool] = []
     for task in TASKS:
-        unsafe_cell = cells.get((task, "shac", UNSAFE))
+        unsafe_cell = cells.get((task, "shac", UNSAFE)) or {}
         unsafe = _reward(cells, (task, "shac", UNSAFE))
         if unsafe is None:
             missing.append(f"{task}/shac/{UNSAFE}")
@@ -112,7 +113,7 @@ def evaluate_h2(cells: Cells) -> HypothesisVerdict:
         floor = unsafe - BAND * abs(unsafe)
         unsafe_stuck = int(unsafe_cell.get("stuck") or 0)
         for base in BASES:
-            cell = cells.get((task, "shac", base))
+            cell = cells.get((task, "shac", base)) or {}
             reward = _reward(cells, (task, "shac", base))
             if reward is None:
                 missing.append(f"{task}/shac/{base}")
@@ -127,7 +128,7 @@ def evaluate_h2(cells: Cells) -> HypothesisVerdict:
         present = {m: r for m, r in mods.items() if r is not None}
         missing.extend(f"{task}/shac/{m}" for m, r in mods.items() if r is None)
         if present:
-            best = max(present, key=present.get)
+            best = max(present, key=lambda m: present[m])
             ok = present[best] >= floor
             mitigated.append(ok)
             rows.append({"part": "b", "task": task, "variant": best, "reward": present[best],

@@ -223,13 +223,12 @@ def compare_tables(
             tolerance = rule.describe()
             if quantity == "steps" and rule.kind == "abs_rel":
                 tolerance += f" (at least {steps_floor(cell.task)})"
-            value = None if mine is None else mine.get(quantity)
-            if value is None:
+            if mine is None or mine.get(quantity) is None:
                 out.append(CellComparison(cell.table, cell.task, cell.algo, cell.variant,
                                           quantity, paper_value, None, None, tolerance,
                                           rule.why, "not run", cell.note))
                 continue
-            value = float(value)
+            value = float(mine[quantity])
             comparable = mine.get("comparable") is not False
             runs = mine.get("runs")
             ok = compare_value(rule, paper_value, value, task=cell.task, quantity=quantity,

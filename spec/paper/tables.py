@@ -343,8 +343,9 @@ def paper_hypotheses(archive: Archive | None) -> tuple[dict[str, Any], str]:
     """H1/H2 on the paper's own data -- the archived curves when present (they cover the
     modifications, which the text reports only as # Stuck), else the text tables -- and the
     name of that source: a sanity check of the decision rules."""
+    cells: Mapping[Key, Mapping[str, Any]]
     if archive is not None:
-        cells: dict[Key, Mapping[str, Any]] = archive.cell_dicts()
+        cells = archive.cell_dicts()
         source = "archived curves"
     else:
         merged: dict[Key, dict[str, Any]] = {}
