@@ -11,9 +11,8 @@ A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/
   :func:`safegbpo.algorithms.get_algorithm`, :func:`safegbpo.safeguards.variants.get_variant`:
   a variant by key or report label);
 * ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
-  and variant, one seed, optional ``hyper`` overrides; ``paper_interactions`` is what the paper
-  timed, recorded so the report can say how the measurement was scaled);
-* ``checks`` (optional): profile checks evaluated after the runs (:mod:`.reproduce`).
+  and variant, one seed, optional ``hyper`` overrides; what the paper timed is the spec's);
+* ``checks`` (optional): profile checks evaluated after the runs (:mod:`.checks`).
 
 :func:`expand` turns a grid into :class:`RunSpec` s -- one per distinct training run.  A run's id
 is a readable name plus a hash of everything that determines its result (task, algorithm,

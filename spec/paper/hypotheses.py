@@ -25,14 +25,15 @@ from typing import Any
 
 from safegbpo.safeguards.variants import UNSAFE as UNSAFE_VARIANT
 from safegbpo.safeguards.variants import get_variant
+from spec.paper.values import paper_tasks
 
 __all__ = ["BAND", "MODIFICATIONS", "HypothesisVerdict", "evaluate_h1", "evaluate_h2"]
 
 BAND = 0.05
 """Relative band of "equal performance" (the paper's 5% convergence band)."""
 
-TASKS = ("pendulum", "quadrotor")
-"""The paper's tasks (its Tables 2-5)."""
+TASKS = paper_tasks()
+"""The paper's tasks (those of its tables, ``paper_tables.json``)."""
 BASES = tuple(get_variant(key).label for key in ("bp", "rm"))
 """The base safeguards (report labels of the variant registry)."""
 MODIFICATIONS = tuple(get_variant(key).label

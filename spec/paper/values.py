@@ -120,15 +120,14 @@ def paper_cells(data: Mapping[str, Any] | None = None) -> list[PaperCell]:
 
 def paper_values(data: Mapping[str, Any] | None = None
                  ) -> dict[str, dict[Key, dict[str, Any]]]:
-    """``{table: {(task, algo, variant): {quantity: value, 'label', 'note'}}}``."""
+    """``{table: {(task, algo, variant): {quantity: value, 'label', 'note'}}}`` with the values
+    as printed (ints stay ints: Steps and Stuck are counts)."""
+    data = load_paper_tables() if data is None else data
     out: dict[str, dict[Key, dict[str, Any]]] = {}
-    for cell in paper_cells(data):
-        entry: dict[str, Any] = dict(cell.values)
-        if cell.label:
-            entry["label"] = cell.label
-        if cell.note:
-            entry["note"] = cell.note
-        out.setdefault(cell.table, {})[cell.key] = entry
+    for name, table in data["tables"].items():
+        for c in table["cells"]:
+            entry = {k: v for k, v in c.items() if k not in ("task", "algo", "variant")}
+            out.setdefault(name, {})[(c["task"], c["algo"], c["variant"])] = entry
     return out
 
 

@@ -87,6 +87,7 @@ def test_cells_paper_values_and_deltas(grid_and_records):
     assert ours["ci"][0] <= ours["reward"] <= ours["ci"][1]
     assert ours["comparable"] is True
     assert paper == {"steps": 25600, "reward": -8.402, "stuck": 2}  # spec/paper/paper_tables.json
+    assert isinstance(paper["steps"], int) and isinstance(row["delta"]["steps"], int)
     assert row["delta"]["steps"] == 3 * 2560 - 25600
     assert row["delta"]["reward"] == pytest.approx(ours["reward"] + 8.402)
     assert row["delta"]["stuck"] == -1
@@ -129,6 +130,7 @@ def test_markdown_rendering(grid_and_records):
     for title in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Hypotheses"):
         assert title in text
     assert "| pendulum | SHAC | BP | 7680 |" in text
+    assert "| 25600 | -8.402 | 2 | -17920 |" in text  # counts print as integers
     assert "Not available" in text  # archive skipped
 
 
