@@ -12,9 +12,8 @@ dataclass); the tuned presets per task are plain mappings in the task registry
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_generator
@@ -24,6 +23,7 @@ from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCrit
 from safegbpo.algorithms.ppo import PPO, PPOConfig
 from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
+from safegbpo.registry import Registry
 
 __all__ = [
     "MLP",
@@ -72,41 +72,36 @@ class AlgorithmSpec:
     safeguarded: bool = True
 
 
-_ALGORITHMS: dict[str, AlgorithmSpec] = {}
+_ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")
 
 
 def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
     """Add ``spec`` to the registry (its ``name`` must be new); returns it."""
-    if spec.name in _ALGORITHMS:
-        raise ValueError(f"algorithm {spec.name!r} is already registered")
-    _ALGORITHMS[spec.name] = spec
-    return spec
+    return _ALGORITHMS.register(spec.name, spec)
 
 
 def unregister_algorithm(name: str) -> None:
     """Remove a registered algorithm (tests, plugins)."""
-    if name not in _ALGORITHMS:
-        raise ValueError(f"algorithm {name!r} is not registered")
-    del _ALGORITHMS[name]
+    _ALGORITHMS.unregister(name)
 
 
 def get_algorithm(name: str) -> AlgorithmSpec:
     """The algorithm called ``name``; ``ValueError`` listing the registered ones otherwise."""
-    try:
-        return _ALGORITHMS[name]
-    except (KeyError, TypeError):
+    spec = _ALGORITHMS.get(name)
+    if spec is None:
         raise ValueError(f"unknown algorithm {name!r}; expected one of "
-                         f"{sorted(_ALGORITHMS)}") from None
+                         f"{sorted(_ALGORITHMS.names())}")
+    return spec
 
 
 def algorithm_names() -> tuple[str, ...]:
     """Names of the registered algorithms, in registration order."""
-    return tuple(_ALGORITHMS)
+    return _ALGORITHMS.names()
 
 
-def algorithms() -> MappingProxyType[str, AlgorithmSpec]:
+def algorithms() -> Mapping[str, AlgorithmSpec]:
     """Read-only view of the registry (name -> :class:`AlgorithmSpec`)."""
-    return MappingProxyType(_ALGORITHMS)
+    return _ALGORITHMS.view()
 
 
 register_algorithm(AlgorithmSpec("shac", "SHAC", SHAC, SHACConfig))

@@ -40,7 +40,8 @@ from safegbpo.experiments.metrics import (
 from safegbpo.safeguards.variants import UNSAFE, variant_labels
 from safegbpo.tasks import task_names
 
-__all__ = ["CELLS_FORMAT", "DEFINITIONS", "cell_sort_key", "measure_cells", "render_markdown",
+__all__ = ["CELLS_FORMAT", "DEFINITIONS", "cell_sort_key", "format_reward", "format_value",
+           "json_safe", "measure_cells", "render_markdown", "safe_sets_lines",
            "wallclock_seconds"]
 
 CELLS_FORMAT = "safegbpo-cells/1"
@@ -62,14 +63,14 @@ DEFINITIONS = {
 }
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: non-finite floats -> ``None`` (recursively)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -180,7 +181,7 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
     timing_specs = [s for s in specs if s.kind == "wallclock"]
     timing = sorted(_timing_cells(specs, records),
                     key=lambda c: cell_sort_key(c["task"], c["algo"], c["variant"]))
-    return _finite({
+    return json_safe({
         "format": CELLS_FORMAT,
         **dict(meta or {}),
         "definitions": DEFINITIONS,
@@ -194,7 +195,9 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
 # --------------------------------------------------------------------------------------------
 # markdown
 # --------------------------------------------------------------------------------------------
-def _fmt(value: Any, kind: str = "") -> str:
+def format_value(value: Any, kind: str = "") -> str:
+    """A number as the tables print it (``kind``: ``'steps'`` or ``'ratio'``); ``–`` for
+    ``None``."""
     if value is None:
         return "–"
     if kind == "steps" or isinstance(value, bool | int):
@@ -213,8 +216,9 @@ def _fmt(value: Any, kind: str = "") -> str:
     return str(value)
 
 
-def _reward_with_ci(cell: Mapping[str, Any]) -> str:
-    if cell.get("reward") is None:
+def format_reward(cell: Mapping[str, Any] | None) -> str:
+    """``reward [ci_low, ci_high]`` of a cell (``–`` without reward)."""
+    if not cell or cell.get("reward") is None:
         return "–"
     ci = cell.get("ci")
     text = _fmt(cell["reward"])
@@ -223,19 +227,27 @@ def _reward_with_ci(cell: Mapping[str, Any]) -> str:
     return text
 
 
+_fmt, _reward = format_value, format_reward
+
+
+def safe_sets_lines(sets: Mapping[str, Any]) -> list[str]:
+    """Markdown lines describing the safe sets a reproduction used (``meta['safe_sets']``)."""
+    if not sets:
+        return []
+    lines = ["Safe sets used:", ""]
+    for task, info in sets.items():
+        volume = info.get("volume")
+        lines.append(f"- {task}: {info.get('source')} ({info.get('path') or 'project cache'}), "
+                     f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}")
+    return [*lines, ""]
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """``cells.md``: our measured cells (no paper values: those are in the compliance report)."""
     lines = [f"# Reproduction cells ({doc.get('profile', 'custom')} profile)", "",
              "Measured by this repository's runs; the paper's values, the deltas and the "
              "verdicts are in the compliance report (`safegbpo report`).", ""]
-    sets = doc.get("safe_sets") or {}
-    if sets:
-        lines += ["Safe sets used:", ""]
-        for task, info in sets.items():
-            volume = info.get("volume")
-            lines.append(f"- {task}: {info.get('source')} ({info.get('path') or 'project cache'}), "
-                         f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}")
-        lines.append("")
+    lines += safe_sets_lines(doc.get("safe_sets") or {})
     lines += ["Definitions:", ""]
     for name, text in doc.get("definitions", {}).items():
         lines.append(f"- **{name}**: {text}")
@@ -251,7 +263,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"| {cell['task']} | {cell['algo'].upper()} | {cell['variant']} | "
             f"{', '.join(cell.get('tables', []))} | {_fmt(cell.get('interactions'))} | "
             f"{len(cell.get('seeds', []))} | {_fmt(cell.get('steps'), 'steps')} | "
-            f"{_reward_with_ci(cell)} | {_fmt(cell.get('stuck'))}{runs} | "
+            f"{_reward(cell)} | {_fmt(cell.get('stuck'))}{runs} | "
             f"{_fmt(cell.get('stalled'))} |")
     lines.append("")
     timing = [c for c in doc.get("cells", []) if c.get("kind") == "wallclock"]

@@ -18,9 +18,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+from safegbpo.registry import Registry
 from safegbpo.safeguards.registry import SAFEGUARDS, safeguard_options
 
 __all__ = [
@@ -84,7 +84,7 @@ class Variant:
         return self.safeguard is not None and self.regularisation == 0
 
 
-_VARIANTS: dict[str, Variant] = {}
+_VARIANTS: Registry[Variant] = Registry("variant")
 
 _RM = {"mapping": "linear", "centre": "zonotopic", "passthrough": False}
 
@@ -94,44 +94,34 @@ UNSAFE = Variant("none", "No Safeguard", "No Safeguard", None)
 
 def register_variant(variant: Variant) -> Variant:
     """Add ``variant`` (new key and label); returns it."""
-    if variant.key in _VARIANTS:
-        raise ValueError(f"variant {variant.key!r} is already registered")
-    if any(v.label == variant.label for v in _VARIANTS.values()):
+    if any(v.label == variant.label for v in _VARIANTS):
         raise ValueError(f"a variant labelled {variant.label!r} is already registered")
-    _VARIANTS[variant.key] = variant
-    return variant
+    return _VARIANTS.register(variant.key, variant)
 
 
 def unregister_variant(key: str) -> None:
     """Remove a registered variant (tests, plugins)."""
-    if key not in _VARIANTS:
-        raise ValueError(f"variant {key!r} is not registered")
-    del _VARIANTS[key]
+    _VARIANTS.unregister(key)
 
 
 def variants() -> tuple[Variant, ...]:
     """Every registered variant, in table order (SPEC §5; unsafe training first)."""
-    return tuple(_VARIANTS.values())
+    return tuple(_VARIANTS)
 
 
 def variant_names() -> tuple[str, ...]:
     """Keys of the registered variants, in table order."""
-    return tuple(_VARIANTS)
+    return _VARIANTS.names()
 
 
 def variant_labels() -> tuple[str, ...]:
     """Report labels of the registered variants, in table order."""
-    return tuple(v.label for v in _VARIANTS.values())
+    return tuple(v.label for v in _VARIANTS)
 
 
 def map_variants() -> tuple[Variant, ...]:
     """The variants that are distinct safeguard maps (module docstring)."""
-    return tuple(v for v in _VARIANTS.values() if v.is_map)
-
-
-def variants_by_label() -> Mapping[str, Variant]:
-    """Read-only ``{label: variant}``."""
-    return MappingProxyType({v.label: v for v in _VARIANTS.values()})
+    return tuple(v for v in _VARIANTS if v.is_map)
 
 
 def get_variant(name: str) -> Variant:
@@ -140,13 +130,14 @@ def get_variant(name: str) -> Variant:
     Raises:
         ValueError: unknown name (the message lists the keys).
     """
-    if name in _VARIANTS:
-        return _VARIANTS[name]
-    for variant in _VARIANTS.values():
+    found = _VARIANTS.get(name)
+    if found is not None:
+        return found
+    for variant in _VARIANTS:
         if name in (variant.label, variant.archive_label):
             return variant
     raise ValueError(f"unknown safeguard variant {name!r}; expected one of "
-                     f"{list(_VARIANTS)} (or their labels)")
+                     f"{list(_VARIANTS.names())} (or their labels)")
 
 
 def _defaults(name: str) -> dict[str, Any]:

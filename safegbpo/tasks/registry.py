@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from safegbpo.loading import is_import_path, load_attr
+from safegbpo.registry import Registry
 from safegbpo.tasks.base import TaskModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
@@ -147,34 +147,29 @@ QUADROTOR = TaskSpec(
              volume_iterations=10),
 )
 
-_TASKS: dict[str, TaskSpec] = {}
+_TASKS: Registry[TaskSpec] = Registry("task")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
     """Add ``spec`` to the registry (its ``key`` must be new); returns it."""
     if not isinstance(spec, TaskSpec):
         raise ValueError(f"register_task expects a TaskSpec, got {type(spec).__name__}")
-    if spec.key in _TASKS:
-        raise ValueError(f"task {spec.key!r} is already registered")
-    _TASKS[spec.key] = spec
-    return spec
+    return _TASKS.register(spec.key, spec)
 
 
 def unregister_task(key: str) -> None:
     """Remove a registered task (tests, plugins); unknown keys raise ``ValueError``."""
-    if key not in _TASKS:
-        raise ValueError(f"task {key!r} is not registered")
-    del _TASKS[key]
+    _TASKS.unregister(key)
 
 
 def task_names() -> tuple[str, ...]:
     """Keys of the registered tasks, in registration order."""
-    return tuple(_TASKS)
+    return _TASKS.names()
 
 
 def tasks() -> Mapping[str, TaskSpec]:
     """Read-only view of the registry (key -> :class:`TaskSpec`)."""
-    return MappingProxyType(_TASKS)
+    return _TASKS.view()
 
 
 def get_task(name: str) -> TaskSpec:
@@ -185,14 +180,15 @@ def get_task(name: str) -> TaskSpec:
         ValueError: unknown name (the message lists the registered tasks), or an import path
             that does not name a :class:`TaskSpec`.
     """
-    if isinstance(name, str) and name in _TASKS:
-        return _TASKS[name]
-    if isinstance(name, str) and is_import_path(name):
-        spec = load_attr(name, what="TaskSpec")
-        if not isinstance(spec, TaskSpec):
-            raise ValueError(f"{name!r} is a {type(spec).__name__}, not a TaskSpec")
+    spec = _TASKS.get(name)
+    if spec is not None:
         return spec
-    raise ValueError(f"unknown task {name!r}; expected one of {sorted(_TASKS)} or a "
+    if isinstance(name, str) and is_import_path(name):
+        loaded = load_attr(name, what="TaskSpec")
+        if not isinstance(loaded, TaskSpec):
+            raise ValueError(f"{name!r} is a {type(loaded).__name__}, not a TaskSpec")
+        return loaded
+    raise ValueError(f"unknown task {name!r}; expected one of {sorted(_TASKS.names())} or a "
                      "TaskSpec as 'package.module:ATTR'")
 
 

@@ -27,11 +27,12 @@ profile): the deltas and verdicts are then shown but do not measure reproduction
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from safegbpo.experiments.cells import cell_sort_key
+from safegbpo.experiments.cells import cell_sort_key, json_safe, safe_sets_lines
+from safegbpo.experiments.cells import format_reward as _reward_with_ci
+from safegbpo.experiments.cells import format_value as _fmt
 from safegbpo.tasks import get_task
 from spec.paper.archive import Archive, archive_check
 from spec.paper.hypotheses import evaluate_h1, evaluate_h2
@@ -42,17 +43,6 @@ __all__ = ["TABLES_FORMAT", "archive_check_lines", "build_tables", "paper_hypoth
            "render_markdown"]
 
 TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: non-finite floats -> ``None`` (recursively)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _comparable(cell: Mapping[str, Any]) -> bool:
@@ -92,8 +82,8 @@ def _hypotheses(h1_cells: Mapping[Key, Mapping[str, Any]],
     def usable(cells: Mapping[Key, Mapping[str, Any]]) -> dict[Key, Mapping[str, Any]]:
         return {k: v for k, v in cells.items() if v.get("reward") is not None}
 
-    return {"H1": _finite(evaluate_h1(usable(h1_cells)).to_dict()),
-            "H2": _finite(evaluate_h2(usable(h2_cells)).to_dict())}
+    return {"H1": json_safe(evaluate_h1(usable(h1_cells)).to_dict()),
+            "H2": json_safe(evaluate_h2(usable(h2_cells)).to_dict())}
 
 
 def _archive_row(archive: Archive | None, table: str, key: Key) -> dict[str, Any] | None:
@@ -180,7 +170,7 @@ def build_tables(
                     for k, v in archive.cells.items()}
         check["hypotheses"] = _hypotheses(archived, archived)
     doc = cells_doc or {}
-    return _finite({
+    return json_safe({
         "format": TABLES_FORMAT,
         "profile": doc.get("profile"),
         "safe_sets": doc.get("safe_sets"),
@@ -200,35 +190,6 @@ def build_tables(
 # --------------------------------------------------------------------------------------------
 # markdown
 # --------------------------------------------------------------------------------------------
-def _fmt(value: Any, kind: str = "") -> str:
-    if value is None:
-        return "–"
-    if kind == "steps" or isinstance(value, bool | int):
-        return str(value)
-    if isinstance(value, float):
-        if kind == "ratio":
-            return f"{value:.3f}"
-        magnitude = abs(value)
-        if magnitude >= 1000:
-            return f"{value:.0f}"
-        if magnitude >= 100:
-            return f"{value:.1f}"
-        if magnitude >= 10:
-            return f"{value:.2f}"
-        return f"{value:.3f}"
-    return str(value)
-
-
-def _reward_with_ci(cell: Mapping[str, Any] | None) -> str:
-    if not cell or cell.get("reward") is None:
-        return "–"
-    ci = cell.get("ci")
-    text = _fmt(cell["reward"])
-    if ci and ci[0] is not None and ci[1] is not None and (ci[0] != ci[1]):
-        text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-    return text
-
-
 def _signed(value: Any, kind: str = "") -> str:
     if value is None:
         return "–"
@@ -312,14 +273,7 @@ def archive_check_lines(check: Mapping[str, Any]) -> list[str]:
 def render_markdown(tables: Mapping[str, Any]) -> str:
     """Markdown rendering of :func:`build_tables`' output."""
     lines = [f"# The paper's tables next to ours ({tables.get('profile') or 'no'} profile)", ""]
-    sets = tables.get("safe_sets") or {}
-    if sets:
-        lines += ["Safe sets used:", ""]
-        for task, info in sets.items():
-            volume = info.get("volume")
-            lines.append(f"- {task}: {info.get('source')} ({info.get('path') or 'project cache'}), "
-                         f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}")
-        lines.append("")
+    lines += safe_sets_lines(tables.get("safe_sets") or {})
     if tables.get("definitions"):
         lines += ["Definitions:", ""]
         lines += [f"- **{name}**: {text}" for name, text in tables["definitions"].items()]

@@ -240,7 +240,7 @@ class TestCache:
         before = cache_key("pendulum")
         spec = get_task("pendulum")
         changed = dataclasses.replace(spec, rci={**spec.rci, "num_directions": 7})
-        monkeypatch.setitem(registry._TASKS, "pendulum", changed)
+        monkeypatch.setitem(registry._TASKS._entries, "pendulum", changed)  # order kept
         assert cache_key("pendulum") != before
 
     def test_first_use_computes_verifies_and_saves_then_loads(self, empty_cache,
