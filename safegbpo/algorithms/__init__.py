@@ -1,16 +1,23 @@
 """Learning algorithms (SPEC §8): SHAC (analytic gradients through the simulator and the
 safeguard), PPO and SAC (safeguard as a post-processing step), with their networks, replay
-buffer and evaluation.
+buffer and evaluation (SPEC §13 protocol).
 
-Each algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
+Every algorithm trains a *population* of independent seeds in lockstep in one process
+(:mod:`safegbpo.algorithms.population`); a single-seed run is a population of one.  Each
+algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
 dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`); the tuned presets per
 task are in :mod:`safegbpo.experiments.config`.
 """
 
 from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_generator
 from safegbpo.algorithms.buffers import ReplayBuffer
-from safegbpo.algorithms.evaluation import Evaluator
+from safegbpo.algorithms.evaluation import EvaluationResult, Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
+from safegbpo.algorithms.population import (
+    merge_population_states,
+    population_env,
+    split_population_state,
+)
 from safegbpo.algorithms.ppo import PPO, PPOConfig
 from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
@@ -23,6 +30,7 @@ __all__ = [
     "SAC",
     "SHAC",
     "Algorithm",
+    "EvaluationResult",
     "Evaluator",
     "GaussianPolicy",
     "PPOConfig",
@@ -34,6 +42,9 @@ __all__ = [
     "ValueCritic",
     "derive_seed",
     "make_generator",
+    "merge_population_states",
+    "population_env",
+    "split_population_state",
 ]
 
 #: Algorithm classes by name (``TrainConfig.algo``).

@@ -107,7 +107,7 @@ class SafeVectorEnv(VectorEnv):
         safe_set: ``None`` (the project's certified set), a set-file path or a
             :class:`~safegbpo.safesets.SafeSet` of this task (see :func:`resolve_safe_set`).
         device, dtype: of every tensor the env returns (float64 by default).
-        episode_length: steps per episode (default: the task's, 200 pendulum, 240 quadrotor).
+        episode_length: steps per episode (default: the task's, 3000 pendulum, 240 quadrotor).
         render_mode: ``None`` or ``'rgb_array'``; :meth:`render` works in both.
 
     Semantics:

@@ -32,8 +32,17 @@ __all__ = ["TaskModel", "PendulumModel", "QuadrotorModel", "MODELS", "get_model"
 
 
 def wrap_angle(angle: Tensor) -> Tensor:
-    """Wrap angles to ``(-pi, pi]`` with ``atan2(sin, cos)`` (SPEC §6), differentiable."""
-    return torch.atan2(torch.sin(angle), torch.cos(angle))
+    """Wrap angles to ``[-pi, pi)``: ``angle - 2 pi floor((angle + pi) / (2 pi))``, differentiable
+    (gradient 1).
+
+    Equal to SPEC §6's ``atan2(sin, cos)`` up to rounding (and exactly the identity inside
+    ``(-pi, pi)``, where ``atan2(sin, cos)`` perturbs the last bit).  Written with correctly
+    rounded arithmetic only, so a row's result does not depend on its position in the batch:
+    PyTorch's vectorised and scalar ``atan2`` kernels differ in the last bit, which would make a
+    seed's trajectory depend on the size of its population (``safegbpo.algorithms.population``).
+    """
+    two_pi = 2.0 * math.pi
+    return angle - two_pi * torch.floor((angle + math.pi) / two_pi)
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class TaskModel:
 
     # -- shared ----------------------------------------------------------------------------
     def postprocess(self, next_state: Tensor) -> Tensor:
-        """Wrap angles with ``atan2`` and clamp to ``S`` (SPEC §6 "Common")."""
+        """Wrap angles (:func:`wrap_angle`) and clamp to ``S`` (SPEC §6 "Common")."""
         if self.angle_indices:
             cols = list(next_state.unbind(-1))
             for i in self.angle_indices:
@@ -127,8 +136,8 @@ class PendulumModel(TaskModel):
     state_high: tuple[float, ...] = (math.pi, 8.0)
     noise_bound: tuple[float, ...] = (0.1,)
     angle_indices: tuple[int, ...] = (0,)
-    # SPEC §6 gives no pendulum episode length; 200 steps (10 s) as in Gymnasium's Pendulum.
-    episode_length: int = 200
+    # SPEC §6/§13: 3000 steps (150 s), the reference's BalancePendulumConfig.num_steps.
+    episode_length: int = 3000
     num_envs: int = 8
     state_names: tuple[str, ...] = ("theta", "theta_dot")
     action_names: tuple[str, ...] = ("torque",)
