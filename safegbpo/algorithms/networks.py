@@ -30,13 +30,18 @@ result can depend on where a row sits in a batch:
 * matrix products (:func:`batched_matmul`) go through ``torch.bmm`` with every member's matrix
   starting on a 64-byte boundary (MKL's kernels depend on it: operands and results whose
   per-member block is not a multiple of 8 doubles are copied into / computed in padded
-  buffers), and a layer with one output unit is a multiply-and-sum (``bmm`` of a single column
-  takes a different kernel for one member than for several);
-* elementwise functions use kernels whose vectorised and scalar paths agree: ELU is written as
-  ``where(x > 0, x, expm1(min(x, 0)))`` and the softplus of the squash correction as
-  ``relu(x) + log1p(exp(-|x|))`` (PyTorch's fused ``elu``/``softplus`` kernels round the
-  elements of a tensor's scalar tail differently from its vectorised body), and standard
-  deviations over a member's batch use :func:`member_std` (two plain reductions).
+  buffers), and a layer with one output unit multiplies by its weight column padded with a zero
+  column (``bmm`` of a single column takes a different kernel for one member than for several);
+* PyTorch's fused ``elu``/``softplus`` kernels round the elements of a tensor's scalar tail
+  (the last ``numel mod 16`` elements on AVX-512) differently from its vectorised body, so they
+  are used only when one member's element count is a multiple of 64 (the tail is then empty
+  for every population size: true for the presets' training batches); otherwise ELU is
+  ``where(x > 0, x, expm1(min(x, 0)))`` and the softplus ``relu(x) + log1p(exp(-|x|))``,
+  whose kernels agree in both paths.  Standard deviations over a member's batch use
+  :func:`member_std` (two plain reductions: ``Tensor.std`` rounds differently for different
+  numbers of rows).
+
+All of this holds with one torch intra-op thread (the training runner's setting).
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ LOG_STD_BOUNDS: tuple[float, float] = (-5.0, 2.0)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _ALIGN_BYTES = 64
+#: elements; a multiple of twice the widest SIMD vector of doubles (ATen's unrolled loop step).
+_VECTOR_BLOCK = 64
 
 
 # -- batched, member-independent matrix products -------------------------------------------------
@@ -103,44 +110,68 @@ def _aligned(t: Tensor) -> Tensor:
     return out
 
 
-def _bmm(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` per member (``(P, M, K) x (P, K, N) -> (P, M, N)``), computed with aligned
-    operands and result (module docstring)."""
+def _bmm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``a @ b (+ bias)`` per member (``(P, M, K) x (P, K, N) (+ (P, 1, N)) -> (P, M, N)``),
+    computed with aligned operands and result (module docstring)."""
     a, b = _aligned(a), _aligned(b)
-    if a.device.type != "cpu":
-        return torch.bmm(a, b)
     members, rows, cols = a.shape[0], a.shape[1], b.shape[2]
     align = max(1, _ALIGN_BYTES // a.element_size())
-    if (rows * cols) % align == 0:
-        return torch.bmm(a, b)  # fresh tensors are 64-byte aligned
+    if a.device.type != "cpu" or (rows * cols) % align == 0:  # fresh tensors are aligned
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
     out = _aligned_empty((members, rows, cols), a)
-    torch.bmm(a, b, out=out)
+    if bias is None:
+        torch.bmm(a, b, out=out)
+    else:
+        torch.baddbmm(bias, a, b, out=out)
     return out.contiguous()
 
 
-class _BatchedMatmul(torch.autograd.Function):
-    """``a @ b`` per member with the backward products also computed by :func:`_bmm`."""
+class _BatchedAffine(torch.autograd.Function):
+    """``a @ b (+ bias)`` per member with the backward products also computed by :func:`_bmm`
+    (the bias gradient is the sum over the member's rows)."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
+    def forward(ctx: Any, a: Tensor, b: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(a, b)
-        return _bmm(a, b)
+        return _bmm(a, b, bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b = ctx.saved_tensors
-        grad_a = _bmm(grad, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None
-        grad_b = _bmm(a.transpose(1, 2), grad) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        needs = ctx.needs_input_grad
+        grad_a = _bmm(grad, b.transpose(1, 2)) if needs[0] else None
+        grad_b = _bmm(a.transpose(1, 2), grad) if needs[1] else None
+        grad_bias = grad.sum(1, keepdim=True) if needs[2] else None
+        return grad_a, grad_b, grad_bias
 
 
-def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Per-member matrix product ``(P, M, K) x (P, K, N) -> (P, M, N)``, differentiable, with
-    results that do not depend on the other members (module docstring)."""
+def batched_matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Per-member matrix product ``(P, M, K) x (P, K, N) (+ bias (P, 1, N)) -> (P, M, N)``,
+    differentiable, with results that do not depend on the other members (module docstring)."""
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         raise ValueError(f"batched_matmul expects (P, M, K) and (P, K, N), got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
-    return _BatchedMatmul.apply(a, b)
+    if bias is not None and tuple(bias.shape) != (a.shape[0], 1, b.shape[2]):
+        raise ValueError(f"bias must be ({a.shape[0]}, 1, {b.shape[2]}), got "
+                         f"{tuple(bias.shape)}")
+    rows, inner, cols = a.shape[1], a.shape[2], b.shape[2]
+    align = max(1, _ALIGN_BYTES // a.element_size())
+    if a.device.type != "cpu" or (all(n % align == 0 for n in (rows * inner, inner * cols,
+                                                             rows * cols))
+                                  and _is_aligned(a) and _is_aligned(b)):
+        # every member block of the operands, the result and the gradients is aligned:
+        # PyTorch's own kernels and backward (no Python autograd function on the hot path)
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
+    return _BatchedAffine.apply(a, b, bias)
+
+
+def _vectorised_throughout(x: Tensor) -> bool:
+    """Whether PyTorch's elementwise CPU kernels process every element of ``x`` (and of any
+    population holding members shaped like ``x[0]``) in their vectorised body: true when one
+    member's element count is a multiple of :data:`_VECTOR_BLOCK` (their scalar tail, which
+    rounds some functions differently, is then empty for every population size).  Holds for a
+    contiguous ``x`` with one intra-op thread (the runner's setting)."""
+    return x.is_contiguous() and (x[0].numel() % _VECTOR_BLOCK == 0)
 
 
 def member_std(x: Tensor) -> Tensor:
@@ -152,8 +183,10 @@ def member_std(x: Tensor) -> Tensor:
 
 
 def softplus(x: Tensor) -> Tensor:
-    """``log(1 + exp(x))`` computed stably as ``relu(x) + log1p(exp(-|x|))`` (position
-    independent, module docstring)."""
+    """``log(1 + exp(x))`` for ``(P, ...)`` inputs, position independent (module docstring):
+    PyTorch's kernel when every element is vectorised, else ``relu(x) + log1p(exp(-|x|))``."""
+    if _vectorised_throughout(x):
+        return nn.functional.softplus(x)
     return torch.relu(x) + torch.log1p(torch.exp(-x.abs()))
 
 
@@ -190,18 +223,27 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out_dim, dtype=dtype, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.out_features == 1:  # multiply-and-sum: no matrix-vector kernel (module doc)
-            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias
-        return batched_matmul(x, self.weight) + self.bias
+        if self.out_features == 1:
+            # a zero second column: MKL's matrix-vector kernel is chosen differently for one
+            # member than for several (module docstring); the padding costs nothing here
+            zero = torch.zeros_like(self.weight)
+            padded = batched_matmul(x, torch.cat([self.weight, zero], dim=-1),
+                                    torch.cat([self.bias, torch.zeros_like(self.bias)], dim=-1))
+            return padded[..., :1]
+        return batched_matmul(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_features}, out={self.out_features}"
 
 
 class ELU(nn.Module):
-    """``ELU(x) = x`` for ``x > 0``, ``exp(x) - 1`` otherwise (alpha 1), position independent."""
+    """``ELU(x) = x`` for ``x > 0``, ``exp(x) - 1`` otherwise (alpha 1) on ``(P, ...)`` inputs,
+    position independent: PyTorch's fused kernel when every element is vectorised, else
+    ``where(x > 0, x, expm1(min(x, 0)))``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if _vectorised_throughout(x):
+            return nn.functional.elu(x)
         return torch.where(x > 0, x, torch.expm1(torch.clamp(x, max=0.0)))
 
 
@@ -214,9 +256,16 @@ class EnsembleLayerNorm(nn.Module):
         self.width, self.members, self.eps = width, members, eps
         self.weight = nn.Parameter(torch.ones(members, 1, width, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(members, 1, width, dtype=dtype, device=device))
+        self._unit: tuple[Tensor, Tensor] | None = None  # constant (1, 0) affine of the kernel
 
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.layer_norm(x, (self.width,), eps=self.eps) * self.weight + self.bias
+        # unit affine inside (PyTorch's faster kernel), the members' own one outside
+        unit = self._unit
+        if unit is None or unit[0].dtype != x.dtype or unit[0].device != x.device:
+            ones = torch.ones(self.width, dtype=x.dtype, device=x.device)
+            unit = self._unit = (ones, torch.zeros_like(ones))
+        normed = nn.functional.layer_norm(x, (self.width,), unit[0], unit[1], eps=self.eps)
+        return torch.addcmul(self.bias, normed, self.weight)
 
 
 class MLP(nn.Sequential):
@@ -277,8 +326,9 @@ def standard_normal(shape: tuple[int, ...], generators: Sequence[torch.Generator
                     like: Tensor) -> Tensor:
     """``(P, *shape)`` standard normal draws, row ``p`` from ``generators[p]`` (each member's
     stream advances as in a population of one)."""
-    return torch.stack([torch.randn(shape, generator=g, dtype=like.dtype, device=like.device)
-                        for g in generators])
+    draws = [torch.randn(shape, generator=g, dtype=like.dtype, device=like.device)
+             for g in generators]
+    return draws[0].unsqueeze(0) if len(draws) == 1 else torch.stack(draws)
 
 
 class GaussianPolicy(nn.Module):

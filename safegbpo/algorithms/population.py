@@ -126,7 +126,7 @@ class BlockSeededEnv:
                                    strict=True):
             with self._drawing_from(generator):
                 parts.append(draw(size))
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def sample_noise(self, num: int) -> Tensor:
         return self._per_block(num, lambda size: self._task_class.sample_noise(self, size))

@@ -4,8 +4,8 @@ A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/
 
 * ``variants``: the safeguard variants (SPEC §5 modification table + "No Safeguard"), inline or
   the name of a variants file (``variants.json``); each maps to ``TrainConfig`` fields;
-* ``seeds`` and ``budgets`` (per task: ``interactions`` and per-algorithm ``eval_every``,
-  SPEC §8);
+* ``seeds`` and ``budgets`` (per task: ``interactions``, per-algorithm ``eval_every``, SPEC §8,
+  and optionally ``episode_length``, default the task's: SPEC §13);
 * ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
   may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters;
 * ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
@@ -94,6 +94,7 @@ class RunSpec:
         interactions: training budget (environment interactions, one env step = one).
         eval_every: evaluation interval (interactions).
         eval_episodes: evaluation episodes (``None``: the runner's default).
+        episode_length: steps per episode (``None``: the task's, SPEC §13).
         hyper: overrides of the algorithm's hyper-parameter preset (empty: the paper's).
         kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
@@ -109,6 +110,7 @@ class RunSpec:
     interactions: int
     eval_every: int
     eval_episodes: int | None = None
+    episode_length: int | None = None
     hyper: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "train"
     safe_set: str | None = None
@@ -154,6 +156,8 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            # new with the SPEC §13 protocol: its presence also keeps ids of earlier results apart
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set_sha256": self.safe_set_sha256,
@@ -185,6 +189,7 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set": self.safe_set,
@@ -217,6 +222,8 @@ class RunSpec:
         out.update(self.variant_fields)
         if self.eval_episodes is not None:
             out["eval_episodes"] = self.eval_episodes
+        if self.episode_length is not None:
+            out["episode_length"] = self.episode_length
         if self.hyper:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
@@ -416,6 +423,11 @@ def _budget(
     return int(interactions), int(eval_every)
 
 
+def _episode_length(grid: Grid, block: Mapping[str, Any], task: str) -> int | None:
+    override = (block.get("budgets") or {}).get(task, {})
+    return override.get("episode_length", grid.budgets.get(task, {}).get("episode_length"))
+
+
 def expand(
     grid: Grid,
     *,
@@ -464,6 +476,7 @@ def expand(
                                 interactions=interactions,
                                 eval_every=eval_every,
                                 eval_episodes=block.get("eval_episodes", grid.eval_episodes),
+                                episode_length=_episode_length(grid, block, task),
                                 hyper=dict(hyper_by_algo.get(algo, {})),
                                 safe_set=safe_sets.get(task),
                                 safe_set_sha256=digests.get(task),
@@ -488,6 +501,7 @@ def expand(
                         # evaluation is not part of the timed training: one evaluation at the end
                         eval_every=interactions,
                         eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
+                        episode_length=_episode_length(grid, {}, task),
                         hyper=dict((wc.get("hyper") or {}).get(algo, {})),
                         kind="wallclock",
                         safe_set=safe_sets.get(task),

@@ -80,6 +80,18 @@ def test_defaults_are_the_reference_protocol():
     assert TrainConfig(task="quadrotor", algo="sac").hyper.learning_starts == 5000  # vector steps
 
 
+def test_paper_profile_runs_the_protocol_and_quick_shortens_pendulum_episodes():
+    from safegbpo.experiments.grid import expand, load_grid
+
+    paper = expand(load_grid("paper"))
+    assert {s.train_config().episode_length for s in paper if s.task == "pendulum"} == {3000}
+    assert {s.train_config().eval_episodes for s in paper} == {16}
+    assert {s.train_config().eval_seed for s in paper} == {42}
+    quick = expand(load_grid("quick"))
+    assert {s.train_config().episode_length for s in quick if s.task == "pendulum"} == {200}
+    assert {s.train_config().episode_length for s in quick if s.task == "quadrotor"} == {240}
+
+
 def test_curve_is_the_seed_42_episode_and_the_set_curve_its_16_state_companion(tmp_path,
                                                                                 monkeypatch):
     """The curve's reward is the paper episode's return; the set curve the mean of the set's."""
