@@ -18,7 +18,7 @@ population delivers than single-seed runs).  Evaluation, checkpoints and setup a
 Usage::
 
     python benchmarks/bench_populations.py [--members 10] [--tasks pendulum quadrotor]
-        [--safeguards none bp rm] [--windows 3] [--repeats 3]
+        [--safeguards none bp rm] [--windows N] [--repeats 3]
         [--out reports/bench_populations.json]
 
 The safeguards of the current backend solve one conic program per row, so a safeguard call for
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--tasks", nargs="+", default=["pendulum", "quadrotor"])
     parser.add_argument("--safeguards", nargs="+", default=["none", "bp", "rm"])
-    parser.add_argument("--windows", type=int, default=3, help="SHAC windows per measurement")
+    parser.add_argument("--windows", type=int, default=None,
+                        help="SHAC windows per measurement (default: 3 unsafe, 1 safeguarded)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating measurements")
     parser.add_argument("--out", default="reports/bench_populations.json")
     args = parser.parse_args(argv)
@@ -126,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.safeguards:
             safeguard = None if name == "none" else name
             console.print(f"[bold]{task} SHAC {name}[/]: 1 vs {args.members} seeds ...")
-            results.append(bench(task, safeguard, args.members, args.windows, args.repeats))
+            windows = args.windows or (3 if safeguard is None else 1)
+            results.append(bench(task, safeguard, args.members, windows, args.repeats))
     table = Table(title=f"SHAC window time: {args.members} seeds vs 1 (median of "
-                        f"{args.repeats} x {args.windows} windows, 1 thread)")
+                        f"{args.repeats} measurements, 1 thread)")
     for column in ("task", "safeguard", "1 seed [s]", f"{args.members} seeds [s]",
                    "ratio (wall)", "ratio (cpu)", "per-seed gain", "rollout 1/P [s]",
                    "safeguard 1/P [s]", "update 1/P [s]"):
