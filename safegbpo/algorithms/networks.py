@@ -30,8 +30,8 @@ result can depend on where a row sits in a batch:
 * matrix products (:func:`batched_matmul`) go through ``torch.bmm`` with every member's matrix
   starting on a 64-byte boundary (MKL's kernels depend on it: operands and results whose
   per-member block is not a multiple of 8 doubles are copied into / computed in padded
-  buffers), and a layer with one output unit multiplies by its weight column padded with a zero
-  column (``bmm`` of a single column takes a different kernel for one member than for several);
+  buffers), and a layer with one output unit is a multiply-and-sum (``bmm`` of a single column
+  takes a different kernel for one member than for several);
 * PyTorch's fused ``elu``/``softplus`` kernels round the elements of a tensor's scalar tail
   (the last ``numel mod 16`` elements on AVX-512) differently from its vectorised body, so they
   are used only when one member's element count is a multiple of 64 (the tail is then empty
@@ -224,12 +224,9 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.out_features == 1:
-            # a zero second column: MKL's matrix-vector kernel is chosen differently for one
-            # member than for several (module docstring); the padding costs nothing here
-            zero = torch.zeros_like(self.weight)
-            padded = batched_matmul(x, torch.cat([self.weight, zero], dim=-1),
-                                    torch.cat([self.bias, torch.zeros_like(self.bias)], dim=-1))
-            return padded[..., :1]
+            # multiply-and-sum: MKL's matrix-vector kernel is chosen differently for one member
+            # than for several (module docstring); a row reduction is position independent
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias
         return batched_matmul(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
