@@ -1,8 +1,10 @@
 """Learning algorithms (SPEC §8): SHAC (analytic gradients through the simulator and the
 safeguard), PPO and SAC (safeguard as a post-processing step), with their networks, replay
-buffer and evaluation.
+buffer and evaluation (SPEC §13 protocol).
 
-Each algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
+Every algorithm trains a *population* of independent seeds in lockstep in one process
+(:mod:`safegbpo.algorithms.population`); a single-seed run is a population of one.  Each
+algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
 dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`).  The registry below
 names every algorithm once (:class:`AlgorithmSpec`: name, report label, class, config
 dataclass); the tuned presets per task are plain mappings in the task registry
@@ -18,8 +20,13 @@ from typing import Any
 
 from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_generator
 from safegbpo.algorithms.buffers import ReplayBuffer
-from safegbpo.algorithms.evaluation import Evaluator
+from safegbpo.algorithms.evaluation import EvaluationResult, Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
+from safegbpo.algorithms.population import (
+    merge_population_states,
+    population_env,
+    split_population_state,
+)
 from safegbpo.algorithms.ppo import PPO, PPOConfig
 from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
@@ -32,6 +39,7 @@ __all__ = [
     "SHAC",
     "Algorithm",
     "AlgorithmSpec",
+    "EvaluationResult",
     "Evaluator",
     "GaussianPolicy",
     "PPOConfig",
@@ -46,7 +54,10 @@ __all__ = [
     "derive_seed",
     "get_algorithm",
     "make_generator",
+    "merge_population_states",
+    "population_env",
     "register_algorithm",
+    "split_population_state",
     "unregister_algorithm",
 ]
 
@@ -58,8 +69,9 @@ class AlgorithmSpec:
     Attributes:
         name: ``TrainConfig.algo`` / ``--algo`` (``'shac'``).
         label: its name in reports (``'SHAC'``).
-        cls: the :class:`Algorithm` subclass, built as ``cls(env, hyper, seed=, env_seed=,
-            safeguard=, regularisation=, timer=, device=)``.
+        cls: the :class:`Algorithm` subclass, built as ``cls(env, hyper, seeds=, env_seeds=,
+            safeguard=, regularisation=, timer=, device=)`` for a population of
+            ``len(seeds)`` members (:mod:`safegbpo.algorithms.population`).
         config: its hyper-parameter dataclass (default-constructible, with ``validate()``).
         safeguarded: whether it trains through a safeguard (``False`` for a soft-constraint
             method such as PCRPO, which must be configured without one).

@@ -1,8 +1,10 @@
 """Proximal Policy Optimisation (Schulman et al. 2017) with a post-processing safeguard (SPEC §8).
 
 One iteration (:meth:`PPO.iterate`) = a rollout of ``len_traj`` steps *per environment*
-(``len_traj * N`` interactions: Pendulum 1700 * 8 = 13600, the evaluation interval of SPEC §8)
-followed by ``num_fits`` epochs of ``num_batches`` mini-batches.
+(``len_traj * N`` interactions per member: Pendulum 1700 * 8 = 13600, the evaluation interval
+of SPEC §8) followed by ``num_fits`` epochs of ``num_batches`` mini-batches, for every member
+of the population (:mod:`~safegbpo.algorithms.population`: each member has its own rollout,
+mini-batch order, advantage normalisation and per-member gradient clipping).
 
 * **Rollout** (no gradients): ``u ~ N(mu(o), std^2)``, ``a = tanh(u)``, the safeguard
   post-processes the action ``a~ = g(a, s)`` and the env executes ``a~``.  From the agent's view
@@ -28,6 +30,7 @@ Decisions beyond SPEC §8 (overridable in :class:`PPOConfig`): ``gae_lambda = 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +50,8 @@ from safegbpo.algorithms.base import (
     make_generator,
     stored_regularisation_loss,
 )
-from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic
+from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic, member_std
+from safegbpo.algorithms.population import clip_grad_norm_
 
 __all__ = ["PPOConfig", "PPO", "gae"]
 
@@ -108,7 +112,8 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamm
 
 
 class PPO(Algorithm):
-    """PPO on a ``SafeVectorEnv`` (see the module docstring)."""
+    """PPO on a population env (see the module docstring and :class:`~safegbpo.algorithms.SHAC`
+    for the arguments)."""
 
     name = "ppo"
 
@@ -117,8 +122,8 @@ class PPO(Algorithm):
         env: Any,
         config: PPOConfig,
         *,
-        seed: int,
-        env_seed: int | None,
+        seeds: Sequence[int],
+        env_seeds: Sequence[int] | None,
         safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
@@ -126,21 +131,22 @@ class PPO(Algorithm):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         config.validate()
-        super().__init__(env, safeguard=safeguard, regularisation=regularisation, timer=timer)
+        super().__init__(env, members=len(seeds), safeguard=safeguard,
+                         regularisation=regularisation, timer=timer)
         self.config = config
-        init = make_generator(derive_seed(seed, "ppo/init"))
-        self.generator = make_generator(derive_seed(seed, "ppo/sample"), device)
+        inits = [make_generator(derive_seed(s, "ppo/init")) for s in seeds]
+        self.generators = [make_generator(derive_seed(s, "ppo/sample"), device) for s in seeds]
         self.policy = GaussianPolicy(self.obs_dim, self.act_dim, config.policy_hidden,
-                                     generator=init, log_std_init=config.log_std_init,
+                                     generators=inits, log_std_init=config.log_std_init,
                                      dtype=dtype, device=device)
-        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generator=init,
+        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generators=inits,
                                   dtype=dtype, device=device)
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.modules = {"policy": self.policy, "critic": self.critic}
         self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
-        if env_seed is not None:
-            self.reset_env(env_seed)
+        if env_seeds is not None:
+            self.reset_env(env_seeds)
 
     @property
     def interactions_per_iteration(self) -> int:
@@ -148,88 +154,104 @@ class PPO(Algorithm):
 
     @torch.no_grad()
     def collect(self) -> dict[str, Tensor]:
-        """Roll out ``len_traj`` steps of every env; returns ``(T, N, ...)`` tensors ``obs``,
+        """Roll out ``len_traj`` steps of every env; returns ``(T, P, N, ...)`` tensors ``obs``,
         ``pre_tanh``, ``noise``, ``log_prob``, ``value``, ``reward``, ``done``, ``safe_action``
-        and ``last_value`` ``(N,)``."""
-        cfg = self.config
+        and ``last_value`` ``(P, N)``."""
+        cfg, rows = self.config, self.members * self.num_envs
         keys = ("obs", "pre_tanh", "noise", "log_prob", "value", "reward", "done", "safe_action")
         data: dict[str, list[Tensor]] = {k: [] for k in keys}
         obs = self.current_obs()
         for _ in range(cfg.len_traj):
-            sample = self.policy.sample(obs, self.generator)
-            safe_action = self.apply_safeguard(sample.action, self.env.state)
+            member_obs = self.by_member(obs)
+            sample = self.policy.sample(member_obs, self.generators)
+            safe_action = self.apply_safeguard(sample.action.reshape(rows, -1), self.env.state)
             next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
             done = terminated | truncated
-            timeout = truncated & ~terminated
+            timeout = self.by_member(truncated & ~terminated)
+            reward = self.by_member(reward)
             if bool(timeout.any()):  # bootstrap the time limit with the real last observation
-                final_value = self.critic(final_observations(next_obs, done, info))
+                final_value = self.critic(self.by_member(final_observations(next_obs, done,
+                                                                           info)))
                 reward = reward + cfg.gamma * torch.where(timeout, final_value,
                                                           torch.zeros_like(final_value))
-            data["obs"].append(obs)
+            data["obs"].append(member_obs)
             data["pre_tanh"].append(sample.pre_tanh)
             data["noise"].append(sample.noise)
-            data["log_prob"].append(self.policy.log_prob_pre_tanh(obs, sample.pre_tanh))
-            data["value"].append(self.critic(obs))
+            data["log_prob"].append(self.policy.log_prob_pre_tanh(member_obs, sample.pre_tanh))
+            data["value"].append(self.critic(member_obs))
             data["reward"].append(reward)
-            data["done"].append(done)
-            data["safe_action"].append(safe_action)
+            data["done"].append(self.by_member(done))
+            data["safe_action"].append(self.by_member(safe_action))
             obs = next_obs
         self.env.cut_graph()
         self.obs = obs.detach()
         batch = {k: torch.stack(v) for k, v in data.items()}
-        batch["last_value"] = self.critic(self.obs)
+        batch["last_value"] = self.critic(self.by_member(self.obs))
         return batch
 
     def iterate(self) -> dict[str, float]:
-        cfg = self.config
+        cfg, members = self.config, self.members
         with self.timer("rollout"):
             batch = self.collect()
         with self.timer("update"):
-            advantages = gae(batch["reward"], batch["value"], batch["done"], batch["last_value"],
-                             cfg.gamma, cfg.gae_lambda)
+            steps = batch["reward"].shape[0]
+            columns = {k: batch[k].reshape(steps, -1) for k in ("reward", "value", "done")}
+            advantages = gae(columns["reward"], columns["value"], columns["done"],
+                             batch["last_value"].reshape(-1), cfg.gamma, cfg.gae_lambda)
+            advantages = advantages.view(batch["reward"].shape)
             returns = advantages + batch["value"]
-            flat = {k: v.flatten(0, 1) for k, v in batch.items() if k != "last_value"}
-            flat["advantage"], flat["return"] = advantages.flatten(), returns.flatten()
+
+            def per_member(x: Tensor) -> Tensor:  # (T, P, N, ...) -> (P, T N, ...)
+                return x.transpose(0, 1).reshape(members, -1, *x.shape[3:])
+
+            flat = {k: per_member(v) for k, v in batch.items() if k != "last_value"}
+            flat["advantage"], flat["return"] = per_member(advantages), per_member(returns)
             stats = self.update(flat)
         stats["rollout_reward"] = float(batch["reward"].mean())
         return stats
 
     def update(self, flat: dict[str, Tensor]) -> dict[str, float]:
-        """``num_fits`` epochs of ``num_batches`` mini-batches on the flattened rollout."""
+        """``num_fits`` epochs of ``num_batches`` mini-batches on every member's flattened
+        rollout (``(P, T N, ...)`` tensors)."""
         cfg = self.config
-        size = flat["advantage"].shape[0]
+        size = flat["advantage"].shape[1]
         for _ in range(cfg.num_fits):
-            order = torch.randperm(size, generator=self.generator, device=flat["obs"].device)
-            for idx in torch.tensor_split(order, cfg.num_batches):
-                if idx.numel() == 0:
+            order = torch.stack([torch.randperm(size, generator=g, device=flat["obs"].device)
+                                 for g in self.generators])
+            for idx in torch.tensor_split(order, cfg.num_batches, dim=1):
+                if idx.shape[1] == 0:
                     continue
-                batch = {k: v[idx] for k, v in flat.items()}
+                batch = {k: torch.gather(v, 1, idx.view(*idx.shape, *([1] * (v.ndim - 2)))
+                                         .expand(-1, -1, *v.shape[2:]))
+                         for k, v in flat.items()}
                 policy_loss, info = self.policy_loss(batch)
-                value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean()
+                value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean(-1)
                 self.policy_optimizer.zero_grad(set_to_none=True)
                 self.critic_optimizer.zero_grad(set_to_none=True)
-                (policy_loss + value_loss).backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                (policy_loss + value_loss).sum().backward()
+                clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.policy_optimizer.step()
                 self.critic_optimizer.step()
-        return {"policy_loss": float(policy_loss.detach()),
-                "value_loss": float(value_loss.detach()), **info}
+        return {"policy_loss": float(policy_loss.detach().mean()),
+                "value_loss": float(value_loss.detach().mean()), **info}
 
     def policy_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Clipped surrogate + entropy bonus (+ Eq 45) of a mini-batch of flattened rollout
-        data (``obs``, ``pre_tanh``, ``noise``, ``log_prob``, ``advantage``, ``safe_action``);
-        returns the loss and diagnostics (entropy, approximate KL, clip fraction)."""
+        """Clipped surrogate + entropy bonus (+ Eq 45) of every member's mini-batch
+        (``(P, B, ...)``: ``obs``, ``pre_tanh``, ``noise``, ``log_prob``, ``advantage``,
+        ``safe_action``); returns the losses ``(P,)`` and diagnostics (member means of entropy,
+        approximate KL, clip fraction)."""
         cfg = self.config
         advantage = batch["advantage"]
-        if cfg.normalise_advantages and advantage.numel() > 1:
-            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        if cfg.normalise_advantages and advantage.shape[1] > 1:
+            advantage = (advantage - advantage.mean(-1, keepdim=True)) \
+                / (member_std(advantage) + 1e-8)
         log_ratio = self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) \
             - batch["log_prob"]
         ratio = log_ratio.exp()
         surrogate = torch.max(
             -advantage * ratio,
-            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean(-1)
         entropy = self.policy.entropy()
         loss = surrogate - cfg.ent_coef * entropy
         if self.regularisation > 0.0:
@@ -237,7 +259,7 @@ class PPO(Algorithm):
                 self.policy, batch["obs"], batch["noise"], torch.tanh(batch["pre_tanh"]),
                 batch["safe_action"], self.regularisation)
         with torch.no_grad():
-            info = {"entropy": float(entropy.detach()),
+            info = {"entropy": float(entropy.detach().mean()),
                     "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
                     "clip_fraction": float(((ratio - 1.0).abs() > cfg.clip_coef)
                                            .to(ratio.dtype).mean())}

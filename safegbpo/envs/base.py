@@ -135,7 +135,8 @@ class SafeVectorEnv(VectorEnv):
         safe_set: ``None`` (the project's certified set), a set-file path or a
             :class:`~safegbpo.safesets.SafeSet` of this task (see :func:`resolve_safe_set`).
         device, dtype: of every tensor the env returns (float64 by default).
-        episode_length: steps per episode (default: the task's registry entry).
+        episode_length: steps per episode (default: the task's registry entry: 3000 pendulum,
+            240 quadrotor, SPEC §13).
         render_mode: ``None`` or ``'rgb_array'``; :meth:`render` works in both.
 
     Semantics:
@@ -278,11 +279,13 @@ class SafeVectorEnv(VectorEnv):
     # gymnasium API
     # ------------------------------------------------------------------------------------------
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Tensor, dict[str, Any]]:
         """Start new episodes in all envs; returns ``(obs (N, o), info)``.
 
-        ``seed`` re-seeds the env's generator (``None`` continues its stream).  States are drawn
+        ``seed`` re-seeds the env's generator (``None`` continues its stream; a list, one seed
+        per block of rows, is for the block-seeded envs of seed populations,
+        :func:`safegbpo.algorithms.population_env`; a plain env rejects it).  States are drawn
         uniformly from the safe state set ∩ ``S`` unless ``options["state"]`` ``(N, n)`` is given.
         ``info`` holds ``"state"`` ``(N, n)``.
         """
@@ -434,7 +437,7 @@ class SafeVectorEnv(VectorEnv):
     # ------------------------------------------------------------------------------------------
     # internals
     # ------------------------------------------------------------------------------------------
-    def _seed_generator(self, seed: int | None) -> None:
+    def _seed_generator(self, seed: int | list[int] | None) -> None:
         if seed is None:
             self._generator.seed()  # fresh non-deterministic seed, no global RNG involved
             return

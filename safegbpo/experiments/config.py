@@ -14,7 +14,13 @@ SPEC §8) and the algorithm registry (:func:`safegbpo.algorithms.get_algorithm`)
 * ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k);
 * ``eval_every`` — the task's evaluation grid (e.g. pendulum SHAC 2560 = 5 windows x 64 steps
   x 8 envs);
-* ``num_envs`` and ``eval_episodes`` — the task's number of environments (8 / 16);
+* ``num_envs`` — the task's number of environments (8 / 16);
+* ``episode_length`` — the task's (pendulum 3000, quadrotor 240 steps: the reference's,
+  SPEC §13), for training and evaluation;
+* the evaluation protocol of SPEC §13 (:class:`~safegbpo.algorithms.Evaluator`): the learning
+  curve is the return of one episode from the initial state drawn with ``eval_seed = 42`` from
+  the safe set in use; ``eval_episodes = 16`` episodes from a fixed seeded set of initial
+  states give a second, lower-variance curve reported alongside;
 * for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5).
 
 An *interaction* is one step of one environment (a vector step of ``N`` envs is ``N``
@@ -33,6 +39,7 @@ from typing import Any
 import torch
 
 from safegbpo.algorithms import get_algorithm
+from safegbpo.algorithms.evaluation import PAPER_SEED, SET_SIZE
 from safegbpo.safeguards import CENTRES, MAPPINGS, SAFEGUARDS
 from safegbpo.tasks import TaskSpec, get_task
 
@@ -155,10 +162,13 @@ class TrainConfig:
         interactions: budget in interactions; training stops at the first iteration boundary
             at or beyond it.
         eval_every: evaluation interval in interactions.
-        eval_episodes: episodes of the evaluation set.
+        eval_episodes: episodes of the second evaluation, from a fixed set of initial states
+            (default 16; the set is seeded from ``eval_seed``).
         num_envs: training environments ``N``.
-        eval_seed: seed of the evaluation set (shared by all runs: every seed and every
-            configuration is scored on the same episodes).
+        eval_seed: seed of the paper evaluation's one initial state (default 42, the
+            reference's; shared by all runs: every seed and every configuration is scored on
+            the same episodes).
+        episode_length: steps per episode, training and evaluation (default: the task's).
         safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--safe-set``)
             (it also defines the reset distribution, so it matters for unsafe training too).
         hyper: the algorithm's hyper-parameters (default: :func:`preset`).
@@ -177,7 +187,8 @@ class TrainConfig:
     eval_every: int | None = None
     eval_episodes: int | None = None
     num_envs: int | None = None
-    eval_seed: int = 0
+    eval_seed: int = PAPER_SEED
+    episode_length: int | None = None
     safe_set: str | None = None
     hyper: Any = field(default=None)
     device: str = "cpu"
@@ -203,8 +214,8 @@ class TrainConfig:
                 put("interactions", spec.budget)
             if self.num_envs is None:
                 put("num_envs", spec.num_envs)
-            if self.eval_episodes is None:
-                put("eval_episodes", spec.num_envs)
+            if self.episode_length is None:
+                put("episode_length", spec.episode_length)
             if self.algo in spec.presets:
                 if self.eval_every is None:
                     put("eval_every", spec.eval_every[self.algo])
@@ -212,6 +223,8 @@ class TrainConfig:
                     put("hyper", preset(self.task, self.algo))
                 elif isinstance(self.hyper, Mapping):
                     put("hyper", override_hyper(preset(self.task, self.algo), self.hyper))
+        if self.eval_episodes is None:
+            put("eval_episodes", SET_SIZE)
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
@@ -258,7 +271,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("interactions", "eval_every", "eval_episodes", "num_envs"):
+        for name in ("interactions", "eval_every", "eval_episodes", "num_envs",
+                     "episode_length"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

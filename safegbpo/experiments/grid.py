@@ -2,9 +2,9 @@
 
 A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/1``) declares
 
-* ``seeds`` and optional ``budgets`` (per task: ``interactions`` and per-algorithm
-  ``eval_every``); what a grid does not override is the task's registry entry (SPEC §8,
-  :class:`safegbpo.tasks.TaskSpec`);
+* ``seeds`` and optional ``budgets`` (per task: ``interactions``, per-algorithm ``eval_every``
+  and optionally ``episode_length``: SPEC §13); what a grid does not override is the task's
+  registry entry (SPEC §8, :class:`safegbpo.tasks.TaskSpec`);
 * ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
   may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters.  Tasks, algorithms
   and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
@@ -81,6 +81,7 @@ class RunSpec:
         interactions: training budget (environment interactions, one env step = one).
         eval_every: evaluation interval (interactions).
         eval_episodes: evaluation episodes (``None``: the runner's default).
+        episode_length: steps per episode (``None``: the task's, SPEC §13).
         hyper: overrides of the algorithm's hyper-parameter preset (empty: the paper's).
         kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
@@ -96,6 +97,7 @@ class RunSpec:
     interactions: int
     eval_every: int
     eval_episodes: int | None = None
+    episode_length: int | None = None
     hyper: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "train"
     safe_set: str | None = None
@@ -139,6 +141,8 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            # new with the SPEC §13 protocol: its presence also keeps ids of earlier results apart
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set_sha256": self.safe_set_sha256,
@@ -170,6 +174,7 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set": self.safe_set,
@@ -202,6 +207,8 @@ class RunSpec:
         out.update(self.variant_fields)
         if self.eval_episodes is not None:
             out["eval_episodes"] = self.eval_episodes
+        if self.episode_length is not None:
+            out["episode_length"] = self.episode_length
         if self.hyper:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
@@ -384,6 +391,11 @@ def _budget(
     return int(interactions), int(eval_every)
 
 
+def _episode_length(grid: Grid, block: Mapping[str, Any], task: str) -> int | None:
+    override = (block.get("budgets") or {}).get(task, {})
+    return override.get("episode_length", grid.budgets.get(task, {}).get("episode_length"))
+
+
 def expand(
     grid: Grid,
     *,
@@ -433,6 +445,7 @@ def expand(
                                 interactions=interactions,
                                 eval_every=eval_every,
                                 eval_episodes=block.get("eval_episodes", grid.eval_episodes),
+                                episode_length=_episode_length(grid, block, task),
                                 hyper=dict(hyper_by_algo.get(algo, {})),
                                 safe_set=safe_sets.get(task),
                                 safe_set_sha256=digests.get(task),
@@ -457,6 +470,7 @@ def expand(
                         # evaluation is not part of the timed training: one evaluation at the end
                         eval_every=interactions,
                         eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
+                        episode_length=_episode_length(grid, {}, task),
                         hyper=dict((wc.get("hyper") or {}).get(algo, {})),
                         kind="wallclock",
                         safe_set=safe_sets.get(task),

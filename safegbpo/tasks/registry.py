@@ -102,9 +102,8 @@ PENDULUM = TaskSpec(
     model=PendulumModel(),
     env="safegbpo.envs.pendulum:PendulumEnv",
     num_envs=8,
-    # SPEC §6 (first version) gave no pendulum episode length: 200 steps (10 s) as in
-    # Gymnasium's Pendulum.
-    episode_length=200,
+    # SPEC §13: 3000 steps (150 s), the reference's BalancePendulumConfig.num_steps.
+    episode_length=3000,
     budget=100_000,
     eval_every={"shac": 2560, "ppo": 13600, "sac": 2504},  # SHAC: 5 windows x 64 x 8
     presets={

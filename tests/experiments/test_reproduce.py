@@ -224,7 +224,8 @@ def test_killed_reproduction_resumes_to_identical_tables_real_runner(tmp_path):
         tmp_path / "grid.json",
         experiments=[{"name": "mini", "tables": ["table2", "table3"], "tasks": ["pendulum"],
                       "algos": ["shac"], "variants": ["No Safeguard", "BP"]}],
-        budgets={"pendulum": {"interactions": 1536, "eval_every": {"shac": 512}}},
+        budgets={"pendulum": {"interactions": 1536, "eval_every": {"shac": 512},
+                              "episode_length": 200}},
         seeds=(0,), eval_episodes=2,
     )
     trainer = "safegbpo.experiments.runner:train"
