@@ -23,6 +23,7 @@ from safegbpo.algorithms.buffers import ReplayBuffer
 from safegbpo.algorithms.evaluation import EvaluationResult, Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
 from safegbpo.algorithms.population import (
+    member_rows,
     merge_population_states,
     population_env,
     split_population_state,
@@ -54,6 +55,7 @@ __all__ = [
     "derive_seed",
     "get_algorithm",
     "make_generator",
+    "member_rows",
     "merge_population_states",
     "population_env",
     "register_algorithm",

@@ -20,7 +20,11 @@ This module provides
 
 * :func:`population_env` — a task's vector env whose rows form consecutive *blocks*, each with
   its own ``torch.Generator`` for reset states and noise (a block is what a one-block env with
-  that seed would be, draw for draw); ``reset(seed=[s_1, ..., s_B])`` seeds the blocks;
+  that seed would be, draw for draw); ``reset(seed=[s_1, ..., s_B])`` seeds the blocks.  The
+  blocks of a population's envs are laid out member by member, every member owning the same
+  number of consecutive blocks (the training env one block per member, the evaluation env two:
+  :class:`~safegbpo.algorithms.evaluation.Evaluator`), so :func:`member_rows` tells which rows
+  are whose (the safety monitor of the reproduction attributes realised states with it);
 * :func:`split_population_state` / :func:`merge_population_states` — an algorithm's population
   checkpoint into per-member checkpoints (the format of a population of one) and back;
 * :func:`clip_grad_norm_` — gradient clipping with one norm per member.
@@ -42,6 +46,7 @@ else:
 
 __all__ = [
     "BlockSeededEnv",
+    "member_rows",
     "population_env",
     "split_population_state",
     "merge_population_states",
@@ -226,6 +231,30 @@ def population_env(
     blocks = cast(BlockSeededEnv, env)
     blocks._init_blocks(block_sizes)
     return blocks
+
+
+def member_rows(env: Any, member: int, members: int) -> slice:
+    """The rows of ``env`` that belong to member ``member`` of a population of ``members``
+    (module docstring: each member owns ``len(env.block_sizes) / members`` consecutive blocks).
+    A population of one owns every row of any env.
+
+    Raises:
+        ValueError: ``member`` out of range, or ``env`` is not a block-seeded env whose blocks
+            split evenly into ``members`` (its rows cannot be attributed).
+    """
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1 \
+            or not 0 <= member < members:
+        raise ValueError(f"member {member!r} of a population of {members!r}")
+    if members == 1:
+        return slice(0, int(env.num_envs))
+    sizes = getattr(env, "block_sizes", None)
+    if sizes is None or len(sizes) % members:
+        raise ValueError(f"cannot attribute the {env.num_envs} rows of {type(env).__name__} "
+                         f"(blocks {None if sizes is None else list(sizes)}) to {members} "
+                         "members: a population env has the same number of consecutive blocks "
+                         "per member")
+    per = len(sizes) // members
+    return slice(env.block_offsets[member * per], env.block_offsets[(member + 1) * per])
 
 
 # -- checkpoints ---------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ variant fields, seed, budget, evaluation grid, hyper-parameter overrides, the sa
 content), so identical runs requested by two experiments (e.g. SHAC + BP in Tables 3 and 4) run
 once and feed both, and changing anything (e.g. ``--safe-sets``) gives new ids instead of
 mixing results.
+
+:func:`group_populations` groups training runs that differ only in their seed into *population
+tasks* (:func:`safegbpo.experiments.runner.train_population`: the seeds of one configuration
+trained together in one process); the executors schedule those tasks.  A seed's result does not
+depend on the population it is trained in, so grouping changes wall clocks, never records.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ __all__ = [
     "expand",
     "file_sha256",
     "grid_path",
+    "group_populations",
     "load_grid",
     "runs_by_cell",
 ]
@@ -161,6 +167,13 @@ class RunSpec:
     @property
     def cell(self) -> tuple[str, str, str]:
         return (self.task, self.algo, self.variant)
+
+    @property
+    def population_key(self) -> str:
+        """What the runs of one population share: the identity without the seed, and the
+        safe-set file (``train_population`` needs configurations equal except for ``seed``)."""
+        shared = {k: v for k, v in self.identity().items() if k != "seed"}
+        return _canonical({**shared, "variant_label": self.variant, "safe_set": self.safe_set})
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -499,6 +512,35 @@ def _check_cells(specs: Sequence[RunSpec]) -> None:
                     f"table {table} cell {'/'.join(spec.cell)} would mix runs with different "
                     f"settings ({previous[0]} vs {spec.run_id})"
                 )
+
+
+def group_populations(specs: Iterable[RunSpec], size: int | None = None) -> list[list[RunSpec]]:
+    """The population tasks of ``specs``: training runs (``kind='train'``) that differ only in
+    their seed (:attr:`RunSpec.population_key`) form one population, seeds ascending, split into
+    consecutive chunks of at most ``size`` seeds (``None``: all seeds of a configuration in one
+    population).  Every other run (the Table 6 timing runs) is a population of one: its wall
+    clock is the measurement.  Populations are listed in the order of their first run in
+    ``specs``.
+
+    Raises:
+        ValueError: ``size`` is not a positive integer, or two specs share a run id.
+    """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"population size must be a positive integer, got {size!r}")
+    groups: dict[str, list[RunSpec]] = {}
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.run_id in seen:
+            raise ValueError(f"run {spec.run_id} is listed twice")
+        seen.add(spec.run_id)
+        key = spec.population_key if spec.kind == "train" else spec.run_id
+        groups.setdefault(key, []).append(spec)
+    out: list[list[RunSpec]] = []
+    for members in groups.values():
+        members.sort(key=lambda s: s.seed)
+        step = size or len(members)
+        out.extend(members[i:i + step] for i in range(0, len(members), step))
+    return out
 
 
 def runs_by_cell(specs: Iterable[RunSpec], table: str) -> dict[tuple[str, str, str], list[RunSpec]]:

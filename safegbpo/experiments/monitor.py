@@ -12,9 +12,17 @@ the safeguard and of the runner; training and evaluation environments are both m
 Counters are flushed to ``runs/<id>/safety_monitor.json`` at every episode end and accumulate
 over resumed attempts (steps replayed after a resume are checked again).
 
+Populations: when the seeds of one configuration train together
+(:func:`safegbpo.experiments.runner.train_population`), one monitor per seed observes the same
+steps and counts only the rows of its seed (``member`` of ``members``): the population's envs
+are laid out member by member (:func:`safegbpo.algorithms.member_rows`: one block of rows per
+seed in the training env, two in the evaluation env), so every seed's report -- and its run
+record's ``safety`` entry -- counts exactly the states that seed realised, as if it had trained
+alone.
+
 :func:`safety_monitor` is the executors' ``monitor`` hook (:data:`MONITOR`): a context manager
-``(spec, run_dir) -> SafetyMonitor`` whose :meth:`SafetyMonitor.report` becomes the run
-record's ``safety`` entry.
+``(spec, run_dir, *, member=0, members=1) -> SafetyMonitor`` whose
+:meth:`SafetyMonitor.report` becomes the run record's ``safety`` entry.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from safegbpo.algorithms import member_rows
 from safegbpo.envs import observe_steps
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.io import atomic_write_text
@@ -46,12 +55,18 @@ class SafetyMonitor:
     """Counts realised states outside the safe state zonotope (module docstring).
 
     Use :func:`safety_monitor` (a context manager that registers :meth:`observe` as a step
-    observer for the duration of a run).
+    observer for the duration of a run).  ``member`` / ``members``: the seed's index in the
+    population that trains it and the population's size (module docstring); the monitor checks
+    that seed's rows of every env.
     """
 
     def __init__(self, spec: RunSpec, run_dir: Path | None = None,
-                 tol: float = SAFETY_TOLERANCE) -> None:
+                 tol: float = SAFETY_TOLERANCE, *, member: int = 0, members: int = 1) -> None:
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1 \
+                or not isinstance(member, int) or not 0 <= member < members:
+            raise ValueError(f"member {member!r} of a population of {members!r}")
         self.spec = spec
+        self.member, self.members = member, members
         self.path = None if run_dir is None else Path(run_dir) / _MONITOR_FILE
         self.tol = float(tol)
         self.env_steps = 0
@@ -96,10 +111,12 @@ class SafetyMonitor:
         return out
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:
-        """Check the realised states of one ``env.step`` (its ``info``)."""
+        """Check this seed's realised states of one ``env.step`` (its ``info``)."""
         realised = info.get("final_state", info.get("state"))
         if realised is None:
             raise ValueError("env.step info has neither 'final_state' nor 'state'")
+        if self.members > 1:
+            realised = realised[member_rows(env, self.member, self.members)]
         states = realised.detach().cpu().numpy().astype(np.float64)
         states = states.reshape(states.shape[0], -1)
         gauges = self.gauges(env, states)
@@ -137,10 +154,12 @@ class SafetyMonitor:
 
 
 @contextmanager
-def safety_monitor(spec: RunSpec, run_dir: Path | None = None) -> Iterator[SafetyMonitor]:
+def safety_monitor(spec: RunSpec, run_dir: Path | None = None, *, member: int = 0,
+                   members: int = 1) -> Iterator[SafetyMonitor]:
     """Monitor every ``SafeVectorEnv.step`` of this context while the block runs (a step
-    observer, :func:`safegbpo.envs.observe_steps`); the counters are flushed at the end."""
-    monitor = SafetyMonitor(spec, run_dir)
+    observer, :func:`safegbpo.envs.observe_steps`) -- the rows of seed ``member`` of a
+    population of ``members`` -- and flush the counters at the end."""
+    monitor = SafetyMonitor(spec, run_dir, member=member, members=members)
     try:
         with observe_steps(monitor.observe):
             yield monitor

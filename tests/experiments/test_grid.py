@@ -11,6 +11,7 @@ import pytest
 from safegbpo.experiments.grid import (
     RunSpec,
     expand,
+    group_populations,
     load_grid,
     runs_by_cell,
 )
@@ -182,3 +183,45 @@ def test_run_spec_validation():
                           ({"kind": "bench"}, "kind")]:
         with pytest.raises(ValueError, match=match):
             RunSpec(**{**base, **change})
+
+
+def test_populations_are_the_seeds_of_one_configuration(paper_specs):
+    """Training runs that differ only in their seed form one population (seeds ascending);
+    Table 6 timing runs stay single-seed; a size caps the populations."""
+    training = [s for s in paper_specs if s.kind == "train"]
+    timing = [s for s in paper_specs if s.kind == "wallclock"]
+    groups = group_populations(paper_specs)
+    assert sum(map(len, groups)) == len(paper_specs)
+    populations = [g for g in groups if g[0].kind == "train"]
+    assert len(populations) == len(training) // 10
+    for group in populations:
+        assert [s.seed for s in group] == list(range(10))
+        assert len({s.population_key for s in group}) == 1 and len({s.cell for s in group}) == 1
+        configs = [s.train_config() for s in group[:2]]
+        assert set(configs[0].differences(configs[1])) == {"seed"}  # train_population's rule
+    assert [g for g in groups if g[0].kind == "wallclock"] == [[s] for s in timing]
+    capped = group_populations(training, 4)
+    assert sorted(len(g) for g in capped) == sorted([4, 4, 2] * len(populations))
+    assert [s.seed for s in capped[1]] == [4, 5, 6, 7]
+    assert all(len(g) == 1 for g in group_populations(training, 1))
+    # order of first appearance, whatever the order of the seeds
+    shuffled = list(reversed(training[:20]))
+    assert [g[0].cell for g in group_populations(shuffled)] == \
+        list(dict.fromkeys(s.cell for s in shuffled))
+
+
+def test_populations_keep_runs_with_different_settings_apart(tmp_path):
+    base = dict(task="pendulum", algo="shac", variant="BP", variant_fields={"safeguard": "bp"},
+                interactions=100, eval_every=10)
+    a = [RunSpec(**base, seed=s) for s in (2, 0)]
+    other_budget = RunSpec(**{**base, "interactions": 200}, seed=1)
+    other_set = RunSpec(**base, seed=1, safe_set=str(tmp_path / "set.json"),
+                        safe_set_sha256="0" * 64)
+    tagged = RunSpec(**base, seed=1, experiments=("other",), tables=("table4",))
+    groups = group_populations([*a, other_budget, other_set, tagged])
+    assert [[s.seed for s in g] for g in groups] == [[0, 1, 2], [1], [1]]
+    assert groups[0][1] is tagged  # experiment tags do not change what is trained
+    with pytest.raises(ValueError, match="positive integer"):
+        group_populations(a, 0)
+    with pytest.raises(ValueError, match="listed twice"):
+        group_populations([a[0], a[0]])
