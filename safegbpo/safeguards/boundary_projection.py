@@ -1,8 +1,14 @@
 """Boundary projection (SPEC §4, paper Section 5.2, Eq 11).
 
-``g_BP(a, s) = argmin_x ||a - x||^2  s.t.  x in A ∩ A_s(s)`` — one QP per action, batched
-through a cvxpylayers layer built once per safeguard (:class:`~safegbpo.safeguards.problems.
-ProjectionProblem`); the Jacobian comes from implicit differentiation of the KKT conditions.
+``g_BP(a, s) = argmin_x ||a - x||^2  s.t.  x in A ∩ A_s(s)`` — one QP per action.
+
+* backend ``'exact'`` (default): the exact polytope of each state
+  (:mod:`~safegbpo.safeguards.polytope`) and the batched cutting-plane projection of
+  :func:`~safegbpo.safeguards.exact.project`; the output is the closed form on its active rows
+  ``x = a - H_I^T (H_I H_I^T)^{-1} (H_I a - h_I)``, so autograd gives the KKT derivative;
+* backend ``'cvxpylayers'``: a cvxpylayers layer built once per safeguard
+  (:class:`~safegbpo.safeguards.problems.ProjectionProblem`, Eq 6); the Jacobian comes from
+  implicit differentiation of the KKT conditions.
 Safe actions in the interior are returned unchanged (``J = I``); unsafe actions land on the
 boundary with a rank-deficient Jacobian (Lemma 1, gradient loss of Eq 15–16), which the
 regularisation of Eq 45 (:func:`~safegbpo.safeguards.regularisation.regularisation_loss`)
@@ -22,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safegbpo.safeguards import exact
 from safegbpo.safeguards.action_set import ActionSetData
 from safegbpo.safeguards.certify import Certificate
 from safegbpo.safeguards.problems import (
@@ -37,20 +44,23 @@ __all__ = ["BoundaryProjection", "boundary_projection"]
 class BoundaryProjection(Safeguard):
     """Boundary projection safeguard (Eq 11) for an environment; see the module docstring.
 
-    Options (keyword-only): ``passthrough``, ``margin``, ``tol``, ``solver_args``,
-    ``certification`` — see
-    :class:`~safegbpo.safeguards.protocol.Safeguard`.
+    Options (keyword-only): ``backend``, ``passthrough``, ``margin``, ``tol``,
+    ``solver_args``, ``certification`` — see :class:`~safegbpo.safeguards.protocol.Safeguard`.
     """
 
     name = "bp"
 
     def __init__(self, env: Any, **options: Any) -> None:
         super().__init__(env, **options)
-        self.problem = ProjectionProblem(self.structure, self.solver_args)
+        self.problem = (ProjectionProblem(self.structure, self.solver_args)
+                        if self.exact is None else None)
 
     def _map(self, action: Tensor,
-             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate]:
-        return self.problem(action, data)
+             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
+        if self.exact is None:
+            return self.problem(action, data)
+        x, solved, _ = exact.project(action, self.exact.polytope(data))
+        return x, solved, None
 
 
 def _as_batch(x: Tensor, name: str, ndim: int) -> Tensor:

@@ -18,6 +18,13 @@ and the rows to leave unchanged.
 
 Gradients flow through both programs (cvxpylayers), w.r.t. the action and, through the
 linearisation, the state; nothing is detached.
+
+Exact backend (SPEC §11): :class:`ExactZonotopicCentre` and :class:`ExactOrthogonalCentre`
+compute the same geometry on the exact polytope of each state
+(:mod:`~safegbpo.safeguards.polytope`): the centre program with the exact containment
+``H c + |H G_dir| l <= h`` (:func:`~safegbpo.safeguards.exact.zonotopic_centre`, implicit
+gradients w.r.t. the state), ``lam_S`` on ``Z`` by the ratio test over the facets of ``Z``, and
+for the orthogonal centre the exact projection and the ratio test of Eq 47 on the polytope.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safegbpo.safeguards import exact
 from safegbpo.safeguards.action_set import ActionSetData, ActionSetStructure
 from safegbpo.safeguards.certify import Certificate, ZonotopeCertificate
 from safegbpo.safeguards.geometry import box_distance, safe_norm, unit_direction
@@ -39,7 +47,7 @@ from safegbpo.safeguards.problems import (
 )
 
 __all__ = ["CENTRES", "RayGeometry", "ZonotopicCentre", "OrthogonalCentre",
-           "draw_directions"]
+           "ExactZonotopicCentre", "ExactOrthogonalCentre", "draw_directions"]
 
 #: Names of the centre strategies.
 CENTRES = ("zonotopic", "orthogonal")
@@ -54,9 +62,11 @@ class RayGeometry:
     ``unchanged (N,)`` (rows returned as they are) and ``solved (N,)`` (all programs
     succeeded).  Unsolved rows hold finite placeholders.
 
-    For the certification, the output of every row lies on the segment from ``start`` to
-    ``end`` ``(N, d)`` (centre and safe boundary point), whose candidate Eq 5/6 certificates are
-    ``start_certificate`` and ``end_certificate``.
+    For the certification (cvxpylayers backend), the output of every row lies on the segment
+    from ``start`` to ``end`` ``(N, d)`` (centre and safe boundary point), whose candidate Eq 5/6
+    certificates are ``start_certificate`` and ``end_certificate`` (``None`` for the exact
+    backend, which certifies every output against all rows).  ``fixed`` ``(N, d)`` is the
+    output of the ``unchanged`` rows (``None``: the action itself).
     """
 
     centre: Tensor
@@ -66,8 +76,9 @@ class RayGeometry:
     solved: Tensor
     start: Tensor
     end: Tensor
-    start_certificate: Certificate
-    end_certificate: Certificate
+    start_certificate: Certificate | None = None
+    end_certificate: Certificate | None = None
+    fixed: Tensor | None = None
 
 
 def draw_directions(dim: int, num: int, seed: int | None) -> Tensor:
@@ -191,3 +202,93 @@ class OrthogonalCentre:
         return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=unchanged,
                            solved=solved, start=projected, end=end,
                            start_certificate=certificate, end_certificate=end_certificate)
+
+
+class ExactZonotopicCentre:
+    """Zonotopic centre (Eq 52–53) on the exact safe action set (module docstring).
+
+    Args:
+        action_set: the safeguard's :class:`~safegbpo.safeguards.polytope.ExactActionSet`.
+        num_directions, seed, centre_gradient: as for :class:`ZonotopicCentre` (the directions
+            are drawn identically, so both backends use the same ``G_dir``).
+    """
+
+    def __init__(self, action_set: Any, num_directions: int | None = None,
+                 seed: int | None = 0, centre_gradient: bool = True) -> None:
+        structure = action_set.structure
+        d = structure.action_dim
+        K = 2 * d if num_directions is None else num_directions
+        if not isinstance(centre_gradient, bool):
+            raise ValueError(f"centre_gradient must be a bool, got {centre_gradient!r}")
+        self.action_set = action_set
+        self.structure = structure
+        self.centre_gradient = centre_gradient
+        self.directions = draw_directions(d, K, seed)
+
+    def zonotope(self, data: ActionSetData,
+                 like: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        """``Z``: ``(centre (N, d), generators (N, d, K), ok (N,), None)``; without
+        :attr:`centre_gradient` it carries no autograd graph."""
+        s = self.structure
+        poly = self.action_set.polytope(data)
+        radius = 0.5 * (s.box_high - s.box_low)
+        if self.centre_gradient:
+            centre, lengths, ok = exact.zonotopic_centre(poly, self.directions, s.box_center,
+                                                         radius, like)
+        else:
+            with torch.no_grad():
+                centre, lengths, ok = exact.zonotopic_centre(poly, self.directions,
+                                                             s.box_center, radius, like)
+        directions = self.directions.to(dtype=like.dtype, device=like.device)
+        return centre, directions * lengths.unsqueeze(-2), ok, None
+
+    def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
+        s = self.structure
+        centre, generators, ok, _ = self.zonotope(data, action)
+        direction, _ = unit_direction(action - centre)
+        lam_A = box_distance(centre, direction, s.tensor("box_low", action),
+                             s.tensor("box_high", action))
+        lam_S = torch.minimum(exact.zonotope_ray_distance(centre, generators, direction), lam_A)
+        end = centre + lam_S.unsqueeze(-1) * direction
+        return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A,
+                           unchanged=torch.zeros_like(ok), solved=ok, start=centre, end=end)
+
+
+class ExactOrthogonalCentre:
+    """Orthogonal centre (Eq 54) on the exact safe action set (module docstring).  Actions the
+    exact projection moves by at most :data:`SAFE_DISTANCE` are returned *projected* (i.e.
+    unchanged when safe: the projection of a safe action is the action itself)."""
+
+    def __init__(self, action_set: Any) -> None:
+        self.action_set = action_set
+        self.structure = action_set.structure
+
+    def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
+        s = self.structure
+        poly = self.action_set.polytope(data)
+        projected, ok, _ = exact.project(action, poly)
+        offset = projected - action
+        distance = safe_norm(offset)
+        unsafe = ok & (distance > SAFE_DISTANCE)
+        centre = action.detach().clone()
+        lam_S = torch.zeros_like(distance)
+        lam_A = torch.ones_like(distance)
+        solved = ok.clone()
+        end = projected
+        rows = torch.nonzero(unsafe).flatten()
+        if rows.numel():
+            low, high = s.tensor("box_low", action), s.tensor("box_high", action)
+            normal, _ = unit_direction(offset[rows])
+            boundary = projected[rows]
+            t, ray_ok = exact.ray_distance(boundary, normal,
+                                           poly.subset(rows.cpu().numpy()))
+            half = 0.5 * t
+            centre_rows = boundary + half.unsqueeze(-1) * normal
+            lam_A_rows = box_distance(centre_rows, -normal, low, high)
+            centre = centre.index_put((rows,), centre_rows)
+            lam_S = lam_S.index_put((rows,), half)
+            lam_A = lam_A.index_put((rows,), lam_A_rows)
+            solved = solved.index_put((rows,), ray_ok & ok[rows])
+            end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
+        return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=ok & ~unsafe,
+                           solved=solved, start=projected, end=end, fixed=projected)
