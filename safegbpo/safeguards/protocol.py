@@ -177,6 +177,7 @@ class Safeguard(abc.ABC):
         self.certification = certification
         self.solver_args = dict(solver_args or {})
         self._warned = False
+        self._failure: str | None = None
         self.reset_counters()
 
     # -- counters ----------------------------------------------------------------------------
@@ -224,7 +225,14 @@ class Safeguard(abc.ABC):
                                  dtype=state.dtype, device=state.device)
         data = self.action_set_data(state)
         mapped_input = action.detach() if self.passthrough else action
-        candidate, solved, certificate = self._map(mapped_input, data)
+        try:
+            candidate, solved, certificate = self._map(mapped_input, data)
+        except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
+            # a solver failure never escapes as an unsafe action: every row falls back
+            self._failure = f"{type(err).__name__}: {err}"
+            candidate = action.detach().clone()
+            solved = torch.zeros(action.shape[0], dtype=torch.bool, device=action.device)
+            certificate = None
         certified = self.certify(candidate, data, rows=solved, certificate=certificate)
         fallback = ~certified
         if bool(fallback.any()):
@@ -261,10 +269,11 @@ class Safeguard(abc.ABC):
             note = ("" if not uncertified and exact else
                     f" WARNING: the backup action itself is not certified for rows {uncertified}"
                     " (state outside the safe state set?).")
+            failure = "" if self._failure is None else f" ({self._failure})"
             warnings.warn(
-                f"{type(self).__name__}: solver failure or uncertified output for env rows "
-                f"{rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning the "
-                f"safe set's backup action (counted in .fallbacks; further fallbacks of this "
+                f"{type(self).__name__}: solver failure{failure} or uncertified output for env "
+                f"rows {rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning "
+                f"the safe set's backup action (counted in .fallbacks; further fallbacks of this "
                 f"instance are counted silently).{note}",
                 RuntimeWarning,
                 stacklevel=3,
