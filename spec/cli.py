@@ -1,7 +1,7 @@
 """``safegbpo audit`` and ``safegbpo report`` (registered by :mod:`safegbpo.cli`).
 
 ``safegbpo audit --task T --safeguard NAME|module:Class [--mapping M] [--centre C]
-[--passthrough] [--option key=value ...] [--samples N] [--seed S] [--json OUT]
+[--passthrough] [--backend B] [--option key=value ...] [--samples N] [--seed S] [--json OUT]
 [--require P3 ...]`` prints a table of the P1–P5 verdicts of one safeguard on one task and
 exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on bad input).
 
@@ -50,6 +50,8 @@ def _audit(args: argparse.Namespace) -> int:
         options["centre"] = args.centre
     if args.passthrough:
         options["passthrough"] = True
+    if args.backend is not None:
+        options["backend"] = args.backend
     console = make_console()
     with console.status(f"auditing {args.safeguard} on {args.task}") as status:
         result = audit(args.task, args.safeguard, options=options, samples=args.samples,
@@ -102,6 +104,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mapping", choices=("linear", "hyperbolic"), help="ray-mask mapping")
     p.add_argument("--centre", choices=("zonotopic", "orthogonal"), help="ray-mask centre")
     p.add_argument("--passthrough", action="store_true", help="straight-through gradient")
+    p.add_argument("--backend", choices=("exact", "cvxpylayers"), default=None,
+                   help="built-in safeguards' backend (default: exact)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="further safeguard option (JSON value), repeatable")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,

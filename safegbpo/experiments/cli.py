@@ -45,6 +45,8 @@ def register(subparsers: Any) -> None:
                         help="straight-through (identity) gradient of the safeguard")
     parser.add_argument("--regularisation", type=float, default=0.0,
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
+    parser.add_argument("--backend", default="exact", choices=("exact", "cvxpylayers"),
+                        help="safeguard backend: exact (SPEC §11) | cvxpylayers (paper's Eq 6)")
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
                         help="budget in env interactions (default: 100000 pendulum, "
@@ -74,7 +76,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         task=args.task, algo=args.algo, safeguard=args.safeguard, mapping=args.mapping,
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
-        seed=args.seed, interactions=args.interactions, eval_every=args.eval_every,
+        backend=args.backend, seed=args.seed, interactions=args.interactions,
+        eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
         safe_set=args.set_file, hyper=hyper, device=args.device)
     return config.validate()

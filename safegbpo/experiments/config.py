@@ -50,6 +50,7 @@ __all__ = [
     "BUILTIN_SAFEGUARDS",
     "MAPPINGS",
     "CENTRES",
+    "BACKENDS",
     "HyperConfig",
     "preset",
     "override_hyper",
@@ -104,6 +105,7 @@ BUDGETS: dict[str, int] = {"pendulum": 100_000, "quadrotor": 200_000}
 BUILTIN_SAFEGUARDS: tuple[str, ...] = ("bp", "rm")
 MAPPINGS: tuple[str, ...] = ("linear", "hyperbolic")
 CENTRES: tuple[str, ...] = ("zonotopic", "orthogonal")
+BACKENDS: tuple[str, ...] = ("exact", "cvxpylayers")
 
 
 def preset(task: str, algo: str) -> HyperConfig:
@@ -192,6 +194,8 @@ class TrainConfig:
         centre: ray mask only, ``'zonotopic'`` (Eq 52–53) or ``'orthogonal'`` (Eq 54).
         passthrough: straight-through gradient of the safeguard (SPEC §5).
         regularisation: Eq 45 coefficient ``lambda_reg`` (0: off; the paper uses 0.1).
+        backend: safeguard backend, ``'exact'`` (default, SPEC §11) or ``'cvxpylayers'``
+            (the paper's Eq 6 programs); passed to the built-in safeguards.
         seed: run seed; network initialisation, sampling, training env and the ray mask's
             directions use independent streams derived from it.
         interactions: budget in interactions; training stops at the first iteration boundary
@@ -214,6 +218,7 @@ class TrainConfig:
     centre: str | None = None
     passthrough: bool = False
     regularisation: float = 0.0
+    backend: str = "exact"
     seed: int = 0
     interactions: int | None = None
     eval_every: int | None = None
@@ -284,6 +289,8 @@ class TrainConfig:
                                  f"{list(CENTRES)}")
         if not isinstance(self.passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {self.passthrough!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; expected one of {list(BACKENDS)}")
         if self.passthrough and sg is None:
             raise ValueError("passthrough gradient requires a safeguard (--safeguard bp|rm)")
         reg = self.regularisation
@@ -337,6 +344,8 @@ class TrainConfig:
             options["passthrough"] = True
         if self.safeguard == "rm":
             options.update(mapping=self.mapping, centre=self.centre, seed=seed)
+        if self.safeguard in BUILTIN_SAFEGUARDS:
+            options["backend"] = self.backend
         return options
 
     # -- serialisation -----------------------------------------------------------------------

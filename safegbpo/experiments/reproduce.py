@@ -17,11 +17,11 @@
 Safety monitor (independent of the safeguard and of the runner): while a run trains, every
 ``SafeVectorEnv.step`` of the worker process is wrapped; after each step the *realised* next
 state of every environment (``info['final_state']`` on truncation, else ``info['state']``) is
-tested for membership in the env's safe state zonotope ``S_s = <c, G>`` (Eq 5): a state is
-inside when a factor ``b`` with ``G b = s - c`` and ``||b||_inf <= 1 + 1e-7`` exists -- first the
-minimum-norm factor ``pinv(G)(s - c)`` is tried as a certificate, otherwise the exact LP gauge
-(batched, :func:`safegbpo.sets.containment.min_inf_norm_factors`) decides.  Training and
-evaluation environments are both monitored.  Counters are flushed to
+tested for membership in the env's safe state zonotope ``S_s = <c, G>`` and the feasible box
+``S``, exactly and without LPs, from the safe set's own H-representation
+(:attr:`safegbpo.safesets.SafeSet.hrep`, ``F s <= h``, SPEC §11): a state is inside when its
+gauge ``max_k f_k^T (s - c) / (h_k - f_k^T c)`` (and that of the box ``S``) is
+``<= 1 + 1e-7``.  Training and evaluation environments are both monitored.  Counters are flushed to
 ``runs/<id>/safety_monitor.json`` at every episode end and accumulate over resumed attempts
 (steps replayed after a resume are checked again).
 """
@@ -93,7 +93,7 @@ class SafetyMonitor:
         self.max_gauge = 0.0
         self.examples: list[dict[str, Any]] = []
         self.attempts = 1
-        self._sets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._sets: dict[int, tuple[Any, ...]] = {}
         if self.path is not None and self.path.is_file():
             previous = json.loads(self.path.read_text())
             self.env_steps = int(previous.get("env_steps", 0))
@@ -104,30 +104,22 @@ class SafetyMonitor:
             self.examples = list(previous.get("examples", []))
             self.attempts = int(previous.get("attempts", 1)) + 1
 
-    def _set_of(self, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _set_of(self, env: Any) -> tuple[Any, ...]:
         key = id(env)
         if key not in self._sets:
-            zonotope = env.safe_set.state
-            c = zonotope.center.detach().cpu().numpy()[0].astype(np.float64)
-            G = zonotope.generators.detach().cpu().numpy()[0].astype(np.float64)
-            self._sets[key] = (c, G, np.linalg.pinv(G))
+            safe_set = env.safe_set
+            c = safe_set.state.center.detach().cpu().numpy()[0].astype(np.float64)
+            low, high = (t.detach().cpu().numpy().astype(np.float64)
+                         for t in env.model.state_bounds())
+            self._sets[key] = (c, safe_set.hrep, 0.5 * (low + high), 0.5 * (high - low))
         return self._sets[key]
 
     def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
-        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``: the
-        pseudo-inverse factor's inf-norm when it certifies membership, else the LP's."""
-        from safegbpo.sets.containment import min_inf_norm_factors
-
-        c, G, pinv = self._set_of(env)
-        v = states - c
-        factors = v @ pinv.T
-        exact = np.abs(factors @ G.T - v).max(axis=1) <= 1e-9 * (1.0 + np.abs(v).max(axis=1))
-        out = np.abs(factors).max(axis=1)
-        undecided = np.flatnonzero(~exact | (out > 1.0 + self.tol))
-        if undecided.size:
-            self.lp_checks += int(undecided.size)
-            out[undecided] = np.abs(min_inf_norm_factors(G, v[undecided])).max(axis=1)
-        return out
+        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. ``S_s`` and the box ``S``
+        (the larger of the two; ``<= 1`` iff inside both), exact from the H-representation."""
+        c, hrep, mid, half = self._set_of(env)
+        box = (np.abs(states - mid) / half).max(axis=1)
+        return np.maximum(hrep.gauge(states, c), box)
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:
         """Check the realised states of one ``env.step`` (its ``info``)."""
@@ -153,7 +145,7 @@ class SafetyMonitor:
     def report(self) -> dict[str, Any]:
         return {
             "monitored": True,
-            "rule": f"realised state in S_s: gauge <= 1 + {self.tol:g} (pinv certificate or LP)",
+            "rule": f"realised state in S_s and S: gauge <= 1 + {self.tol:g} (exact, H-rep)",
             "safeguarded": self.spec.variant_fields.get("safeguard") is not None,
             "env_steps": self.env_steps,
             "states": self.states,
