@@ -224,6 +224,21 @@ class ExactZonotopicCentre:
         self.structure = structure
         self.centre_gradient = centre_gradient
         self.directions = draw_directions(d, K, seed)
+        self._fixed: dict | None = None
+        self._previous: dict | None = None
+
+    def _guesses(self) -> list[dict]:
+        """Warm starts of the centre program: the previous call's active sets (states move
+        little between steps) and the optimum over the state-independent rows alone (the
+        answer wherever no induced row touches ``Z``); both are verified per state."""
+        if self._fixed is None:
+            s = self.structure
+            fixed: dict = {}
+            exact.zonotopic_centre(self.action_set.fixed_polytope(), self.directions,
+                                   s.box_center, 0.5 * (s.box_high - s.box_low),
+                                   self.directions, cache=fixed)
+            self._fixed = fixed
+        return [g for g in (self._previous, self._fixed) if g is not None]
 
     def zonotope(self, data: ActionSetData,
                  like: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
@@ -232,13 +247,11 @@ class ExactZonotopicCentre:
         s = self.structure
         poly = self.action_set.polytope(data)
         radius = 0.5 * (s.box_high - s.box_low)
-        if self.centre_gradient:
+        warm, cache = self._guesses(), {}
+        with torch.set_grad_enabled(self.centre_gradient and torch.is_grad_enabled()):
             centre, lengths, ok = exact.zonotopic_centre(poly, self.directions, s.box_center,
-                                                         radius, like)
-        else:
-            with torch.no_grad():
-                centre, lengths, ok = exact.zonotopic_centre(poly, self.directions,
-                                                             s.box_center, radius, like)
+                                                         radius, like, warm=warm, cache=cache)
+        self._previous = cache
         directions = self.directions.to(dtype=like.dtype, device=like.device)
         return centre, directions * lengths.unsqueeze(-2), ok, None
 

@@ -175,6 +175,27 @@ def projection_formula(action: Tensor, H: Tensor, h: Tensor, count: Tensor) -> T
     return out
 
 
+def _interval(poly: ActionPolytope) -> tuple[np.ndarray, ...]:
+    """``d = 1``: ``P = [lo, hi]`` per state: ``(lo, hi, k_lo, k_hi, nonempty)`` (rows of the
+    bounds; rows with ``H_k = 0`` only decide emptiness)."""
+    a, b, valid = poly.A[..., 0], poly.b, poly.valid
+    N = a.shape[0]
+    hi_val = np.where(valid & (a > 0.5), b, np.inf)  # normalised rows are +-1 or 0
+    lo_val = np.where(valid & (a < -0.5), -b, -np.inf)
+    k_hi, k_lo = hi_val.argmin(1), lo_val.argmax(1)
+    hi, lo = hi_val[np.arange(N), k_hi], lo_val[np.arange(N), k_lo]
+    nonempty = (lo <= hi) & ~(valid & (a == 0.0) & (b < 0.0)).any(1)
+    return lo, hi, k_lo, k_hi, nonempty
+
+
+def _project_interval(a: np.ndarray, poly: ActionPolytope) -> tuple[np.ndarray, np.ndarray]:
+    """``d = 1`` projection: ``clip(a, lo, hi)``; returns ``(active (N, 2), solved (N,))``."""
+    lo, hi, k_lo, k_hi, nonempty = _interval(poly)
+    active = np.full((a.shape[0], 2), -1)
+    active[:, 0] = np.where(a > hi, k_hi, np.where(a < lo, k_lo, -1))
+    return active, nonempty & np.isfinite(lo) & np.isfinite(hi)
+
+
 def project(action: Tensor, poly: ActionPolytope) -> tuple[Tensor, Tensor, np.ndarray]:
     """Euclidean projection of ``action (N, d)`` onto the polytopes (Eq 11).
 
@@ -182,7 +203,10 @@ def project(action: Tensor, poly: ActionPolytope) -> tuple[Tensor, Tensor, np.nd
     polytope) hold the action as a placeholder.  Actions inside are returned as they are
     (``J = I``).
     """
-    x, active, solved = project_numpy(_np(action), poly.A, poly.b)
+    if poly.dim == 1:
+        active, solved = _project_interval(_np(action)[:, 0], poly)
+    else:
+        _, active, solved = project_numpy(_np(action), poly.A, poly.b)
     active = np.where(solved[:, None], active, -1)
     count = (active >= 0).sum(1)
     ok = torch.as_tensor(solved, device=action.device)
@@ -252,8 +276,7 @@ def zonotope_ray_distance(centre: Tensor, generators: Tensor, direction: Tensor)
 def _max_step(x: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """Largest ``alpha`` (per batch row) with ``x + alpha dx >= 0`` (``inf`` if unbounded)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dx < 0, x / -dx, np.inf)
-    return ratio.min(axis=1)
+        return np.where(dx < 0, x / -dx, np.inf).min(axis=1)
 
 
 def _centre_ipm(A: np.ndarray, b: np.ndarray, d: int, z0: np.ndarray,
@@ -267,6 +290,7 @@ def _centre_ipm(A: np.ndarray, b: np.ndarray, d: int, z0: np.ndarray,
     Returns ``(z (N, nz), lam (N, R), slack (N, R), converged (N,))``.
     """
     N, R, nz = A.shape
+    K = nz - d
     z = z0.copy()
     At = np.ascontiguousarray(np.transpose(A, (0, 2, 1)))
     s = np.maximum(b - (A @ z[..., None])[..., 0], 1.0)
@@ -276,14 +300,16 @@ def _centre_ipm(A: np.ndarray, b: np.ndarray, d: int, z0: np.ndarray,
     diag = np.arange(nz)
     ldiag = np.arange(d, nz)
     reg = 1e-14 * scale
+    inv_R = 1.0 / R
     for _ in range(_IPM_MAX_ITER):
         l = z[:, d:]
         inv_l = 1.0 / l
         r_d = (At @ lam[..., None])[..., 0]
         r_d[:, d:] -= inv_l
-        r_p = (A @ z[..., None])[..., 0] + s - b
+        Az = (A @ z[..., None])[..., 0]
+        r_p = Az + s - b
         sl = s * lam
-        mu = sl.mean(axis=1)
+        mu = sl.sum(1) * inv_R
         res_d = np.abs(r_d).max(1) / (1.0 + inv_l.max(1))
         res_p = np.abs(r_p).max(1) / b_scale
         converged |= (mu < _IPM_TOL) & (res_p < 1e-11) & (res_d < 1e-9)
@@ -294,33 +320,33 @@ def _centre_ipm(A: np.ndarray, b: np.ndarray, d: int, z0: np.ndarray,
         M[:, ldiag, ldiag] += inv_l * inv_l
         M[:, diag, diag] += reg
         lam_rp = lam * r_p
+        here = np.concatenate([s, lam, l], axis=1)
         # predictor (affine scaling)
-        rhs = ((At @ ((sl - lam_rp) / s)[..., None])[..., 0] - r_d)[..., None]
-        dz = np.linalg.solve(M, rhs)[..., 0]
+        rhs = (At @ ((sl - lam_rp) / s)[..., None])[..., 0] - r_d
+        dz = np.linalg.solve(M, rhs[..., None])[..., 0]
         ds = -r_p - (A @ dz[..., None])[..., 0]
         dlam = -lam - ratio * ds
-        alpha = np.minimum(np.minimum(_max_step(s, ds), _max_step(lam, dlam)),
-                           np.minimum(_max_step(l, dz[:, d:]), 1.0))
-        mu_aff = ((s + alpha[:, None] * ds) * (lam + alpha[:, None] * dlam)).mean(axis=1)
+        alpha = np.minimum(_max_step(here, np.concatenate([ds, dlam, dz[:, d:]], axis=1)), 1.0)
+        a_ = alpha[:, None]
+        mu_aff = ((s + a_ * ds) * (lam + a_ * dlam)).sum(1) * inv_R
         sigma = np.minimum((mu_aff / np.maximum(mu, 1e-300)) ** 3, 1.0)
         sigma = np.maximum(sigma, np.minimum(0.5, np.maximum(res_d, res_p)))
         # corrector
         r_c = sl + ds * dlam - (sigma * mu)[:, None]
-        rhs = ((At @ ((r_c - lam_rp) / s)[..., None])[..., 0] - r_d)[..., None]
-        dz = np.linalg.solve(M, rhs)[..., 0]
+        rhs = (At @ ((r_c - lam_rp) / s)[..., None])[..., 0] - r_d
+        dz = np.linalg.solve(M, rhs[..., None])[..., 0]
         ds = -r_p - (A @ dz[..., None])[..., 0]
         dlam = (-r_c - lam * ds) / s
-        alpha = 0.99 * np.minimum(np.minimum(_max_step(s, ds), _max_step(lam, dlam)),
-                                  _max_step(l, dz[:, d:]))
-        alpha = np.where(converged, 0.0, np.minimum(alpha, 1.0))[:, None]
-        z = z + alpha * dz
-        s = np.maximum(s + alpha * ds, 1e-300)
-        lam = np.maximum(lam + alpha * dlam, 1e-300)
-        if not np.all(np.isfinite(z)):
-            bad = ~np.isfinite(z).all(1)
-            z[bad] = z0[bad]
-            converged[bad] = False
-            break
+        alpha = 0.99 * _max_step(here, np.concatenate([ds, dlam, dz[:, d:]], axis=1))
+        a_ = np.where(converged, 0.0, np.minimum(alpha, 1.0))[:, None]
+        z = z + a_ * dz
+        s = np.maximum(s + a_ * ds, 1e-300)
+        lam = np.maximum(lam + a_ * dlam, 1e-300)
+    bad = ~np.isfinite(z).all(1)
+    if bad.any():
+        z[bad] = z0[bad]
+        converged &= ~bad
+    del K
     return z, lam, s, converged
 
 
@@ -398,6 +424,81 @@ def _polish(A: np.ndarray, b: np.ndarray, z: np.ndarray, lam: np.ndarray,
     return z, lamI
 
 
+def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.ndarray,
+                     d: int, iters: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve the KKT system of a *guessed* active set by Newton's method from ``z`` and verify
+    the result: ``(z, lam_I, ok)`` with ``ok`` where the point is primal feasible (all rows,
+    ``1e-11`` relative), the multipliers are ``>= 0``, ``l > 0`` and the KKT residual is
+    ``<= 1e-10`` — the KKT conditions of the convex problem, hence optimal."""
+    N, R, nz = A.shape
+    present = active >= 0
+    take = np.arange(N)[:, None]
+    idx = np.where(present, active, 0)
+    bI = np.where(present, b[take, idx], 0.0)
+    degenerate, _ = _degenerate(A, active, d)
+    lamI = np.zeros(active.shape)
+    ok = np.ones(N, dtype=bool)
+    residual = np.full(N, np.inf)
+    for _ in range(iters):
+        AI, J = _kkt(A, z, active, d)
+        res_d = (np.transpose(AI, (0, 2, 1)) @ lamI[..., None])[..., 0]
+        res_d[:, d:] -= 1.0 / z[:, d:]
+        res = np.concatenate([res_d, np.where(present, (AI @ z[..., None])[..., 0] - bI, 0.0)],
+                             axis=1)
+        step = _solve_kkt(J, res, degenerate)
+        z_new = z - step[:, :nz]
+        ok &= np.isfinite(z_new).all(1) & (z_new[:, d:] > 0).all(1)
+        z = np.where(ok[:, None], z_new, z)
+        lamI = np.where(ok[:, None], lamI - step[:, nz:], lamI)
+    AI, _ = _kkt(A, z, active, d)
+    res_d = (np.transpose(AI, (0, 2, 1)) @ lamI[..., None])[..., 0]
+    res_d[:, d:] -= 1.0 / z[:, d:]
+    residual = np.abs(res_d).max(1) / (1.0 + (1.0 / z[:, d:]).max(1))
+    ok &= residual <= 1e-10
+    ok &= ((A @ z[..., None])[..., 0] - b <= 1e-11 * (1.0 + np.abs(b))).all(1)
+    ok &= (np.where(present, lamI, 0.0) >= -1e-12).all(1) & present.any(1)
+    return z, lamI, ok
+
+
+def _map_guess(poly: ActionPolytope, guess: dict,
+               todo: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Positions in ``poly`` (states ``todo``) of a guessed active set given as row-table
+    indices; ``-1`` where a guessed row is absent (then that state's guess fails to verify
+    unless the row was not needed).  ``(None, None)`` if the guess does not fit."""
+    src, z = guess.get("source"), guess.get("z")
+    if src is None or z is None:
+        return None, None
+    if src.shape[0] == 1:
+        src, z = np.broadcast_to(src, (poly.batch, src.shape[1])), np.broadcast_to(
+            z, (poly.batch, z.shape[1]))
+    if src.shape[0] != poly.batch:
+        return None, None
+    src, z = src[todo], z[todo]
+    if "solved" in guess:
+        usable = np.broadcast_to(guess["solved"], (poly.batch,))[todo]
+        src = np.where(usable[:, None], src, -1)
+    match = (poly.source[todo][:, None, :] == src[:, :, None]) & (src[:, :, None] >= 0)
+    pos = np.where(match.any(-1), match.argmax(-1), -1)
+    pos = np.where((src >= 0) & (pos < 0), -2, pos)  # a guessed row that is gone
+    pos = np.where((pos == -2).any(1, keepdims=True), -1, pos)
+    return pos, np.array(z, dtype=np.float64)
+
+
+def _merge(z, lamI, active, rows, z_new, lam_new, act_new):
+    """Write the solutions of ``rows`` (widening the active-set arrays as needed)."""
+    width = max(active.shape[1], act_new.shape[1])
+    if active.shape[1] < width:
+        pad = width - active.shape[1]
+        active = np.concatenate([active, np.full((active.shape[0], pad), -1)], axis=1)
+        lamI = np.concatenate([lamI, np.zeros((lamI.shape[0], pad))], axis=1)
+    if act_new.shape[1] < width:
+        pad = width - act_new.shape[1]
+        act_new = np.concatenate([act_new, np.full((act_new.shape[0], pad), -1)], axis=1)
+        lam_new = np.concatenate([lam_new, np.zeros((lam_new.shape[0], pad))], axis=1)
+    z[rows], lamI[rows], active[rows] = z_new, lam_new, act_new
+    return z, lamI, active
+
+
 def _independent(A: np.ndarray, active: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """A linearly independent subset of the ``active`` rows (``(N, r)``, ``-1`` padded),
     preferring large multipliers: near-duplicate active rows (e.g. a slab of ``U_s`` that
@@ -468,7 +569,8 @@ def _segment_midpoint(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.nd
 
 
 def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.ndarray,
-                     box_radius: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                     box_radius: np.ndarray, like: Tensor, warm: list | None = None,
+                     cache: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Zonotopic under-approximation ``Z = <c, G_dir diag(l)> ⊆ P`` with maximal geometric
     mean of ``l`` (Eq 52–53, exact containment), per state (module docstring).
 
@@ -477,6 +579,11 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         directions: ``G_dir`` ``(d, K)`` unit columns.
         box_center, box_radius: ``(d,)`` of ``A`` (start point and scaling of the solver).
         like: dtype/device of the outputs.
+        warm: guesses ``{"source": (N', r) table rows, "z": (N', d + K)}`` of the active set
+            and solution (e.g. the previous call's, or the optimum of the state-independent
+            rows, ``N' in {1, N}``); each is used only where the KKT conditions verify it.
+        cache: if given, receives this call's active sets and solutions (``source``, ``z``,
+            ``solved``) for the next call's ``warm``.
 
     Returns:
         ``(c (N, d), l (N, K), solved (N,))``, differentiable w.r.t. the linearisation.
@@ -490,31 +597,64 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         return _centre_1d(poly, D, like)
     A_c, b = poly.A, poly.b
     A = np.concatenate([A_c, np.abs(A_c @ D_np)], axis=2)  # (N, R, d + K)
-    scale = float(np.max(box_radius))
-    z0 = np.concatenate([np.broadcast_to(box_center, (N, d)),
-                         np.full((N, K), 0.1 * scale)], axis=1)
-    z, lam, s, converged = _centre_ipm(A, b, d, z0, scale)
-    # active set: strictly complementary pairs with lam > slack
-    act_mask = converged[:, None] & (lam > s) & poly.valid
-    r = max(int(act_mask.sum(1).max()) if N else 0, 1)
-    order = np.argsort(~act_mask, axis=1, kind="stable")[:, :r]
-    active = np.where(np.take_along_axis(act_mask, order, axis=1), order, -1)
-    active = _independent(A, active, lam)
+    z = np.zeros((N, d + K))
+    lamI = np.zeros((N, 1))
+    active = np.full((N, 1), -1)
+    solved = np.zeros(N, dtype=bool)
+    # 1. guessed active sets (warm start: the previous call's, or the state-independent
+    #    rows' optimum), each verified by the KKT conditions
+    for guess in (warm or ()):
+        todo = np.flatnonzero(~solved)
+        if todo.size == 0:
+            break
+        g_act, g_z = _map_guess(poly, guess, todo)
+        if g_act is None:
+            continue
+        zt, lt, ok = _newton_verified(A[todo], b[todo], g_z, g_act, d)
+        rows = todo[ok]
+        if rows.size:
+            z, lamI, active = _merge(z, lamI, active, rows, zt[ok], lt[ok], g_act[ok])
+            solved[rows] = True
+    # 2. the interior-point method for the rest
+    todo = np.flatnonzero(~solved)
+    if todo.size:
+        At_, bt_ = A[todo], b[todo]
+        scale = float(np.max(box_radius))
+        z0 = np.concatenate([np.broadcast_to(box_center, (todo.size, d)),
+                             np.full((todo.size, K), 0.1 * scale)], axis=1)
+        zt, lam, s, converged = _centre_ipm(At_, bt_, d, z0, scale)
+        act_mask = converged[:, None] & (lam > s) & poly.valid[todo]
+        r = max(int(act_mask.sum(1).max()), 1)
+        order = np.argsort(~act_mask, axis=1, kind="stable")[:, :r]
+        g_act = np.where(np.take_along_axis(act_mask, order, axis=1), order, -1)
+        g_act = _independent(At_, g_act, lam)
+        zp, lp, ok = _newton_verified(At_, bt_, zt, g_act, d)
+        # IPM points that the polish could not verify are kept (accurate to ~1e-9)
+        lam_ipm = lam[np.arange(todo.size)[:, None], np.maximum(g_act, 0)]
+        zt = np.where(ok[:, None], zp, zt)
+        lt = np.where(ok[:, None], lp, np.where(g_act >= 0, lam_ipm, 0.0))
+        good = converged & (zt[:, d:] > 0).all(1) & \
+            ((At_ @ zt[..., None])[..., 0] - bt_ <= 1e-9 * (1 + np.abs(bt_))).all(1)
+        rows = todo[good]
+        if rows.size:
+            z, lamI, active = _merge(z, lamI, active, rows, zt[good], lt[good], g_act[good])
+            solved[rows] = True
+    if cache is not None:
+        take = np.arange(N)[:, None]
+        cache["source"] = np.where(active >= 0, poly.source[take, np.maximum(active, 0)], -1)
+        cache["z"] = z.copy()
+        cache["solved"] = solved.copy()
+    # unsolved rows: a finite placeholder (masked below); pseudo-inverse for their KKT matrix
+    z = np.where(solved[:, None], z, np.concatenate([np.broadcast_to(box_center, (N, d)),
+                                                     np.ones((N, K))], axis=1))
+    active = np.where(solved[:, None], active, -1)
     degenerate, first = _degenerate(A, active, d)
-    z_pol, lamI = _polish(A, b, z, lam, active, d, degenerate)
-    feasible = ((A @ z_pol[..., None])[..., 0] - b <= 1e-11 * (1 + np.abs(b))).all(1)
-    good = converged & feasible & (np.where(active >= 0, lamI, 0.0) >= -1e-9).all(1) \
-        & (z_pol[:, d:] > 0).all(1)
-    z = np.where(good[:, None], z_pol, z)
-    lam_ipm = lam[np.arange(N)[:, None], np.maximum(active, 0)]
-    lamI = np.where(good[:, None], lamI, lam_ipm)
-    solved = converged & (z[:, d:] > 0).all(1) & \
-        ((A @ z[..., None])[..., 0] - b <= 1e-9 * (1 + np.abs(b))).all(1)
+    degenerate &= solved
     degenerate, u, ends, shift = _segment_midpoint(A, b, z, active, first, degenerate, d)
     z[:, :d] += shift[:, None] * u
     # -- torch: one Newton step of the active-set KKT system (implicit derivative) -------------
     _, J = _kkt(A, z, active, d)
-    Jinv = _inverse_kkt(J, degenerate)
+    Jinv = _inverse_kkt(J, degenerate | ~solved)
     kw = {"dtype": like.dtype, "device": device}
     Jp = torch.as_tensor(Jinv, **kw)
     lam_t = torch.as_tensor(np.where(active >= 0, lamI, 0.0), **kw)

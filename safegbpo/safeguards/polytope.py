@@ -39,7 +39,7 @@ violation against the *untightened* set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ EXACT_TOL = 1e-9
 _PRUNE_SLACK = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ActionPolytope:
     """The safe action sets of ``N`` states as ``A x <= b`` with ``R`` (padded) rows.
 
@@ -67,30 +67,30 @@ class ActionPolytope:
     :meth:`rows` rebuilds chosen rows in torch *with autograd* from the linearisation.
 
     Attributes:
-        A: ``(N, R, d)`` normalised rows (numpy, rows with ``H_k = 0`` stay zero).
+        A: ``(N, R, d)`` normalised rows (numpy; rows with ``H_k = 0`` stay zero).
         b: ``(N, R)`` normalised offsets.
         valid: ``(N, R)`` bool; padding rows are ``0 x <= 1`` and not valid.
-        coef_state: ``(N, R, n)`` raw row ``H_k = coef_state_k B + coef_action_k`` ...
-        coef_action: ``(N, R, d)`` ... and ``h_k = bound_k - coef_state_k q`` with
-            ``q = f0 - B a0`` (fixed rows have ``coef_state = 0``).
-        bound: ``(N, R)``.
-        norm: ``(N, R)`` ``||H_k||`` (1 where zero).
+        norm: ``(N, R)`` ``||H_k||`` (1 where zero or padding).
+        source: ``(N, R)`` row of the owner's row table (``-1``: padding); row ``k`` of the
+            table is ``H_k = C_k + G_k B``, ``h_k = bound_k - G_k q`` with ``q = f0 - B a0``.
+        owner: the :class:`ExactActionSet` (row tables).
         data: the linearisation (torch, with the state's graph).
-        a0: ``(d,)`` centre of ``A``.
-        noise_varies: ``E G_W`` differs between states (then ``bound`` excludes the
-            reduction ``|coef_state E G_W| 1``, recomputed with autograd in :meth:`rows`).
+        bound: ``(T,)`` (or ``(N, T)`` when the noise reduction differs per state) offsets of
+            the row table for this call.
+        noise_varies: ``E G_W`` differs between states (then the reduction ``|G_k E G_W| 1``
+            is recomputed with autograd in :meth:`rows`).
     """
 
     A: np.ndarray
     b: np.ndarray
     valid: np.ndarray
-    coef_state: np.ndarray | None
-    coef_action: np.ndarray
-    bound: np.ndarray
     norm: np.ndarray
+    source: np.ndarray
+    owner: ExactActionSet
     data: ActionSetData
-    a0: np.ndarray
+    bound: np.ndarray
     noise_varies: bool = False
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def batch(self) -> int:
@@ -100,45 +100,50 @@ class ActionPolytope:
     def dim(self) -> int:
         return int(self.A.shape[2])
 
+    def _q(self, like: Tensor) -> Tensor:
+        if "q" not in self._cache:
+            a0 = torch.as_tensor(self.owner.structure.box_center, dtype=like.dtype,
+                                 device=like.device)
+            self._cache["q"] = self.data.f0 - self.data.B @ a0
+        return self._cache["q"]
+
     def rows(self, index: np.ndarray, like: Tensor,
              normalised: bool = False) -> tuple[Tensor, Tensor]:
         """Rows ``index (N, r)`` (``-1`` gives ``0 x <= 0``) as torch tensors with autograd
         w.r.t. the linearisation: ``(H (N, r, d), h (N, r))``, raw or ``normalised``."""
         N = self.batch
         present = index >= 0
-        idx = np.where(present, index, 0)
         take = np.arange(N)[:, None]
-        kw = {"dtype": like.dtype, "device": like.device}
-        C = np.where(present[..., None], self.coef_action[take, idx], 0.0)
-        bnd = np.where(present, self.bound[take, idx], 0.0)
+        src = np.where(present, self.source[take, np.where(present, index, 0)], -1)
+        owner = self.owner
+        C = owner.table_C[src]
+        bnd = (self.bound[src] if self.bound.ndim == 1 else self.bound[take, src])
+        bnd = np.where(src >= 0, bnd, 0.0)
+        scale = None
         if normalised:
-            scale = np.where(present, self.norm[take, idx], 1.0)
+            scale = np.where(present, self.norm[take, np.where(present, index, 0)], 1.0)
             C, bnd = C / scale[..., None], bnd / scale
+        kw = {"dtype": like.dtype, "device": like.device}
         H = torch.as_tensor(C, **kw)
         h = torch.as_tensor(bnd, **kw)
-        if self.coef_state is not None:
-            G = np.where(present[..., None], self.coef_state[take, idx], 0.0)
-            if normalised:
+        if owner.F is not None and bool((src >= owner.num_fixed).any()):
+            G = owner.table_G[src]
+            if scale is not None:
                 G = G / scale[..., None]
             G = torch.as_tensor(G, **kw)
-            B = self.data.B
-            q = self.data.f0 - B @ torch.as_tensor(self.a0, **kw)
-            H = H + G @ B
-            h = h - (G @ q.unsqueeze(-1)).squeeze(-1)
+            H = H + G @ self.data.B
+            h = h - (G @ self._q(like).unsqueeze(-1)).squeeze(-1)
             if self.noise_varies:
                 h = h - torch.abs(G @ self.data.noise_generators).sum(-1)
         return H, h
 
     def subset(self, rows: np.ndarray) -> ActionPolytope:
         """The polytopes of the states ``rows`` (index array or bool mask)."""
-        def pick(x):
-            return None if x is None else x[rows]
-
-        rows_t = torch.as_tensor(rows)
-        return ActionPolytope(self.A[rows], self.b[rows], self.valid[rows],
-                              pick(self.coef_state), self.coef_action[rows],
-                              self.bound[rows], self.norm[rows], self.data.subset(rows_t),
-                              self.a0, self.noise_varies)
+        bound = self.bound if self.bound.ndim == 1 else self.bound[rows]
+        return ActionPolytope(self.A[rows], self.b[rows], self.valid[rows], self.norm[rows],
+                              self.source[rows], self.owner,
+                              self.data.subset(torch.as_tensor(rows)), bound,
+                              self.noise_varies)
 
 
 class ExactActionSet:
@@ -224,6 +229,24 @@ class ExactActionSet:
             self.cert_lower, self.cert_upper, self.cert_state_scale = lower_c, upper_c, scale
             self._noise_key: np.ndarray | None = None
             self._noise_reduction: np.ndarray | None = None
+        self._noise_last: tuple[Any, ...] | None = None
+        self._bound_key: np.ndarray | None = None
+        self._bound = np.zeros(0)
+        self._a0 = s.box_center
+        self._radius = radius
+        # normalised fixed rows
+        self.num_fixed = self.fixed_A.shape[0]
+        self.fixed_norm = np.linalg.norm(self.fixed_A, axis=1)
+        self.fixed_An = self.fixed_A / self.fixed_norm[:, None]
+        self.fixed_bn = self.fixed_b / self.fixed_norm
+        # the row table: fixed rows, upper sides, lower sides of the slabs, and a zero row
+        # (index -1): H_k = table_C[k] + table_G[k] B
+        n = s.state_dim or 0
+        K = 0 if self.F is None else self.F.shape[0]
+        self.table_C = np.concatenate([self.fixed_A, np.zeros((2 * K + 1, d))])
+        self.table_G = np.concatenate([np.zeros((self.num_fixed, n)),
+                                       *(() if self.F is None else (self.F, -self.F)),
+                                       np.zeros((1, n))])
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -247,45 +270,55 @@ class ExactActionSet:
         return 0 if self.F is None else int(self.F.shape[0])
 
     # -- the polytope ----------------------------------------------------------------------------
-    def _noise_reduction_np(self, W: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``r = |F E G_W| 1``: ``((K,), False)`` when ``E G_W`` ``(N, n, p)`` is the same for
-        every state (cached: additive noise), else ``((N, K), True)``."""
+    def _noise_reduction_np(self, data: ActionSetData) -> tuple[np.ndarray, bool]:
+        """``r = |F E G_W| 1``: ``((K,), False)`` when ``E G_W`` is the same for every state
+        (cached: additive noise), else ``((N, K), True)``.  Memoised for the last ``data``."""
+        W_t = data.noise_generators
+        if self._noise_last is not None and self._noise_last[0] is W_t:
+            return self._noise_last[1], self._noise_last[2]
+        W = W_t.detach().cpu().numpy()
         if W.shape[0] == 0 or np.all(W == W[:1]):
             first = W[0] if W.shape[0] else np.zeros((self.F.shape[1], 0))
             if self._noise_key is None or self._noise_key.shape != first.shape \
                     or not np.array_equal(self._noise_key, first):
                 self._noise_key = first.copy()
                 self._noise_reduction = np.abs(self.F @ first).sum(axis=1)
-            return self._noise_reduction, False
-        return np.abs(self.F @ W).sum(axis=2), True
+            out = (self._noise_reduction, False)
+        else:
+            out = (np.abs(self.F @ W).sum(axis=2), True)
+        self._noise_last = (W_t, *out)
+        return out
 
     def polytope(self, data: ActionSetData) -> ActionPolytope:
         """The rows ``H x <= h`` of every state (module docstring), pruned to those that cut
         ``A`` and padded; :meth:`ActionPolytope.rows` differentiates them."""
-        s = self.structure
-        N, d = data.batch, s.action_dim
-        a0 = s.box_center
-        radius = 0.5 * (s.box_high - s.box_low)
-        R_fix = self.fixed_A.shape[0]
-        fixed_norm = np.linalg.norm(self.fixed_A, axis=1)
-        if not s.has_induced:
-            A = np.broadcast_to(self.fixed_A / fixed_norm[:, None], (N, R_fix, d))
-            b = np.broadcast_to(self.fixed_b / fixed_norm, (N, R_fix))
-            coef_action = np.broadcast_to(self.fixed_A, (N, R_fix, d))
-            return ActionPolytope(A, b, np.ones((N, R_fix), dtype=bool), None, coef_action,
-                                  np.broadcast_to(self.fixed_b, (N, R_fix)),
-                                  np.broadcast_to(fixed_norm, (N, R_fix)), data, a0)
-        F = self.F
-        K = F.shape[0]
+        N = data.batch
+        R_fix = self.num_fixed
+        if self.F is None:
+            A = np.broadcast_to(self.fixed_An, (N, R_fix, self.structure.action_dim))
+            return ActionPolytope(A, np.broadcast_to(self.fixed_bn, (N, R_fix)),
+                                  np.ones((N, R_fix), dtype=bool),
+                                  np.broadcast_to(self.fixed_norm, (N, R_fix)),
+                                  np.broadcast_to(np.arange(R_fix), (N, R_fix)), self, data,
+                                  self.fixed_b)
+        F, K = self.F, self.F.shape[0]
+        a0, radius = self._a0, self._radius
         f0 = data.f0.detach().cpu().numpy()
         B = data.B.detach().cpu().numpy()
-        W = data.noise_generators.detach().cpu().numpy()
-        r, varies = self._noise_reduction_np(W)
-        q = f0 - B @ a0
+        r, varies = self._noise_reduction_np(data)
         HB = F @ B  # (N, K, d)
-        Fq = q @ F.T  # (N, K)
-        up_b = self.upper - r - Fq
-        lo_b = self.lower + r - Fq
+        Fq = (f0 - B @ a0) @ F.T  # (N, K)
+        if varies:
+            up_b = (self.upper - r) - Fq
+            lo_b = (self.lower + r) - Fq
+            bound = np.concatenate([np.broadcast_to(self.fixed_b, (N, R_fix)),
+                                    np.broadcast_to(self.upper, (N, K)),
+                                    np.broadcast_to(-self.lower, (N, K)),
+                                    np.zeros((N, 1))], axis=1)
+        else:
+            bound = self._bound_table(r)
+            up_b = bound[R_fix:R_fix + K] - Fq
+            lo_b = -bound[R_fix + K:R_fix + 2 * K] - Fq
         mid = HB @ a0
         spread = np.abs(HB) @ radius
         cut_up = mid + spread > up_b - _PRUNE_SLACK * (1.0 + np.abs(up_b))
@@ -295,34 +328,36 @@ class ExactActionSet:
         order = np.argsort(~mask, axis=1, kind="stable")[:, :R_ind]
         take = np.arange(N)[:, None]
         valid_ind = mask[take, order]
-        row = order % K
-        sign = np.where(order < K, 1.0, -1.0)
-        coef_state_ind = F[row] * sign[..., None]  # (N, R, n)
-        if varies:
-            bound_full = np.concatenate([self.upper + 0.0 * r, -self.lower + 0.0 * r], axis=1)
-        else:
-            bound_full = np.concatenate([self.upper - r, -(self.lower + r)])[None]
-        bound_ind = np.take_along_axis(np.broadcast_to(bound_full, (N, 2 * K)), order, axis=1)
         H_ind = np.concatenate([HB, -HB], axis=1)[take, order]
-        h_full = np.concatenate([up_b, -lo_b], axis=1)
-        h_ind = h_full[take, order]
-        # padding rows: 0 x <= 1
-        pad = ~valid_ind
-        coef_state_ind[pad] = 0.0
-        H_ind[pad] = 0.0
-        h_ind = np.where(pad, 1.0, h_ind)
-        bound_ind = np.where(pad, 1.0, bound_ind)
-        coef_state = np.concatenate([np.zeros((N, R_fix, F.shape[1])), coef_state_ind], axis=1)
-        coef_action = np.concatenate([np.broadcast_to(self.fixed_A, (N, R_fix, d)),
-                                      np.zeros((N, R_ind, d))], axis=1)
-        bound = np.concatenate([np.broadcast_to(self.fixed_b, (N, R_fix)), bound_ind], axis=1)
-        H = np.concatenate([np.broadcast_to(self.fixed_A, (N, R_fix, d)), H_ind], axis=1)
-        h = np.concatenate([np.broadcast_to(self.fixed_b, (N, R_fix)), h_ind], axis=1)
-        norm = np.linalg.norm(H, axis=2)
-        norm = np.where(norm > 0, norm, 1.0)
+        h_ind = np.concatenate([up_b, -lo_b], axis=1)[take, order]
+        norm_ind = np.linalg.norm(H_ind, axis=2)
+        scale = np.where(valid_ind & (norm_ind > 0), norm_ind, 1.0)
+        A_ind = np.where(valid_ind[..., None], H_ind / scale[..., None], 0.0)
+        b_ind = np.where(valid_ind, h_ind / scale, 1.0)
+        d = self.structure.action_dim
+        A = np.concatenate([np.broadcast_to(self.fixed_An, (N, R_fix, d)), A_ind], axis=1)
+        b = np.concatenate([np.broadcast_to(self.fixed_bn, (N, R_fix)), b_ind], axis=1)
         valid = np.concatenate([np.ones((N, R_fix), dtype=bool), valid_ind], axis=1)
-        return ActionPolytope(H / norm[..., None], h / norm, valid, coef_state, coef_action,
-                              bound, norm, data, a0, varies)
+        norm = np.concatenate([np.broadcast_to(self.fixed_norm, (N, R_fix)), scale], axis=1)
+        source = np.concatenate([np.broadcast_to(np.arange(R_fix), (N, R_fix)),
+                                 np.where(valid_ind, R_fix + order, -1)], axis=1)
+        return ActionPolytope(A, b, valid, norm, source, self, data, bound, varies)
+
+    def fixed_polytope(self) -> ActionPolytope:
+        """The state-independent rows alone (box and ``U_s``) as a batch-1 polytope."""
+        R_fix, d = self.num_fixed, self.structure.action_dim
+        return ActionPolytope(self.fixed_An.reshape(1, R_fix, d), self.fixed_bn.reshape(1, -1),
+                              np.ones((1, R_fix), dtype=bool), self.fixed_norm.reshape(1, -1),
+                              np.arange(R_fix).reshape(1, -1), self, None,
+                              np.concatenate([self.fixed_b, np.zeros(1)]))
+
+    def _bound_table(self, r: np.ndarray) -> np.ndarray:
+        """Offsets of the row table for the (state-independent) noise reduction ``r``."""
+        if self._bound_key is not r:
+            self._bound_key = r
+            self._bound = np.concatenate([self.fixed_b, self.upper - r, -(self.lower + r),
+                                          np.zeros(1)])
+        return self._bound
 
     # -- certification -----------------------------------------------------------------------------
     def violation(self, actions: Tensor, data: ActionSetData) -> np.ndarray:
@@ -336,7 +371,7 @@ class ExactActionSet:
             if s.has_induced:
                 B = data.B.detach().cpu().numpy()
                 y = data.f0.detach().cpu().numpy() + (B @ (x - s.box_center)[..., None])[..., 0]
-                r, _ = self._noise_reduction_np(data.noise_generators.detach().cpu().numpy())
+                r, _ = self._noise_reduction_np(data)
                 v = y @ self.F.T
                 excess = np.maximum(v - (self.cert_upper - r), (self.cert_lower + r) - v)
                 worst = np.maximum(worst, (excess / self.cert_state_scale).max(axis=1))
