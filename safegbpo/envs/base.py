@@ -357,17 +357,21 @@ class SafeVectorEnv(VectorEnv):
             B, E = jac(state, a0, w0)
             return Linearisation(f0, B, E)
         d, n_w = a0.shape[1], w0.shape[1]
-        # rows: (a0, w0), (a0 + e_j, w0) for j < d, (a0, w0 + e_k) for k < n_w
-        eye_a = torch.eye(d, dtype=state.dtype, device=state.device)
-        eye_w = torch.eye(n_w, dtype=state.dtype, device=state.device)
-        da = torch.cat([torch.zeros(1, d, dtype=state.dtype, device=state.device), eye_a,
-                        torch.zeros(n_w, d, dtype=state.dtype, device=state.device)])
-        dw = torch.cat([torch.zeros(1 + d, n_w, dtype=state.dtype, device=state.device), eye_w])
         k = 1 + d + n_w
+        # rows: (a0, w0), (a0 + e_j, w0) for j < d, (a0, w0 + e_k) for k < n_w
+        key = (batch, state.dtype, state.device)
+        cache = self.__dict__.setdefault("_linearise_points", {})
+        if key not in cache:
+            eye = torch.eye(d + n_w, dtype=state.dtype, device=state.device)
+            offsets = torch.cat([torch.zeros(1, d + n_w, dtype=state.dtype,
+                                             device=state.device), eye])
+            points = torch.cat([a0[:1], w0[:1]], dim=1) + offsets  # (k, d + n_w)
+            points = points.unsqueeze(0).expand(batch, k, -1).reshape(batch * k, -1)
+            cache.clear()
+            cache[key] = (points[:, :d].contiguous(), points[:, d:].contiguous())
+        actions, noises = cache[key]
         out = self.model.dynamics(
-            state.unsqueeze(1).expand(batch, k, -1).reshape(batch * k, -1),
-            (a0.unsqueeze(1) + da).reshape(batch * k, d),
-            (w0.unsqueeze(1) + dw).reshape(batch * k, n_w),
+            state.unsqueeze(1).expand(batch, k, -1).reshape(batch * k, -1), actions, noises,
         ).reshape(batch, k, -1)
         f0 = out[:, 0]
         columns = out[:, 1:] - f0.unsqueeze(1)  # (M, d + n_w, n)

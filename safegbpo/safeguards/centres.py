@@ -79,6 +79,7 @@ class RayGeometry:
     start_certificate: Certificate | None = None
     end_certificate: Certificate | None = None
     fixed: Tensor | None = None
+    distance: Tensor | None = None
 
 
 def draw_directions(dim: int, num: int, seed: int | None) -> Tensor:
@@ -258,13 +259,24 @@ class ExactZonotopicCentre:
     def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
         s = self.structure
         centre, generators, ok, _ = self.zonotope(data, action)
-        direction, _ = unit_direction(action - centre)
-        lam_A = box_distance(centre, direction, s.tensor("box_low", action),
-                             s.tensor("box_high", action))
+        if s.action_dim == 1:
+            # 1-D: Z is the interval c -+ sum_j |g_j| l_j, the ray direction a sign
+            delta = action - centre
+            up = delta[:, 0] >= 0
+            lam_A = torch.where(up, s.cached_tensor("box_high", action) - centre,
+                                centre - s.cached_tensor("box_low", action))[:, 0]
+            lam_S = torch.minimum(generators.abs().sum(-1)[:, 0], lam_A)
+            return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A,
+                               unchanged=torch.zeros_like(ok), solved=ok, start=centre,
+                               end=centre, distance=delta.abs()[:, 0])
+        direction, distance = unit_direction(action - centre)
+        lam_A = box_distance(centre, direction, s.cached_tensor("box_low", action),
+                             s.cached_tensor("box_high", action))
         lam_S = torch.minimum(exact.zonotope_ray_distance(centre, generators, direction), lam_A)
         end = centre + lam_S.unsqueeze(-1) * direction
         return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A,
-                           unchanged=torch.zeros_like(ok), solved=ok, start=centre, end=end)
+                           unchanged=torch.zeros_like(ok), solved=ok, start=centre, end=end,
+                           distance=distance)
 
 
 class ExactOrthogonalCentre:

@@ -84,7 +84,7 @@ def radial_scale(distance: Tensor, lam_S: Tensor, lam_A: Tensor,
 
 
 def ray_mask_map(action: Tensor, centre: Tensor, lam_S: Tensor, lam_A: Tensor,
-                 mapping: str = "linear") -> Tensor:
+                 mapping: str = "linear", distance: Tensor | None = None) -> Tensor:
     """The ray-mask map ``c_s + (a - c_s) h(lam_a)/lam_a`` (Eq 46 / Eq 64; module docstring).
 
     Args:
@@ -92,12 +92,14 @@ def ray_mask_map(action: Tensor, centre: Tensor, lam_S: Tensor, lam_A: Tensor,
         lam_S, lam_A: ``(N,)`` distances from ``centre`` to the safe / feasible boundary along
             the direction of ``action - centre``.
         mapping: ``'linear'`` or ``'hyperbolic'``.
+        distance: ``||action - centre||`` ``(N,)`` if already known (saves its computation).
 
     Returns:
         ``(N, d)``; ``g(c_s) = c_s`` exactly.
     """
     delta = action - centre
-    _, distance = unit_direction(delta)
+    if distance is None:
+        _, distance = unit_direction(delta)
     return centre + delta * radial_scale(distance, lam_S, lam_A, mapping).unsqueeze(-1)
 
 
@@ -162,7 +164,7 @@ class RayMask(Safeguard):
              data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
         geometry = self.centre.geometry(action, data)
         mapped = ray_mask_map(action, geometry.centre, geometry.lam_S, geometry.lam_A,
-                              self.mapping)
+                              self.mapping, geometry.distance)
         fixed = action if geometry.fixed is None else geometry.fixed
         mapped = torch.where(geometry.unchanged.unsqueeze(-1), fixed, mapped)
         if geometry.start_certificate is None or geometry.end_certificate is None:
