@@ -262,7 +262,7 @@ class ExactZonotopicCentre:
         if s.action_dim == 1:
             # 1-D: Z is the interval c -+ sum_j |g_j| l_j, the ray direction a sign
             delta = action - centre
-            up = delta[:, 0] >= 0
+            up = delta >= 0
             lam_A = torch.where(up, s.cached_tensor("box_high", action) - centre,
                                 centre - s.cached_tensor("box_low", action))[:, 0]
             lam_S = torch.minimum(generators.abs().sum(-1)[:, 0], lam_A)
