@@ -1,5 +1,8 @@
 """Differentiable safeguards (SPEC §3–§5): boundary projection and ray mask.
 
+* backends: ``'exact'`` (default; exact H-representation, :mod:`~safegbpo.safeguards.polytope`,
+  :mod:`~safegbpo.safeguards.exact`) and ``'cvxpylayers'`` (the paper's Eq 6 programs);
+  :func:`compare_safe_action_sets` measures how much larger the exact safe set is.
 * :class:`Safeguard` — the protocol: built for a vector env, ``safe = g(action)`` for the envs'
   current states, differentiable, fail-safe (independent certification + backup action),
   counting ``interventions`` and ``fallbacks``.
@@ -14,23 +17,29 @@ from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, Action
 from safegbpo.safeguards.boundary_projection import BoundaryProjection, boundary_projection
 from safegbpo.safeguards.centres import CENTRES, OrthogonalCentre, ZonotopicCentre
 from safegbpo.safeguards.certify import DEFAULT_TOL, certify_actions
-from safegbpo.safeguards.protocol import INTERVENTION_THRESHOLD, Safeguard
+from safegbpo.safeguards.compare import compare_safe_action_sets
+from safegbpo.safeguards.polytope import EXACT_MARGIN, EXACT_TOL, ExactActionSet
+from safegbpo.safeguards.protocol import BACKENDS, INTERVENTION_THRESHOLD, Safeguard
 from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
 from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
 from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
 from safegbpo.safeguards.wrapper import SafeguardActionWrapper
 
 __all__ = [
+    "BACKENDS",
     "CENTRES",
     "DEFAULT_MARGIN",
     "DEFAULT_REGULARISATION",
     "DEFAULT_TOL",
+    "EXACT_MARGIN",
+    "EXACT_TOL",
     "INTERVENTION_THRESHOLD",
     "MAPPINGS",
     "SAFEGUARDS",
     "ActionSetData",
     "ActionSetStructure",
     "BoundaryProjection",
+    "ExactActionSet",
     "OrthogonalCentre",
     "RayMask",
     "Safeguard",
@@ -38,6 +47,7 @@ __all__ = [
     "ZonotopicCentre",
     "boundary_projection",
     "certify_actions",
+    "compare_safe_action_sets",
     "make_safeguard",
     "radial_scale",
     "ray_mask",
