@@ -238,8 +238,9 @@ class ExactZonotopicCentre:
             exact.zonotopic_centre(self.action_set.fixed_polytope(), self.directions,
                                    s.box_center, 0.5 * (s.box_high - s.box_low),
                                    self.directions, cache=fixed)
+            fixed["relaxation"] = True
             self._fixed = fixed
-        return [g for g in (self._previous, self._fixed) if g is not None]
+        return [g for g in (self._fixed, self._previous) if g is not None]
 
     def zonotope(self, data: ActionSetData,
                  like: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:

@@ -377,7 +377,7 @@ def _solve_kkt(J: np.ndarray, rhs: np.ndarray, degenerate: np.ndarray) -> np.nda
     if regular.any():
         try:
             out[regular] = np.linalg.solve(J[regular], rhs[regular][..., None])[..., 0]
-        except np.linalg.LinAlgError:
+        except np.linalg.LinAlgError:  # a singular system in the batch: pseudo-inverse all
             degenerate = np.ones_like(degenerate)
     if degenerate.any():
         out[degenerate] = np.einsum("nij,nj->ni", np.linalg.pinv(J[degenerate], rcond=1e-13),
@@ -425,7 +425,7 @@ def _polish(A: np.ndarray, b: np.ndarray, z: np.ndarray, lam: np.ndarray,
 
 
 def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.ndarray,
-                     d: int, iters: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     d: int, iters: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve the KKT system of a *guessed* active set by Newton's method from ``z`` and verify
     the result: ``(z, lam_I, ok)`` with ``ok`` where the point is primal feasible (all rows,
     ``1e-11`` relative), the multipliers are ``>= 0``, ``l > 0`` and the KKT residual is
@@ -461,19 +461,22 @@ def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.nda
 
 
 def _map_guess(poly: ActionPolytope, guess: dict,
-               todo: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+               todo: np.ndarray) -> tuple[np.ndarray | None, ...]:
     """Positions in ``poly`` (states ``todo``) of a guessed active set given as row-table
     indices; ``-1`` where a guessed row is absent (then that state's guess fails to verify
-    unless the row was not needed).  ``(None, None)`` if the guess does not fit."""
+    unless the row was not needed), the guessed solution and multipliers; ``(None, None, None)``
+    if the guess does not fit."""
     src, z = guess.get("source"), guess.get("z")
+    lam = guess.get("lam", np.zeros_like(src, dtype=np.float64) if src is not None else None)
     if src is None or z is None:
-        return None, None
+        return None, None, None
     if src.shape[0] == 1:
-        src, z = np.broadcast_to(src, (poly.batch, src.shape[1])), np.broadcast_to(
-            z, (poly.batch, z.shape[1]))
+        src = np.broadcast_to(src, (poly.batch, src.shape[1]))
+        z = np.broadcast_to(z, (poly.batch, z.shape[1]))
+        lam = np.broadcast_to(lam, (poly.batch, lam.shape[1]))
     if src.shape[0] != poly.batch:
-        return None, None
-    src, z = src[todo], z[todo]
+        return None, None, None
+    src, z, lam = src[todo], z[todo], lam[todo]
     if "solved" in guess:
         usable = np.broadcast_to(guess["solved"], (poly.batch,))[todo]
         src = np.where(usable[:, None], src, -1)
@@ -481,7 +484,7 @@ def _map_guess(poly: ActionPolytope, guess: dict,
     pos = np.where(match.any(-1), match.argmax(-1), -1)
     pos = np.where((src >= 0) & (pos < 0), -2, pos)  # a guessed row that is gone
     pos = np.where((pos == -2).any(1, keepdims=True), -1, pos)
-    return pos, np.array(z, dtype=np.float64)
+    return pos, np.array(z, dtype=np.float64), np.array(lam, dtype=np.float64)
 
 
 def _merge(z, lamI, active, rows, z_new, lam_new, act_new):
@@ -607,10 +610,20 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         todo = np.flatnonzero(~solved)
         if todo.size == 0:
             break
-        g_act, g_z = _map_guess(poly, guess, todo)
+        g_act, g_z, g_lam = _map_guess(poly, guess, todo)
         if g_act is None:
             continue
-        zt, lt, ok = _newton_verified(A[todo], b[todo], g_z, g_act, d)
+        usable = (g_act >= 0).any(1)
+        if guess.get("relaxation"):
+            # the optimum of a subset of the rows that satisfies all rows is optimal
+            ok = usable & ((A[todo] @ g_z[..., None])[..., 0] - b[todo]
+                           <= 1e-12 * (1.0 + np.abs(b[todo]))).all(1)
+            zt, lt = g_z, g_lam
+        else:
+            todo, g_act, g_z = todo[usable], g_act[usable], g_z[usable]
+            if todo.size == 0:
+                continue
+            zt, lt, ok = _newton_verified(A[todo], b[todo], g_z, g_act, d)
         rows = todo[ok]
         if rows.size:
             z, lamI, active = _merge(z, lamI, active, rows, zt[ok], lt[ok], g_act[ok])
@@ -643,6 +656,7 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         take = np.arange(N)[:, None]
         cache["source"] = np.where(active >= 0, poly.source[take, np.maximum(active, 0)], -1)
         cache["z"] = z.copy()
+        cache["lam"] = np.where(active >= 0, lamI, 0.0)
         cache["solved"] = solved.copy()
     # unsolved rows: a finite placeholder (masked below); pseudo-inverse for their KKT matrix
     z = np.where(solved[:, None], z, np.concatenate([np.broadcast_to(box_center, (N, d)),
