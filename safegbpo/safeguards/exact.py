@@ -425,7 +425,7 @@ def _polish(A: np.ndarray, b: np.ndarray, z: np.ndarray, lam: np.ndarray,
 
 
 def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.ndarray,
-                     d: int, iters: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     d: int, iters: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve the KKT system of a *guessed* active set by Newton's method from ``z`` and verify
     the result: ``(z, lam_I, ok)`` with ``ok`` where the point is primal feasible (all rows,
     ``1e-11`` relative), the multipliers are ``>= 0``, ``l > 0`` and the KKT residual is
@@ -445,6 +445,8 @@ def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.nda
         res_d[:, d:] -= 1.0 / z[:, d:]
         res = np.concatenate([res_d, np.where(present, (AI @ z[..., None])[..., 0] - bI, 0.0)],
                              axis=1)
+        if np.abs(res).max() <= 1e-14:
+            break
         step = _solve_kkt(J, res, degenerate)
         z_new = z - step[:, :nz]
         ok &= np.isfinite(z_new).all(1) & (z_new[:, d:] > 0).all(1)
@@ -458,6 +460,52 @@ def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.nda
     ok &= ((A @ z[..., None])[..., 0] - b <= 1e-11 * (1.0 + np.abs(b))).all(1)
     ok &= (np.where(present, lamI, 0.0) >= -1e-12).all(1) & present.any(1)
     return z, lamI, ok
+
+
+def _active_set_refine(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.ndarray,
+                       d: int, rounds: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+    """:func:`_newton_verified` with active-set corrections for the states that fail: add the
+    most violated row (if the set is not full), else drop the most negative multiplier, and
+    try again (``rounds`` times).  Returns ``(z, lam_I, active, ok)``."""
+    N, R, nz = A.shape
+    active = np.concatenate([active, np.full((N, rounds), -1)], axis=1)
+    z = z.copy()
+    lam = np.zeros(active.shape)
+    ok_all = np.zeros(N, dtype=bool)
+    todo = np.arange(N)
+    for rnd in range(rounds + 1):
+        zt, lt, ok = _newton_verified(A[todo], b[todo], z[todo], active[todo], d)
+        z[todo] = zt
+        lam[todo] = lt
+        ok_all[todo] = ok
+        if rnd == rounds or ok.all():
+            break
+        fail = todo[~ok]
+        act = active[fail]
+        excess = (A[fail] @ z[fail][..., None])[..., 0] - b[fail]
+        excess = np.where(excess > 1e-11 * (1.0 + np.abs(b[fail])), excess, -np.inf)
+        worst = excess.argmax(1)
+        violated = np.isfinite(excess[np.arange(fail.size), worst])
+        already = (act == worst[:, None]).any(1)
+        count = (act >= 0).sum(1)
+        add = violated & ~already & (count < nz)
+        lam_f = np.where(act >= 0, lam[fail], np.inf)
+        neg = lam_f.argmin(1)
+        drop = ~violated & (lam_f[np.arange(fail.size), neg] < -1e-12)
+        slot = np.argmax(act < 0, axis=1)
+        rows_add = np.flatnonzero(add)
+        act[rows_add, slot[rows_add]] = worst[rows_add]
+        rows_drop = np.flatnonzero(drop)
+        act[rows_drop, neg[rows_drop]] = -1
+        active[fail] = act
+        todo = fail[add | drop]
+        if todo.size == 0:
+            break
+    width = max(int((active >= 0).sum(1).max()) if N else 0, 1)
+    order = np.argsort(active < 0, axis=1, kind="stable")[:, :width]
+    take = np.arange(N)[:, None]
+    return z, lam[take, order], active[take, order], ok_all
 
 
 def _map_guess(poly: ActionPolytope, guess: dict,
@@ -623,7 +671,7 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
             todo, g_act, g_z = todo[usable], g_act[usable], g_z[usable]
             if todo.size == 0:
                 continue
-            zt, lt, ok = _newton_verified(A[todo], b[todo], g_z, g_act, d)
+            zt, lt, g_act, ok = _active_set_refine(A[todo], b[todo], g_z, g_act, d)
         rows = todo[ok]
         if rows.size:
             z, lamI, active = _merge(z, lamI, active, rows, zt[ok], lt[ok], g_act[ok])
@@ -641,7 +689,7 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         order = np.argsort(~act_mask, axis=1, kind="stable")[:, :r]
         g_act = np.where(np.take_along_axis(act_mask, order, axis=1), order, -1)
         g_act = _independent(At_, g_act, lam)
-        zp, lp, ok = _newton_verified(At_, bt_, zt, g_act, d)
+        zp, lp, g_act, ok = _active_set_refine(At_, bt_, zt, g_act, d, rounds=2)
         # IPM points that the polish could not verify are kept (accurate to ~1e-9)
         lam_ipm = lam[np.arange(todo.size)[:, None], np.maximum(g_act, 0)]
         zt = np.where(ok[:, None], zp, zt)
