@@ -15,7 +15,8 @@ unsafe ones), so no call profits from the previous one's warm start more than in
 
 **SHAC wall clock.**  ``safegbpo``'s training runner (``experiments.runner.train``) trains SHAC
 unsafe, with BP and with RM for ``--shac-interactions`` (default: 4096 pendulum, 5504 quadrotor:
-whole SHAC windows) per backend, one run after the other in this process, and reports the
+whole SHAC windows) per backend, one run after the other in this process (after an untimed
+warm-up run of one window), and reports the
 ``wallclock`` phases of each run and the ratio safeguarded / unsafe *within this run* (total,
 and training only = total - setup - evaluation).
 
@@ -138,6 +139,12 @@ def bench_shac(task: str, backends: tuple[str, ...], interactions: int, safe_set
     configs = [("none", None, "-")] + [(sg, sg, b) for b in backends for sg in ("bp", "rm")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="safegbpo-bench-") as tmp:
+        # warm-up (not timed): imports, safe-set loading and first-call costs of the process
+        warm = TrainConfig(task=task, algo="shac", seed=seed, safe_set=safe_set)
+        window = warm.hyper.len_traj * warm.num_envs
+        train(TrainConfig(task=task, algo="shac", seed=seed, interactions=window,
+                          eval_every=window, safe_set=safe_set).validate(),
+              Path(tmp) / "warm-up", progress=False)
         for label, safeguard, backend in configs:
             config = TrainConfig(task=task, algo="shac", safeguard=safeguard,
                                  backend="exact" if backend == "-" else backend, seed=seed,
