@@ -274,9 +274,9 @@ class ExactZonotopicCentre:
         lam_A = box_distance(centre, direction, s.cached_tensor("box_low", action),
                              s.cached_tensor("box_high", action))
         lam_S = torch.minimum(exact.zonotope_ray_distance(centre, generators, direction), lam_A)
-        end = centre + lam_S.unsqueeze(-1) * direction
+        # start/end are only used by the cvxpylayers certificates
         return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A,
-                           unchanged=torch.zeros_like(ok), solved=ok, start=centre, end=end,
+                           unchanged=torch.zeros_like(ok), solved=ok, start=centre, end=centre,
                            distance=distance)
 
 

@@ -436,29 +436,30 @@ def _newton_verified(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.nda
     idx = np.where(present, active, 0)
     bI = np.where(present, b[take, idx], 0.0)
     degenerate, _ = _degenerate(A, active, d)
+    AI, J = _kkt(A, z, active, d)
+    AIt = np.transpose(AI, (0, 2, 1))
+    ldiag = np.arange(d, nz)
     lamI = np.zeros(active.shape)
-    ok = np.ones(N, dtype=bool)
-    residual = np.full(N, np.inf)
+    ok = present.any(1)
     for _ in range(iters):
-        AI, J = _kkt(A, z, active, d)
-        res_d = (np.transpose(AI, (0, 2, 1)) @ lamI[..., None])[..., 0]
-        res_d[:, d:] -= 1.0 / z[:, d:]
-        res = np.concatenate([res_d, np.where(present, (AI @ z[..., None])[..., 0] - bI, 0.0)],
-                             axis=1)
-        if np.abs(res).max() <= 1e-14:
+        inv_l = 1.0 / z[:, d:]
+        res_d = (AIt @ lamI[..., None])[..., 0]
+        res_d[:, d:] -= inv_l
+        res_p = np.where(present, (AI @ z[..., None])[..., 0] - bI, 0.0)
+        if max(np.abs(res_d).max(), np.abs(res_p).max()) <= 1e-14:
             break
-        step = _solve_kkt(J, res, degenerate)
+        J[:, ldiag, ldiag] = inv_l * inv_l
+        step = _solve_kkt(J, np.concatenate([res_d, res_p], axis=1), degenerate)
         z_new = z - step[:, :nz]
         ok &= np.isfinite(z_new).all(1) & (z_new[:, d:] > 0).all(1)
         z = np.where(ok[:, None], z_new, z)
         lamI = np.where(ok[:, None], lamI - step[:, nz:], lamI)
-    AI, _ = _kkt(A, z, active, d)
-    res_d = (np.transpose(AI, (0, 2, 1)) @ lamI[..., None])[..., 0]
-    res_d[:, d:] -= 1.0 / z[:, d:]
-    residual = np.abs(res_d).max(1) / (1.0 + (1.0 / z[:, d:]).max(1))
-    ok &= residual <= 1e-10
+    res_d = (AIt @ lamI[..., None])[..., 0]
+    inv_l = 1.0 / z[:, d:]
+    res_d[:, d:] -= inv_l
+    ok &= np.abs(res_d).max(1) / (1.0 + inv_l.max(1)) <= 1e-10
     ok &= ((A @ z[..., None])[..., 0] - b <= 1e-11 * (1.0 + np.abs(b))).all(1)
-    ok &= (np.where(present, lamI, 0.0) >= -1e-12).all(1) & present.any(1)
+    ok &= (np.where(present, lamI, 0.0) >= -1e-12).all(1)
     return z, lamI, ok
 
 
@@ -712,8 +713,9 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
     active = np.where(solved[:, None], active, -1)
     degenerate, first = _degenerate(A, active, d)
     degenerate &= solved
-    degenerate, u, ends, shift = _segment_midpoint(A, b, z, active, first, degenerate, d)
-    z[:, :d] += shift[:, None] * u
+    if degenerate.any():
+        degenerate, u, ends, shift = _segment_midpoint(A, b, z, active, first, degenerate, d)
+        z[:, :d] += shift[:, None] * u
     # -- torch: one Newton step of the active-set KKT system (implicit derivative) -------------
     _, J = _kkt(A, z, active, d)
     Jinv = _inverse_kkt(J, degenerate | ~solved)
