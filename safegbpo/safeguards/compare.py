@@ -54,10 +54,13 @@ def _hull(points: np.ndarray) -> np.ndarray:
     """Andrew's monotone chain on ``points`` (any order) -> hull vertices (counter-clockwise)."""
     pts = points[np.lexsort((points[:, 1], points[:, 0]))]
 
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
     def half(seq: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for p in seq:
-            while len(out) >= 2 and np.cross(out[-1] - out[-2], p - out[-2]) <= 0:
+            while len(out) >= 2 and cross(out[-2], out[-1], p) <= 0:
                 out.pop()
             out.append(p)
         return out
