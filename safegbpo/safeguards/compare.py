@@ -6,8 +6,8 @@ exact set (``y(a) ∈ S_s ⊖ W_s``, :mod:`~safegbpo.safeguards.polytope`).
 :func:`compare_safe_action_sets` measures both on states sampled uniformly from the safe state
 set (∩ ``S``):
 
-* exact set: its polytope (``d = 1``: the interval; ``d = 2``: the polygon from the feasible
-  pairwise intersections of its rows) — its length / area exactly;
+* exact set: its polytope (``d = 1``: the interval; ``d = 2``: the polygon by qhull's
+  half-space intersection from the Chebyshev centre) — its length / area exactly;
 * Eq 6 set: its support points in ``directions`` unit directions (one LP each, HiGHS through
   cvxpy, the Eq 5 / Eq 6 constraints of :mod:`safegbpo.sets.containment`); the length / area of
   their convex hull (an inner approximation in 2-D, exact for ``d = 1``);
@@ -78,19 +78,25 @@ def _exact_size(poly: Any) -> tuple[np.ndarray, list[np.ndarray]]:
         return size, [np.array([[lo[i]], [hi[i]]]) for i in range(N)]
     sizes, vertices = np.zeros(N), []
     for i in range(N):
-        A, b = poly.A[i][poly.valid[i]], poly.b[i][poly.valid[i]]
-        j, k = np.triu_indices(A.shape[0], 1)
-        det = A[j, 0] * A[k, 1] - A[j, 1] * A[k, 0]
-        ok = np.abs(det) > 1e-12
-        j, k, det = j[ok], k[ok], det[ok]
-        x = (b[j] * A[k, 1] - b[k] * A[j, 1]) / det
-        y = (A[j, 0] * b[k] - A[k, 0] * b[j]) / det
-        pts = np.stack([x, y], axis=1)
-        feasible = (pts @ A.T - b <= 1e-10 * (1.0 + np.abs(b))).all(axis=1)
-        pts = pts[feasible]
+        pts = _polygon(poly.A[i][poly.valid[i]], poly.b[i][poly.valid[i]])
         vertices.append(pts)
         sizes[i] = polygon_area(pts) if pts.shape[0] >= 3 else 0.0
     return sizes, vertices
+
+
+def _polygon(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vertices of ``{x : A x <= b}`` in 2-D (bounded): the Chebyshev centre (LP) as interior
+    point, then qhull's half-space intersection; empty array if there is no interior."""
+    from scipy.optimize import linprog
+    from scipy.spatial import HalfspaceIntersection
+
+    norms = np.linalg.norm(A, axis=1)
+    res = linprog(np.array([0.0, 0.0, -1.0]), A_ub=np.column_stack([A, norms]), b_ub=b,
+                  bounds=[(None, None), (None, None), (0.0, None)], method="highs")
+    if res.status != 0 or res.x[2] <= 1e-12:
+        return np.zeros((0, 2))
+    halfspaces = np.column_stack([A, -b])
+    return HalfspaceIntersection(halfspaces, res.x[:2]).intersections
 
 
 class _Eq6Support:
