@@ -307,7 +307,7 @@ class ExactActionSet:
         B = data.B.detach().cpu().numpy()
         r, varies = self._noise_reduction_np(data)
         HB = F @ B  # (N, K, d)
-        Fq = (f0 - B @ a0) @ F.T  # (N, K)
+        Fq = (F @ (f0 - B @ a0).T).T  # (N, K) (this order: BLAS-friendly for large K)
         if varies:
             up_b = (self.upper - r) - Fq
             lo_b = (self.lower + r) - Fq
@@ -324,12 +324,22 @@ class ExactActionSet:
         cut_up = mid + spread > up_b - _PRUNE_SLACK * (1.0 + np.abs(up_b))
         cut_lo = mid - spread < lo_b + _PRUNE_SLACK * (1.0 + np.abs(lo_b))
         mask = np.concatenate([cut_up, cut_lo], axis=1)  # (N, 2K)
-        R_ind = int(mask.sum(1).max()) if N else 0
-        order = np.argsort(~mask, axis=1, kind="stable")[:, :R_ind]
+        # compact the kept rows of every state to the front (O(kept), no sort)
+        rows_nz, cols_nz = np.nonzero(mask)
+        counts = np.bincount(rows_nz, minlength=N)
+        R_ind = int(counts.max()) if N else 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        position = np.arange(rows_nz.size) - starts[rows_nz]
+        order = np.zeros((N, R_ind), dtype=np.int64)
+        order[rows_nz, position] = cols_nz
+        valid_ind = np.zeros((N, R_ind), dtype=bool)
+        valid_ind[rows_nz, position] = True
         take = np.arange(N)[:, None]
-        valid_ind = mask[take, order]
-        H_ind = np.concatenate([HB, -HB], axis=1)[take, order]
-        h_ind = np.concatenate([up_b, -lo_b], axis=1)[take, order]
+        slab = order % K
+        upper_side = order < K
+        sign = np.where(upper_side, 1.0, -1.0)
+        H_ind = HB[take, slab] * sign[..., None]
+        h_ind = np.where(upper_side, up_b[take, slab], -lo_b[take, slab])
         norm_ind = np.linalg.norm(H_ind, axis=2)
         scale = np.where(valid_ind & (norm_ind > 0), norm_ind, 1.0)
         A_ind = np.where(valid_ind[..., None], H_ind / scale[..., None], 0.0)
@@ -372,7 +382,7 @@ class ExactActionSet:
                 B = data.B.detach().cpu().numpy()
                 y = data.f0.detach().cpu().numpy() + (B @ (x - s.box_center)[..., None])[..., 0]
                 r, _ = self._noise_reduction_np(data)
-                v = y @ self.F.T
+                v = (self.F @ y.T).T
                 excess = np.maximum(v - (self.cert_upper - r), (self.cert_lower + r) - v)
                 worst = np.maximum(worst, (excess / self.cert_state_scale).max(axis=1))
         finite = np.isfinite(x).all(axis=1) & ~np.isnan(worst)

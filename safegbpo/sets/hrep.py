@@ -153,7 +153,7 @@ class HRep:
         are unit vectors, so this is a Euclidean distance to the violated half-space);
         ``<= 0`` inside."""
         p = self._points(points)
-        v = p @ self.normals.T
+        v = (self.normals @ p.T).T  # (BLAS-friendly order for many rows)
         with np.errstate(invalid="ignore"):
             excess = np.maximum(v - self.upper, self.lower - v)
         return excess.max(axis=1) if excess.shape[1] else np.full(p.shape[0], -np.inf)
@@ -172,7 +172,7 @@ class HRep:
         up, lo = self.upper - fc, self.lower - fc
         if np.any(up <= 0) or np.any(lo >= 0):
             raise ValueError("the gauge needs the centre in the interior of the polytope")
-        v = (p - c) @ self.normals.T
+        v = (self.normals @ (p - c).T).T
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.maximum(np.where(np.isfinite(up), v / up, 0.0),
                                np.where(np.isfinite(lo), v / lo, 0.0))
