@@ -173,36 +173,51 @@ class OrthogonalCentre:
     def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
         s = self.structure
         projected, ok, certificate = self.projection(action, data)
-        offset = projected - action
-        distance = safe_norm(offset)
-        unsafe = ok & (distance > SAFE_DISTANCE)
-        unchanged = ok & ~unsafe
-        # placeholders (finite) for the rows that are not mapped
-        centre = action.detach().clone()
-        lam_S = torch.zeros_like(distance)
-        lam_A = torch.ones_like(distance)
-        solved = ok.clone()
-        end = projected
-        end_certificate = certificate
-        rows = torch.nonzero(unsafe).flatten()
-        if rows.numel():
+
+        def ray(boundary: Tensor, normal: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Any]:
             low, high = s.tensor("box_low", action), s.tensor("box_high", action)
-            normal, _ = unit_direction(offset[rows])
-            boundary = projected[rows]
             t_box = box_distance(boundary, normal, low + s.margin, high - s.margin)
-            t, ray_ok, ray_certificate = self.ray(boundary, normal, t_box, data.subset(rows))
-            half = 0.5 * t
-            centre_rows = boundary + half.unsqueeze(-1) * normal
-            lam_A_rows = box_distance(centre_rows, -normal, low, high)
-            centre = centre.index_put((rows,), centre_rows)
-            lam_S = lam_S.index_put((rows,), half)
-            lam_A = lam_A.index_put((rows,), lam_A_rows)
-            solved = solved.index_put((rows,), ray_ok & ok[rows])
-            end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
-            end_certificate = certificate.index_put(rows, ray_certificate)
-        return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=unchanged,
-                           solved=solved, start=projected, end=end,
-                           start_certificate=certificate, end_certificate=end_certificate)
+            return self.ray(boundary, normal, t_box, data.subset(rows))
+
+        fields, rows, ray_certificate = _orthogonal(s, action, projected, ok, ray)
+        end_certificate = (certificate if ray_certificate is None
+                           else certificate.index_put(rows, ray_certificate))
+        return RayGeometry(**fields, start_certificate=certificate,
+                           end_certificate=end_certificate)
+
+
+def _orthogonal(s: ActionSetStructure, action: Tensor, projected: Tensor, ok: Tensor,
+                ray: Any) -> tuple[dict[str, Tensor], Tensor, Any]:
+    """Eq 54 given the projections ``projected`` of ``action`` (both backends): for the rows the
+    projection moved by more than :data:`SAFE_DISTANCE`, ``ray(boundary, normal, rows) -> (t,
+    ok, extra)`` gives the safe extent along the inward normal; ``c_s`` is its midpoint.
+    Returns the :class:`RayGeometry` fields, the mapped rows and ``extra`` (``None`` if none)."""
+    offset = projected - action
+    distance = safe_norm(offset)
+    unsafe = ok & (distance > SAFE_DISTANCE)
+    # placeholders (finite) for the rows that are not mapped
+    centre = action.detach().clone()
+    lam_S = torch.zeros_like(distance)
+    lam_A = torch.ones_like(distance)
+    solved = ok.clone()
+    end = projected
+    extra = None
+    rows = torch.nonzero(unsafe).flatten()
+    if rows.numel():
+        low, high = s.tensor("box_low", action), s.tensor("box_high", action)
+        normal, _ = unit_direction(offset[rows])
+        boundary = projected[rows]
+        t, ray_ok, extra = ray(boundary, normal, rows)
+        half = 0.5 * t
+        centre_rows = boundary + half.unsqueeze(-1) * normal
+        centre = centre.index_put((rows,), centre_rows)
+        lam_S = lam_S.index_put((rows,), half)
+        lam_A = lam_A.index_put((rows,), box_distance(centre_rows, -normal, low, high))
+        solved = solved.index_put((rows,), ray_ok & ok[rows])
+        end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
+    fields = {"centre": centre, "lam_S": lam_S, "lam_A": lam_A, "unchanged": ok & ~unsafe,
+              "solved": solved, "start": projected, "end": end}
+    return fields, rows, extra
 
 
 class ExactZonotopicCentre:
@@ -290,31 +305,12 @@ class ExactOrthogonalCentre:
         self.structure = action_set.structure
 
     def geometry(self, action: Tensor, data: ActionSetData) -> RayGeometry:
-        s = self.structure
         poly = self.action_set.polytope(data)
         projected, ok, _ = exact.project(action, poly)
-        offset = projected - action
-        distance = safe_norm(offset)
-        unsafe = ok & (distance > SAFE_DISTANCE)
-        centre = action.detach().clone()
-        lam_S = torch.zeros_like(distance)
-        lam_A = torch.ones_like(distance)
-        solved = ok.clone()
-        end = projected
-        rows = torch.nonzero(unsafe).flatten()
-        if rows.numel():
-            low, high = s.tensor("box_low", action), s.tensor("box_high", action)
-            normal, _ = unit_direction(offset[rows])
-            boundary = projected[rows]
-            t, ray_ok = exact.ray_distance(boundary, normal,
-                                           poly.subset(rows.cpu().numpy()))
-            half = 0.5 * t
-            centre_rows = boundary + half.unsqueeze(-1) * normal
-            lam_A_rows = box_distance(centre_rows, -normal, low, high)
-            centre = centre.index_put((rows,), centre_rows)
-            lam_S = lam_S.index_put((rows,), half)
-            lam_A = lam_A.index_put((rows,), lam_A_rows)
-            solved = solved.index_put((rows,), ray_ok & ok[rows])
-            end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
-        return RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=ok & ~unsafe,
-                           solved=solved, start=projected, end=end, fixed=projected)
+
+        def ray(boundary: Tensor, normal: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, None]:
+            t, ray_ok = exact.ray_distance(boundary, normal, poly.subset(rows.cpu().numpy()))
+            return t, ray_ok, None
+
+        fields, _, _ = _orthogonal(self.structure, action, projected, ok, ray)
+        return RayGeometry(**fields, fixed=projected)
