@@ -6,9 +6,10 @@
 library's option vocabulary (:mod:`safegbpo.cli.options`).
 
 ``safegbpo audit --task T --safeguard NAME|module:Class [--mapping M] [--centre C]
-[--passthrough] [--option key=value ...] [--samples N] [--seed S] [--safe-set FILE]
-[--json OUT] [--require P3 ...]`` prints a table of the P1–P5 verdicts of one safeguard on one
-task and exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on bad input).
+[--passthrough] [--backend B] [--option key=value ...] [--samples N] [--seed S]
+[--safe-set FILE] [--json OUT] [--require P3 ...]`` prints a table of the P1–P5 verdicts of one
+safeguard on one task and exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on
+bad input).
 
 ``safegbpo report [--results DIR] [--out reports/] [--spec reports/spec.json]`` writes the
 compliance report (:mod:`spec.report`).
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.cli.options import (
+    add_backend_option,
     add_safe_set_option,
     add_safe_sets_option,
     add_task_option,
@@ -62,6 +64,7 @@ def register_audit(subparsers: Any) -> None:
     p.add_argument("--mapping", choices=MAPPINGS, help="ray-mask mapping")
     p.add_argument("--centre", choices=CENTRES, help="ray-mask centre")
     p.add_argument("--passthrough", action="store_true", help="straight-through gradient")
+    add_backend_option(p, default=None)
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="further safeguard option (JSON value), repeatable")
     p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
@@ -87,6 +90,8 @@ def _audit(args: argparse.Namespace) -> int:
         options["centre"] = args.centre
     if args.passthrough:
         options["passthrough"] = True
+    if args.backend is not None:
+        options["backend"] = args.backend
     console = make_console()
     with console.status(f"auditing {args.safeguard} on {args.task}") as status:
         result = audit(args.task, args.safeguard, options=options, samples=args.samples,

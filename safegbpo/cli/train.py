@@ -18,9 +18,9 @@ import json
 from typing import Any
 
 from safegbpo.algorithms import algorithm_names
-from safegbpo.cli.options import add_safe_set_option, add_task_option
+from safegbpo.cli.options import add_backend_option, add_safe_set_option, add_task_option
 from safegbpo.experiments.config import TrainConfig, parse_hyper_assignment
-from safegbpo.safeguards import SAFEGUARDS
+from safegbpo.safeguards import DEFAULT_BACKEND, SAFEGUARDS
 
 __all__ = ["register", "config_from_args"]
 
@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
                         help="straight-through (identity) gradient of the safeguard")
     parser.add_argument("--regularisation", type=float, default=0.0,
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
+    add_backend_option(parser, default=DEFAULT_BACKEND)
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
                         help="budget in env interactions (default: the task's, e.g. 100000 "
@@ -77,8 +78,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         task=args.task, algo=args.algo, safeguard=args.safeguard, mapping=args.mapping,
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
-        seed=args.seed, interactions=args.interactions, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
+        backend=args.backend, seed=args.seed, interactions=args.interactions,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes, num_envs=args.num_envs,
+        eval_seed=args.eval_seed,
         safe_set=args.safe_set, hyper=hyper, device=args.device)
     return config.validate()
 

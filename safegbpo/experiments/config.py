@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from safegbpo.algorithms import get_algorithm
-from safegbpo.safeguards import CENTRES, MAPPINGS, SAFEGUARDS
+from safegbpo.safeguards import BACKENDS, CENTRES, DEFAULT_BACKEND, MAPPINGS, SAFEGUARDS
 from safegbpo.tasks import TaskSpec, get_task
 
 __all__ = [
@@ -150,6 +150,8 @@ class TrainConfig:
         centre: ray mask only, ``'zonotopic'`` (Eq 52–53) or ``'orthogonal'`` (Eq 54).
         passthrough: straight-through gradient of the safeguard (SPEC §5).
         regularisation: Eq 45 coefficient ``lambda_reg`` (0: off; the paper uses 0.1).
+        backend: safeguard backend, ``'exact'`` (default, SPEC §11) or ``'cvxpylayers'``
+            (the paper's Eq 6 programs); passed to the built-in safeguards.
         seed: run seed; network initialisation, sampling, training env and the ray mask's
             directions use independent streams derived from it.
         interactions: budget in interactions; training stops at the first iteration boundary
@@ -172,6 +174,7 @@ class TrainConfig:
     centre: str | None = None
     passthrough: bool = False
     regularisation: float = 0.0
+    backend: str = DEFAULT_BACKEND
     seed: int = 0
     interactions: int | None = None
     eval_every: int | None = None
@@ -245,6 +248,8 @@ class TrainConfig:
                                  f"{list(CENTRES)}")
         if not isinstance(self.passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {self.passthrough!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; expected one of {list(BACKENDS)}")
         if self.passthrough and sg is None:
             raise ValueError("passthrough gradient requires a safeguard (--safeguard bp|rm)")
         reg = self.regularisation
@@ -298,6 +303,8 @@ class TrainConfig:
             options["passthrough"] = True
         if self.safeguard == "rm":
             options.update(mapping=self.mapping, centre=self.centre, seed=seed)
+        if self.safeguard in SAFEGUARDS:
+            options["backend"] = self.backend
         return options
 
     # -- serialisation -----------------------------------------------------------------------

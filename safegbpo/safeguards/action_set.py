@@ -184,6 +184,14 @@ class ActionSetStructure:
         """Attribute ``name`` as a tensor with ``like``'s dtype and device."""
         return torch.as_tensor(getattr(self, name), dtype=like.dtype, device=like.device)
 
+    def cached_tensor(self, name: str, like: Tensor) -> Tensor:
+        """:meth:`tensor`, memoised per (name, dtype, device) (the structure is immutable)."""
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, like.dtype, like.device)
+        if key not in cache:
+            cache[key] = self.tensor(name, like)
+        return cache[key]
+
 
 @dataclass(frozen=True)
 class ActionSetData:
@@ -219,10 +227,11 @@ class ActionSetData:
             raise ValueError(f"B must have shape ({N}, {n}, {d}), got {tuple(B.shape)}")
         if tuple(E.shape) != (N, n, n_w):
             raise ValueError(f"E must have shape ({N}, {n}, {n_w}), got {tuple(E.shape)}")
-        for name, x in (("f0", f0), ("B", B), ("E", E)):
-            if not bool(torch.isfinite(x.detach()).all()):
-                raise ValueError(f"the linearisation {name} contains NaN/inf")
-        G_W = structure.tensor("noise_generators", E)
+        finite = torch.stack([torch.isfinite(x.detach()).all() for x in (f0, B, E)])
+        if not bool(finite.all()):
+            name = ("f0", "B", "E")[int((~finite).nonzero()[0])]
+            raise ValueError(f"the linearisation {name} contains NaN/inf")
+        G_W = structure.cached_tensor("noise_generators", E)
         return cls(f0=f0, B=B, E=E, noise_generators=E @ G_W, batch=N)
 
     @classmethod

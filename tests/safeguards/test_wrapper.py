@@ -27,14 +27,14 @@ def test_wrapper_steps_the_env_with_the_safe_action(env, name):
     wrapped.reset(seed=4)
     d = env.model.action_dim
     unsafe = torch.full((env.num_envs, d), 1.7, dtype=F64)  # outside A: must be changed
-    unsafe[0] = -1.0
+    unsafe[0] = -1.7
     for _ in range(3):
         before = env.state.clone()
         obs, reward, terminated, truncated, info = wrapped.step(unsafe)
         safe = info["safe_action"]
         assert torch.equal(info["unsafe_action"], unsafe)
         assert torch.equal(safe, safeguard.last_safe_action)
-        assert bool(info["intervened"].all())  # 1.7 is infeasible; -1 is on the box corner
+        assert bool(info["intervened"].all())  # +-1.7 lie outside A
         assert info["fallback"].tolist() == [False] * env.num_envs
         # the realised transition is the model's step with the *safe* action and the noise
         expected = env.model.step(before, safe, info["noise"])
