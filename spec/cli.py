@@ -14,7 +14,8 @@ bad input).
 ``safegbpo report [--results DIR] [--out reports/] [--spec reports/spec.json]`` writes the
 compliance report (:mod:`spec.report`).
 
-``python -m spec --all [--tasks T ...] [--variants KEY ...] [--safe-sets DIR] [--json OUT]``
+``python -m spec --all [--tasks T ...] [--variants KEY ...] [--safe-sets DIR] [--backend B]
+[--json OUT]``
 audits every registered safeguard map on every task (P1–P5 against Table 1), checks Lemmas 1–3,
 prints the verdicts and writes the JSON document of :func:`spec.checks.audit.run_all` (what
 ``nox -s spec`` runs).  Exit code 0 iff every verdict agrees with its expectation
@@ -170,6 +171,7 @@ def build_spec_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", choices=[v.key for v in audited_variants()],
                         metavar="KEY", help="variants to audit (registry keys; default: all)")
     add_safe_sets_option(parser)
+    add_backend_option(parser, default=None)
     parser.add_argument("--no-lemmas", action="store_true", help="skip Lemmas 1-3")
     parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
                         help=f"states per audit (default {DEFAULT_SAMPLES})")
@@ -201,7 +203,8 @@ def spec_main(argv: Sequence[str] | None = None) -> int:
     with console.status("running the specification") as status:
         doc = run_all(tasks=tasks, variants=args.variants, samples=args.samples,
                       seed=args.seed, tol=args.tol, lemmas=not args.no_lemmas,
-                      safe_sets=safe_sets, progress=lambda msg: status.update(msg))
+                      safe_sets=safe_sets, backend=args.backend,
+                      progress=lambda msg: status.update(msg))
     if not args.quiet:
         for a in doc["audits"]:
             print_audit(AuditResult.from_dict(a), console)

@@ -61,6 +61,7 @@ from safegbpo.io import (
     remove_stale_temporaries,
     torch_load,
 )
+from safegbpo.safeguards import PAPER_BACKEND
 
 __all__ = [
     "train",
@@ -175,6 +176,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
 def _check_same_config(config: TrainConfig, stored: Any, out: Path) -> None:
     if not isinstance(stored, dict):
         raise ValueError(f"{out} holds a run without a readable config; use another --out")
+    if "backend" not in stored and stored.get("safeguard") is not None:
+        # written before the exact backend existed: its safeguard ran the Eq 6 programs
+        stored = {**stored, "backend": PAPER_BACKEND}
     try:
         previous = TrainConfig.from_dict(stored)
     except (TypeError, ValueError) as err:
