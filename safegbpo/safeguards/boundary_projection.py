@@ -58,6 +58,7 @@ class BoundaryProjection(Safeguard):
     def _map(self, action: Tensor,
              data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
         if self.exact is None:
+            assert self.problem is not None  # built for the cvxpylayers backend
             return self.problem(action, data)
         x, solved, _ = exact.project(action, self.exact.polytope(data))
         return x, solved, None

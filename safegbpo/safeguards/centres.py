@@ -29,7 +29,7 @@ for the orthogonal centre the exact projection and the ratio test of Eq 47 on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -179,19 +179,19 @@ class OrthogonalCentre:
             t_box = box_distance(boundary, normal, low + s.margin, high - s.margin)
             return self.ray(boundary, normal, t_box, data.subset(rows))
 
-        fields, rows, ray_certificate = _orthogonal(s, action, projected, ok, ray)
+        geometry, rows, ray_certificate = _orthogonal(s, action, projected, ok, ray)
         end_certificate = (certificate if ray_certificate is None
                            else certificate.index_put(rows, ray_certificate))
-        return RayGeometry(**fields, start_certificate=certificate,
-                           end_certificate=end_certificate)
+        return replace(geometry, start_certificate=certificate, end_certificate=end_certificate)
 
 
 def _orthogonal(s: ActionSetStructure, action: Tensor, projected: Tensor, ok: Tensor,
-                ray: Any) -> tuple[dict[str, Tensor], Tensor, Any]:
+                ray: Any) -> tuple[RayGeometry, Tensor, Any]:
     """Eq 54 given the projections ``projected`` of ``action`` (both backends): for the rows the
     projection moved by more than :data:`SAFE_DISTANCE`, ``ray(boundary, normal, rows) -> (t,
     ok, extra)`` gives the safe extent along the inward normal; ``c_s`` is its midpoint.
-    Returns the :class:`RayGeometry` fields, the mapped rows and ``extra`` (``None`` if none)."""
+    Returns the :class:`RayGeometry` (without certificates), the mapped rows and ``extra``
+    (``None`` if none)."""
     offset = projected - action
     distance = safe_norm(offset)
     unsafe = ok & (distance > SAFE_DISTANCE)
@@ -215,9 +215,9 @@ def _orthogonal(s: ActionSetStructure, action: Tensor, projected: Tensor, ok: Te
         lam_A = lam_A.index_put((rows,), box_distance(centre_rows, -normal, low, high))
         solved = solved.index_put((rows,), ray_ok & ok[rows])
         end = end.index_put((rows,), boundary + t.unsqueeze(-1) * normal)
-    fields = {"centre": centre, "lam_S": lam_S, "lam_A": lam_A, "unchanged": ok & ~unsafe,
-              "solved": solved, "start": projected, "end": end}
-    return fields, rows, extra
+    geometry = RayGeometry(centre=centre, lam_S=lam_S, lam_A=lam_A, unchanged=ok & ~unsafe,
+                           solved=solved, start=projected, end=end)
+    return geometry, rows, extra
 
 
 class ExactZonotopicCentre:
@@ -264,7 +264,8 @@ class ExactZonotopicCentre:
         s = self.structure
         poly = self.action_set.polytope(data)
         radius = 0.5 * (s.box_high - s.box_low)
-        warm, cache = self._guesses(), {}
+        warm = self._guesses()
+        cache: dict[str, Any] = {}
         with torch.set_grad_enabled(self.centre_gradient and torch.is_grad_enabled()):
             centre, lengths, ok = exact.zonotopic_centre(poly, self.directions, s.box_center,
                                                          radius, like, warm=warm, cache=cache)
@@ -312,5 +313,5 @@ class ExactOrthogonalCentre:
             t, ray_ok = exact.ray_distance(boundary, normal, poly.subset(rows.cpu().numpy()))
             return t, ray_ok, None
 
-        fields, _, _ = _orthogonal(self.structure, action, projected, ok, ray)
-        return RayGeometry(**fields, fixed=projected)
+        geometry, _, _ = _orthogonal(self.structure, action, projected, ok, ray)
+        return replace(geometry, fixed=projected)

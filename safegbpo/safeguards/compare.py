@@ -104,24 +104,23 @@ class _Eq6Support:
 
     def __init__(self, structure: ActionSetStructure, action_set: ExactActionSet) -> None:
         s = structure
-        n, d = s.state_dim, s.action_dim
+        c_S, G_S, G_W = s.induced_set
+        n, d = G_S.shape[0], s.action_dim
         self.q0 = cp.Parameter(n)
         self.B = cp.Parameter((n, d))
-        self.W = cp.Parameter((n, s.noise_generators.shape[1]))
+        self.W = cp.Parameter((n, G_W.shape[1]))
         self.direction = cp.Parameter(d)
         self.x = cp.Variable(d)
         constraints = [self.x >= s.box_low, self.x <= s.box_high]
         if s.has_explicit:
-            cons, _ = point_containment_constraints(self.x, s.explicit_center,
-                                                    s.explicit_generators)
+            cons, _ = point_containment_constraints(self.x, *s.explicit_set)
             constraints += cons
         centre = self.q0 + self.B @ self.x
-        cons, _, _ = zonotope_containment_constraints(centre, self.W, s.safe_center,
-                                                      s.safe_generators)
+        cons, _, _ = zonotope_containment_constraints(centre, self.W, c_S, G_S)
         constraints += cons
         rows = action_set.state_box_rows
         if rows:  # S ⊖ W_s where S_s sticks out of S (as in the exact set)
-            F = action_set.F[-rows:]
+            F = action_set.slabs[-rows:]
             self.r = cp.Parameter(rows)
             constraints += [F @ centre <= action_set.cert_upper[-rows:] - self.r,
                             F @ centre >= action_set.cert_lower[-rows:] + self.r]
@@ -133,7 +132,7 @@ class _Eq6Support:
                directions: np.ndarray) -> np.ndarray | None:
         self.q0.value, self.B.value, self.W.value = q0, B, W
         if self.rows:
-            F = self.action_set.F[-self.rows:]
+            F = self.action_set.slabs[-self.rows:]
             self.r.value = np.abs(F @ W).sum(axis=1)
         out = []
         for v in directions:
@@ -176,7 +175,7 @@ def compare_safe_action_sets(env: Any, num_states: int = 64, seed: int = 0,
         dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     support = _Eq6Support(structure, action_set)
     f0n, Bn = f0.detach().numpy(), B.detach().numpy()
-    Wn = data.noise_generators.detach().numpy()
+    Wn = data.linearisation[3].detach().numpy()
     q0 = f0n - Bn @ structure.box_center
     eq6_size = np.zeros(num_states)
     empty = np.zeros(num_states, dtype=bool)

@@ -37,6 +37,8 @@ Solvers:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -65,7 +67,7 @@ def _violations(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def inside(action: Tensor, poly: ActionPolytope) -> np.ndarray:
     """``(N,)`` bool: ``H a <= h`` for every row (no tolerance)."""
-    return (_violations(poly.A, poly.b, _np(action)) <= 0.0).all(axis=1)
+    return np.asarray((_violations(poly.A, poly.b, _np(action)) <= 0.0).all(axis=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,22 +511,23 @@ def _active_set_refine(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.n
     return z, lam[take, order], active[take, order], ok_all
 
 
-def _map_guess(poly: ActionPolytope, guess: dict,
-               todo: np.ndarray) -> tuple[np.ndarray | None, ...]:
+def _map_guess(poly: ActionPolytope, guess: dict[str, Any],
+               todo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Positions in ``poly`` (states ``todo``) of a guessed active set given as row-table
     indices; ``-1`` where a guessed row is absent (then that state's guess fails to verify
-    unless the row was not needed), the guessed solution and multipliers; ``(None, None, None)``
-    if the guess does not fit."""
-    src, z = guess.get("source"), guess.get("z")
-    lam = guess.get("lam", np.zeros_like(src, dtype=np.float64) if src is not None else None)
+    unless the row was not needed), the guessed solution and multipliers; ``None`` if the guess
+    does not fit."""
+    src, z, lam = guess.get("source"), guess.get("z"), guess.get("lam")
     if src is None or z is None:
-        return None, None, None
+        return None
+    if lam is None:
+        lam = np.zeros_like(src, dtype=np.float64)
     if src.shape[0] == 1:
         src = np.broadcast_to(src, (poly.batch, src.shape[1]))
         z = np.broadcast_to(z, (poly.batch, z.shape[1]))
         lam = np.broadcast_to(lam, (poly.batch, lam.shape[1]))
     if src.shape[0] != poly.batch:
-        return None, None, None
+        return None
     src, z, lam = src[todo], z[todo], lam[todo]
     if "solved" in guess:
         usable = np.broadcast_to(guess["solved"], (poly.batch,))[todo]
@@ -659,9 +662,10 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         todo = np.flatnonzero(~solved)
         if todo.size == 0:
             break
-        g_act, g_z, g_lam = _map_guess(poly, guess, todo)
-        if g_act is None:
+        mapped = _map_guess(poly, guess, todo)
+        if mapped is None:
             continue
+        g_act, g_z, g_lam = mapped
         usable = (g_act >= 0).any(1)
         if guess.get("relaxation"):
             # the optimum of a subset of the rows that satisfies all rows is optimal
@@ -719,10 +723,9 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
     # -- torch: one Newton step of the active-set KKT system (implicit derivative) -------------
     _, J = _kkt(A, z, active, d)
     Jinv = _inverse_kkt(J, degenerate | ~solved)
-    kw = {"dtype": like.dtype, "device": device}
-    Jp = torch.as_tensor(Jinv, **kw)
-    lam_t = torch.as_tensor(np.where(active >= 0, lamI, 0.0), **kw)
-    z_t = torch.as_tensor(z, **kw)
+    Jp = torch.as_tensor(Jinv, dtype=like.dtype, device=device)
+    lam_t = torch.as_tensor(np.where(active >= 0, lamI, 0.0), dtype=like.dtype, device=device)
+    z_t = torch.as_tensor(z, dtype=like.dtype, device=device)
     present = torch.as_tensor(active >= 0, device=device)
     HI, bI = poly.rows(active, like, normalised=True)
     AI = torch.cat([HI, torch.abs(HI @ D)], dim=2)
@@ -746,7 +749,8 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
         shift_t = torch.where(deg, 0.5 * (t_plus - t_minus), torch.zeros_like(t_plus))
         c = c + shift_t.unsqueeze(-1) * u_t
     ok = torch.as_tensor(solved, device=device)
-    c = torch.where(ok.unsqueeze(-1), c, torch.as_tensor(box_center, **kw).expand_as(c))
+    c = torch.where(ok.unsqueeze(-1), c,
+                    torch.as_tensor(box_center, dtype=like.dtype, device=device).expand_as(c))
     l = torch.where(ok.unsqueeze(-1), l, torch.zeros_like(l))
     return c, l, ok
 

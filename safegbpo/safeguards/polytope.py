@@ -104,7 +104,8 @@ class ActionPolytope:
         if "q" not in self._cache:
             a0 = torch.as_tensor(self.owner.structure.box_center, dtype=like.dtype,
                                  device=like.device)
-            self._cache["q"] = self.data.f0 - self.data.B @ a0
+            f0, B, _, _ = self.data.linearisation
+            self._cache["q"] = f0 - B @ a0
         return self._cache["q"]
 
     def rows(self, index: np.ndarray, like: Tensor,
@@ -123,18 +124,18 @@ class ActionPolytope:
         if normalised:
             scale = np.where(present, self.norm[take, np.where(present, index, 0)], 1.0)
             C, bnd = C / scale[..., None], bnd / scale
-        kw = {"dtype": like.dtype, "device": like.device}
-        H = torch.as_tensor(C, **kw)
-        h = torch.as_tensor(bnd, **kw)
+        H = torch.as_tensor(C, dtype=like.dtype, device=like.device)
+        h = torch.as_tensor(bnd, dtype=like.dtype, device=like.device)
         if owner.F is not None and bool((src >= owner.num_fixed).any()):
-            G = owner.table_G[src]
+            G_np = owner.table_G[src]
             if scale is not None:
-                G = G / scale[..., None]
-            G = torch.as_tensor(G, **kw)
-            H = H + G @ self.data.B
+                G_np = G_np / scale[..., None]
+            G = torch.as_tensor(G_np, dtype=like.dtype, device=like.device)
+            _, B, _, EG_W = self.data.linearisation
+            H = H + G @ B
             h = h - (G @ self._q(like).unsqueeze(-1)).squeeze(-1)
             if self.noise_varies:
-                h = h - torch.abs(G @ self.data.noise_generators).sum(-1)
+                h = h - torch.abs(G @ EG_W).sum(-1)
         return H, h
 
     def subset(self, rows: np.ndarray) -> ActionPolytope:
@@ -181,11 +182,12 @@ class ExactActionSet:
         cert_b = [s.box_high, -s.box_low]
         cert_scale = [radius, radius]
         if s.has_explicit:
+            c_U, G_U = s.explicit_set
             if action_hrep is None:
-                action_hrep = zonotope_hrep(s.explicit_center, s.explicit_generators)
+                action_hrep = zonotope_hrep(c_U, G_U)
             F_U = action_hrep.normals
-            fc = F_U @ s.explicit_center
-            width = np.abs(F_U @ s.explicit_generators).sum(axis=1)
+            fc = F_U @ c_U
+            width = np.abs(F_U @ G_U).sum(axis=1)
             rows = np.concatenate([F_U, -F_U])
             offsets = np.concatenate([fc + keep * width, -fc + keep * width])
             cuts = rows @ s.box_center + np.abs(rows) @ radius > offsets - _PRUNE_SLACK
@@ -203,21 +205,22 @@ class ExactActionSet:
         self.state_box_rows = 0
         self.F: np.ndarray | None = None
         if s.has_induced:
+            c_S, G_S, _ = s.induced_set
             if state_hrep is None:
-                state_hrep = zonotope_hrep(s.safe_center, s.safe_generators)
+                state_hrep = zonotope_hrep(c_S, G_S)
             F = state_hrep.normals
-            fc = F @ s.safe_center
-            width = np.abs(F @ s.safe_generators).sum(axis=1)
+            fc = F @ c_S
+            width = np.abs(F @ G_S).sum(axis=1)
             lower, upper = fc - keep * width, fc + keep * width
             lower_c, upper_c, scale = fc - width, fc + width, width
             if state_box is not None:
                 low, high = (np.asarray(x, dtype=np.float64).reshape(-1) for x in state_box)
-                hull = np.abs(s.safe_generators).sum(axis=1)
-                out = (s.safe_center + hull > high) | (s.safe_center - hull < low)
+                hull = np.abs(G_S).sum(axis=1)
+                out = (c_S + hull > high) | (c_S - hull < low)
                 if out.any():
                     idx = np.flatnonzero(out)
                     half = 0.5 * (high - low)
-                    F = np.concatenate([F, np.eye(s.state_dim)[idx]])
+                    F = np.concatenate([F, np.eye(c_S.size)[idx]])
                     lower = np.concatenate([lower, low[idx] + s.margin])
                     upper = np.concatenate([upper, high[idx] - s.margin])
                     lower_c = np.concatenate([lower_c, low[idx]])
@@ -269,23 +272,33 @@ class ExactActionSet:
         """Number of state-space slabs (``S_s`` and ``S``) of the induced part."""
         return 0 if self.F is None else int(self.F.shape[0])
 
+    @property
+    def slabs(self) -> np.ndarray:
+        """``F (K, n)``, the normals of the induced part's slabs; ``ValueError`` without one."""
+        if self.F is None:
+            raise ValueError("the safe action set has no induced part (no state slabs)")
+        return self.F
+
     # -- the polytope ----------------------------------------------------------------------------
     def _noise_reduction_np(self, data: ActionSetData) -> tuple[np.ndarray, bool]:
         """``r = |F E G_W| 1``: ``((K,), False)`` when ``E G_W`` is the same for every state
         (cached: additive noise), else ``((N, K), True)``.  Memoised for the last ``data``."""
-        W_t = data.noise_generators
+        W_t = data.linearisation[3]
         if self._noise_last is not None and self._noise_last[0] is W_t:
             return self._noise_last[1], self._noise_last[2]
+        F = self.slabs
         W = W_t.detach().cpu().numpy()
+        out: tuple[np.ndarray, bool]
         if W.shape[0] == 0 or np.all(W == W[:1]):
-            first = W[0] if W.shape[0] else np.zeros((self.F.shape[1], 0))
-            if self._noise_key is None or self._noise_key.shape != first.shape \
+            first = W[0] if W.shape[0] else np.zeros((F.shape[1], 0))
+            if self._noise_reduction is None or self._noise_key is None \
+                    or self._noise_key.shape != first.shape \
                     or not np.array_equal(self._noise_key, first):
                 self._noise_key = first.copy()
-                self._noise_reduction = np.abs(self.F @ first).sum(axis=1)
+                self._noise_reduction = np.abs(F @ first).sum(axis=1)
             out = (self._noise_reduction, False)
         else:
-            out = (np.abs(self.F @ W).sum(axis=2), True)
+            out = (np.abs(F @ W).sum(axis=2), True)
         self._noise_last = (W_t, *out)
         return out
 
@@ -303,8 +316,9 @@ class ExactActionSet:
                                   self.fixed_b)
         F, K = self.F, self.F.shape[0]
         a0, radius = self._a0, self._radius
-        f0 = data.f0.detach().cpu().numpy()
-        B = data.B.detach().cpu().numpy()
+        f0_t, B_t, _, _ = data.linearisation
+        f0 = f0_t.detach().cpu().numpy()
+        B = B_t.detach().cpu().numpy()
         r, varies = self._noise_reduction_np(data)
         HB = F @ B  # (N, K, d)
         Fq = (F @ (f0 - B @ a0).T).T  # (N, K) (this order: BLAS-friendly for large K)
@@ -358,7 +372,8 @@ class ExactActionSet:
         R_fix, d = self.num_fixed, self.structure.action_dim
         return ActionPolytope(self.fixed_An.reshape(1, R_fix, d), self.fixed_bn.reshape(1, -1),
                               np.ones((1, R_fix), dtype=bool), self.fixed_norm.reshape(1, -1),
-                              np.arange(R_fix).reshape(1, -1), self, None,
+                              np.arange(R_fix).reshape(1, -1), self,
+                              ActionSetData.explicit_only(1),
                               np.concatenate([self.fixed_b, np.zeros(1)]))
 
     def _bound_table(self, r: np.ndarray) -> np.ndarray:
@@ -379,10 +394,11 @@ class ExactActionSet:
         with np.errstate(all="ignore"):
             worst = ((x @ self.cert_A.T - self.cert_b) / self.cert_scale).max(axis=1)
             if s.has_induced:
-                B = data.B.detach().cpu().numpy()
-                y = data.f0.detach().cpu().numpy() + (B @ (x - s.box_center)[..., None])[..., 0]
+                f0_t, B_t, _, _ = data.linearisation
+                B = B_t.detach().cpu().numpy()
+                y = f0_t.detach().cpu().numpy() + (B @ (x - s.box_center)[..., None])[..., 0]
                 r, _ = self._noise_reduction_np(data)
-                v = (self.F @ y.T).T
+                v = (self.slabs @ y.T).T
                 excess = np.maximum(v - (self.cert_upper - r), (self.cert_lower + r) - v)
                 worst = np.maximum(worst, (excess / self.cert_state_scale).max(axis=1))
         finite = np.isfinite(x).all(axis=1) & ~np.isnan(worst)

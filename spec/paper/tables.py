@@ -166,7 +166,7 @@ def build_tables(
             paper_values_ = paper_cells.get(key)
             paper_row = ({q: paper_values_[q] for q in quantities if q in paper_values_}
                          if paper_values_ else None)
-            candidates: list[dict[str, Any] | None] = list(ours_all.get(key) or [None])
+            candidates: list[dict[str, Any] | None] = [*ours_all.get(key, [])] or [None]
             for index, ours in enumerate(candidates):
                 note = (paper_values_ or {}).get("note")
                 if ours is None:
