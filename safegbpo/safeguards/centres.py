@@ -82,6 +82,16 @@ class RayGeometry:
     distance: Tensor | None = None
 
 
+def _centre_directions(structure: ActionSetStructure, num_directions: int | None,
+                       seed: int | None, centre_gradient: bool) -> Tensor:
+    """``G_dir (d, K)`` of the zonotopic centre (``K = 2d`` by default), drawn identically for
+    both backends; validates ``centre_gradient``."""
+    if not isinstance(centre_gradient, bool):
+        raise ValueError(f"centre_gradient must be a bool, got {centre_gradient!r}")
+    d = structure.action_dim
+    return draw_directions(d, 2 * d if num_directions is None else num_directions, seed)
+
+
 def draw_directions(dim: int, num: int, seed: int | None) -> Tensor:
     """``num`` unit directions in ``R^dim`` (columns of a ``(dim, num)`` tensor), uniform on the
     sphere, from ``torch.Generator().manual_seed(seed)`` (``seed=None``: fresh entropy)."""
@@ -122,13 +132,10 @@ class ZonotopicCentre:
     def __init__(self, structure: ActionSetStructure, num_directions: int | None = None,
                  seed: int | None = 0, solver_args: dict[str, Any] | None = None,
                  centre_gradient: bool = True) -> None:
-        d = structure.action_dim
-        K = 2 * d if num_directions is None else num_directions
-        if not isinstance(centre_gradient, bool):
-            raise ValueError(f"centre_gradient must be a bool, got {centre_gradient!r}")
         self.structure = structure
         self.centre_gradient = centre_gradient
-        self.directions = draw_directions(d, K, seed)
+        self.directions = _centre_directions(structure, num_directions, seed, centre_gradient)
+        d, K = self.directions.shape
         self.problem = ZonotopicCentreProblem(structure, self.directions.numpy(), solver_args)
         self.ray = ZonotopeRayProblem(d, K, solver_args)
 
@@ -231,15 +238,11 @@ class ExactZonotopicCentre:
 
     def __init__(self, action_set: Any, num_directions: int | None = None,
                  seed: int | None = 0, centre_gradient: bool = True) -> None:
-        structure = action_set.structure
-        d = structure.action_dim
-        K = 2 * d if num_directions is None else num_directions
-        if not isinstance(centre_gradient, bool):
-            raise ValueError(f"centre_gradient must be a bool, got {centre_gradient!r}")
         self.action_set = action_set
-        self.structure = structure
+        self.structure = action_set.structure
         self.centre_gradient = centre_gradient
-        self.directions = draw_directions(d, K, seed)
+        self.directions = _centre_directions(self.structure, num_directions, seed,
+                                             centre_gradient)
         self._fixed: dict | None = None
         self._previous: dict | None = None
 
