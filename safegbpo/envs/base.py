@@ -206,6 +206,22 @@ class SafeVectorEnv(VectorEnv):
     def _make_scene(self) -> Scene:
         raise NotImplementedError
 
+    # Exogenous-input hooks: a task whose step depends on data other than the state and the
+    # action (e.g. the energy task's hourly profiles, indexed by the current hour of each env)
+    # overrides these three; the model functions take those values explicitly.
+    def _step_noise(self) -> Tensor:
+        """Disturbance ``w (N, n_w)`` of the current step (default: uniform in ``W``)."""
+        return self.sample_noise(self.num_envs)
+
+    def _step_reward(self, next_state: Tensor, action: Tensor) -> Tensor:
+        """Reward ``(N,)`` of the current step (default: ``model.reward(s', a, goal)``)."""
+        return self.model.reward(next_state, action, self._goal)
+
+    def _observation(self, state: Tensor) -> Tensor:
+        """Observation ``(N, o)`` of ``state`` at the current step (default:
+        ``model.observe(state, goal)``)."""
+        return self.model.observe(state, self._goal)
+
     def _render_frames(self, scene: Scene, states: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -280,16 +296,16 @@ class SafeVectorEnv(VectorEnv):
         """
         self._require_reset()
         action = self._validate_actions(actions)
-        noise = self.sample_noise(self.num_envs)
+        noise = self._step_noise()
         next_state = self.model.step(self._state, action, noise)
-        reward = self.model.reward(next_state, action, self._goal)
+        reward = self._step_reward(next_state, action)
         self._elapsed_steps += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         truncated = torch.full((self.num_envs,), self._elapsed_steps >= self.episode_length,
                                dtype=torch.bool, device=self.device)
         info: dict[str, Any] = {"noise": noise}
         if bool(truncated[0]):
-            info["final_obs"] = self.model.observe(next_state, self._goal)
+            info["final_obs"] = self._observation(next_state)
             info["_final_obs"] = truncated.clone()
             info["final_state"] = next_state
             if self._goal is not None:
@@ -357,7 +373,8 @@ class SafeVectorEnv(VectorEnv):
         action = self._validate_actions(actions)
         f0, B, E = self.linearise()
         centre = f0 + (B @ (action - self._action_centre).unsqueeze(-1)).squeeze(-1)
-        generators = E * self._noise_high  # E @ diag(w): scales the columns
+        # E @ diag(w) with w the half-widths of W (W need not be centred at 0: energy task)
+        generators = E * (0.5 * (self._noise_high - self._noise_low))
         return Zonotope(centre, generators)
 
     # ------------------------------------------------------------------------------------------
@@ -449,7 +466,7 @@ class SafeVectorEnv(VectorEnv):
         self._elapsed_steps = 0
 
     def _observe(self) -> Tensor:
-        return self.model.observe(self._state, self._goal)
+        return self._observation(self._state)
 
     def _require_reset(self) -> None:
         if self._state is None:
