@@ -1,4 +1,5 @@
-"""Differentiable vectorised tasks (SPEC §6): pendulum and planar quadrotor balance.
+"""Differentiable vectorised tasks (SPEC §6, §10): pendulum and planar quadrotor balance, and the
+household energy system.
 
 :func:`make_vec` builds a :class:`SafeVectorEnv` for a task name; the pure task models live in
 :mod:`safegbpo.envs.models`.
@@ -11,12 +12,14 @@ from typing import Any
 import torch
 
 from safegbpo.envs.base import Linearisation, SafeVectorEnv, resolve_safe_set
+from safegbpo.envs.energy import EnergyEnv
 from safegbpo.envs.models import MODELS, TaskModel, get_model
 from safegbpo.envs.pendulum import PendulumEnv
 from safegbpo.envs.quadrotor import QuadrotorEnv
 
 __all__ = [
     "ENVS",
+    "EnergyEnv",
     "Linearisation",
     "MODELS",
     "PendulumEnv",
@@ -28,7 +31,8 @@ __all__ = [
     "resolve_safe_set",
 ]
 
-ENVS: dict[str, type[SafeVectorEnv]] = {"pendulum": PendulumEnv, "quadrotor": QuadrotorEnv}
+ENVS: dict[str, type[SafeVectorEnv]] = {"pendulum": PendulumEnv, "quadrotor": QuadrotorEnv,
+                                        "energy": EnergyEnv}
 
 
 def make_vec(
@@ -41,7 +45,7 @@ def make_vec(
     dtype: torch.dtype = torch.float64,
     **kwargs: Any,
 ) -> SafeVectorEnv:
-    """The vector env of ``task`` (``'pendulum'`` or ``'quadrotor'``).
+    """The vector env of ``task`` (``'pendulum'``, ``'quadrotor'`` or ``'energy'``).
 
     Args:
         task: task name.
@@ -51,7 +55,8 @@ def make_vec(
             a path (``str`` / ``os.PathLike``) -> :meth:`safegbpo.safesets.SafeSet.load`, or a
             :class:`~safegbpo.safesets.SafeSet` of this task.
         device, dtype: of the env's tensors.
-        **kwargs: ``episode_length``, ``render_mode``.
+        **kwargs: ``episode_length``, ``render_mode``; energy only: ``profiles``,
+            ``start_hour`` (:class:`~safegbpo.envs.energy.EnergyEnv`).
 
     Raises:
         ValueError: unknown task (the message lists the tasks), or a safe set of another task /

@@ -83,7 +83,8 @@ class TaskModel:
         raise NotImplementedError
 
     def equilibrium(self, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
-        """An equilibrium ``(x_e, u_e)`` with ``f(x_e, u_e, 0) = x_e`` (SPEC §7 step 1)."""
+        """An equilibrium ``(x_e, u_e)`` with ``f(x_e, u_e, w0) = x_e`` (SPEC §7 step 1), ``w0`` the
+        centre of ``W`` (0 for the pendulum and the quadrotor)."""
         return (
             torch.zeros(self.state_dim, dtype=dtype, device=device),
             torch.zeros(self.action_dim, dtype=dtype, device=device),
@@ -242,11 +243,16 @@ class QuadrotorModel(TaskModel):
         return super().equilibrium(dtype, device)
 
 
-MODELS: dict[str, TaskModel] = {"pendulum": PendulumModel(), "quadrotor": QuadrotorModel()}
+# The energy task (SPEC §10) lives in its own module; it subclasses TaskModel defined above.
+from safegbpo.tasks.energy import EnergyModel  # noqa: E402
+
+MODELS: dict[str, TaskModel] = {"pendulum": PendulumModel(), "quadrotor": QuadrotorModel(),
+                                "energy": EnergyModel()}
 
 
 def get_model(task: str) -> TaskModel:
-    """The model of ``task`` (``'pendulum'`` or ``'quadrotor'``); clear error otherwise."""
+    """The model of ``task`` (``'pendulum'``, ``'quadrotor'`` or ``'energy'``); clear error
+    otherwise."""
     try:
         return MODELS[task]
     except KeyError:
