@@ -5,6 +5,12 @@ Examples::
     safegbpo safe-set compute --task pendulum [--out pendulum.json]
     safegbpo safe-set verify --task quadrotor [--file set.json] [--json report.json] \\
         [--samples 1000] [--seed 0] [--reference ref.json | --no-reference]
+    safegbpo safe-set box --task energy --out box.json     # the state box S as a set file
+
+``box`` writes the feasible state box ``S`` of a task as a set file without action part: the
+energy task's reference implementation uses exactly this as its safe set ("one-step
+feasibility"), and ``safe-set verify --task energy --file box.json`` shows that it is not robust
+control invariant (exit code 1, naming states from which no action keeps the next state in ``S``).
 
 Exit codes: 0 verified, 1 the set failed verification (a state without a safe action), 2 bad
 input (unreadable or invalid set file, wrong task; raised as ``ValueError`` and turned into
@@ -25,6 +31,8 @@ from safegbpo.console import make_console
 
 __all__ = ["register"]
 
+_TASKS_HELP = "pendulum | quadrotor | energy"
+
 
 def register(subparsers: Any) -> None:
     """Add ``safe-set compute`` and ``safe-set verify`` to ``safegbpo``'s subparsers."""
@@ -39,7 +47,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Solve the RCI program, verify the result and save it to --out (default: "
         "refresh the per-user cache used by get_safe_set).")
-    compute.add_argument("--task", required=True, help="pendulum | quadrotor")
+    compute.add_argument("--task", required=True, help=_TASKS_HELP)
     compute.add_argument("--out", default=None, help="output set file (safegbpo-safe-set/1)")
     _verification_options(compute)
     compute.add_argument("--verbose", action="store_true", help="print the search progress")
@@ -50,11 +58,19 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Check on sampled states of S_s ∩ S that the backup action (or an LP "
         "action) keeps the successor set inside S_s and S. Exit code 1 on a violation.")
-    verify.add_argument("--task", required=True, help="pendulum | quadrotor")
+    verify.add_argument("--task", required=True, help=_TASKS_HELP)
     verify.add_argument("--file", default=None,
                         help="set file to verify (default: the project's cached set)")
     _verification_options(verify)
     verify.set_defaults(func=run_verify)
+
+    box = sub.add_parser(
+        "box", help="write the feasible state box S of a task as a set file",
+        description="Write the state box S as a safegbpo-safe-set/1 file without action part "
+        "(the energy reference's safe set); verify it with 'safe-set verify --file'.")
+    box.add_argument("--task", required=True, help=_TASKS_HELP)
+    box.add_argument("--out", required=True, help="output set file")
+    box.set_defaults(func=run_box)
 
 
 def _verification_options(parser: argparse.ArgumentParser) -> None:
@@ -98,8 +114,18 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
     for key, value in (extra or {}).items():
         table.add_row(key, value)
     make_console().print(table)
+    names = _state_names(report.task)
     for v in report.violations[:3]:
-        make_console().print(f"[red]violation[/red] at state {v['state']}: {v['reason']}")
+        state = (", ".join(f"{n}={x:.6g}" for n, x in zip(names, v["state"], strict=True))
+                 if names else str(v["state"]))
+        make_console().print(f"[red]violation[/red] at state ({state}): {v['reason']}")
+
+
+def _state_names(task: str) -> tuple[str, ...]:
+    from safegbpo.envs.models import MODELS
+
+    model = MODELS.get(task)
+    return tuple(model.state_names) if model is not None else ()
 
 
 def _fmt(x: float | None) -> str:
@@ -162,3 +188,20 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, report.to_dict())
     return 0 if report.verdict else 1
+
+
+def run_box(args: argparse.Namespace) -> int:
+    from safegbpo.envs.models import get_model
+    from safegbpo.safesets.safe_set import SafeSet
+    from safegbpo.sets import Zonotope
+
+    model = get_model(args.task)
+    low, high = model.state_bounds()
+    box = SafeSet(task=args.task, state=Zonotope.from_box(low, high), action=None,
+                  source=f"feasible state box S of {args.task} (no action set)",
+                  metadata={"kind": "state box", "low": low.tolist(), "high": high.tolist()})
+    path = box.save(args.out)
+    ranges = ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, lo, hi in
+                       zip(model.state_names, low.tolist(), high.tolist(), strict=True))
+    make_console().print(f"wrote {path}: the state box S of {args.task} ({ranges})")
+    return 0

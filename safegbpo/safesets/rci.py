@@ -85,7 +85,16 @@ of the ``~100.5`` of ``S`` (the reference set: ``~66.9``, and it partly lies out
 sector gain range ``[0, 1]`` needed at ``|theta| = pi`` is the main conservatism.  Quadrotor:
 ``m = 18``, volume ``~170`` (reference ``~0.46``); the template size limits it (``m = 24`` gives
 ``~215`` at three times the computing time), and a box template alone is infeasible because of
-the integrator chain ``x <- x_dot <- phi <- phi_dot``.  Both compute in seconds.
+the integrator chain ``x <- x_dot <- phi <- phi_dot``.  Energy system (SPEC §10): the dynamics
+are linear, so the enclosure is exact (one vertex, no remainder, linearised at the centre
+``t_out = 15`` of ``W``) and a certificate proves robust control invariance of the set itself;
+``m = 5``, volume ``~1714`` of the ``5400`` of ``S`` (``t_ret`` up to ``~43.6``).  The maximal RCI
+set is far larger (a grid estimate: ``~4800``, nearly ``S`` minus the wedges near ``t_in = 24``
+with a hot floor and ``t_in = 18`` with a cold one) but strongly asymmetric; a centrally
+symmetric zonotope with a linear paired backup action cannot follow it (exact containment
+instead of Eq 6 gives the same volume for the same template).  The state box ``S`` itself -- the
+reference's safe set -- is not invariant: ``t_in'`` does not depend on the action.  All three
+compute in seconds.
 """
 
 from __future__ import annotations
@@ -197,6 +206,10 @@ DEFAULT_CONFIGS: dict[str, RCIConfig] = {
                           lqr_control_weight=1.0, volume_iterations=30),
     "quadrotor": RCIConfig(num_directions=18, template_powers=(5, 10, 15),
                            lqr_control_weight=0.1, volume_iterations=10),
+    # linear dynamics: one exact enclosure, no bound to search (the t_in bound is the box's)
+    "energy": RCIConfig(num_directions=5, template_powers=(1, 2, 3, 5, 10),
+                        lqr_control_weight=0.01, bound_fraction_range=(1.0, 1.0),
+                        bound_evaluations=1, volume_iterations=30),
 }
 
 
@@ -257,8 +270,11 @@ class LinearEnclosure:
 
 
 def _equilibrium_jacobians(model: TaskModel):
+    """``x_e, u_e, A, B, E`` at the equilibrium, linearised at the centre ``w0`` of ``W`` (0 for
+    the pendulum and the quadrotor; the energy task's ``W`` is not centred at 0)."""
     x_e, u_e = model.equilibrium()
-    w0 = torch.zeros(model.noise_dim, dtype=torch.float64)
+    w_low, w_high = model.noise_bounds()
+    w0 = 0.5 * (w_low + w_high)
     residual = model.dynamics(x_e[None], u_e[None], w0[None])[0] - x_e
     if float(residual.abs().max()) > 1e-12:
         raise ValueError(f"{model.name}: model.equilibrium() is not a fixed point "
@@ -303,15 +319,36 @@ def _quadrotor_enclosure(model: QuadrotorModel, bound: float) -> LinearEnclosure
                            np.array([0.0, half]), 2, float(bound))
 
 
+def _energy_enclosure(model: TaskModel, bound: float) -> LinearEnclosure:
+    """The energy task's dynamics are linear (SPEC §10): one vertex, the Jacobians at the
+    equilibrium, no remainder -- exact for every state, action and ``t_out`` in ``W``, so the
+    program of SPEC §7 certifies *exact* robust control invariance.
+
+    The equilibrium is taken at the centre ``w0 = 15`` of ``W``, so the noise of the enclosure
+    is ``w - w0`` in ``<0, 25>`` (half-width of ``W``).  ``bound`` (on ``t_in``) does not
+    restrict the validity of a linear model; it only adds the redundant constraint
+    ``|t_in - 21| <= bound`` (the search uses the full half-width 3 of ``S``).
+    """
+    if not bound > 0.0:
+        raise ValueError(f"energy enclosure needs bound > 0, got {bound}")
+    x_e, u_e, A, B, E = _equilibrium_jacobians(model)
+    w_low, w_high = (t.numpy() for t in model.noise_bounds())
+    zeros = np.zeros(model.noise_dim)
+    return LinearEnclosure(x_e, u_e, A[None], B[None], E, (w_high - w_low) / 2.0, zeros,
+                           zeros.copy(), BOUNDED_INDEX["energy"], float(bound))
+
+
 #: Task -> enclosure builder ``(model, bound) -> LinearEnclosure``.
 ENCLOSURES: dict[str, Callable[..., LinearEnclosure]] = {
     "pendulum": _pendulum_enclosure,
     "quadrotor": _quadrotor_enclosure,
+    "energy": _energy_enclosure,
 }
 
 
-#: Index of the coordinate bounded by each task's enclosure (theta, phi).
-BOUNDED_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2}
+#: Index of the coordinate bounded by each task's enclosure (theta, phi; t_in for the linear
+#: energy task, where the bound is redundant).
+BOUNDED_INDEX: dict[str, int] = {"pendulum": 0, "quadrotor": 2, "energy": 1}
 
 
 def linear_enclosure(task: str, bound: float) -> LinearEnclosure:
@@ -614,7 +651,7 @@ def compute_rci(
     """Compute a certified RCI state zonotope with paired backup actions for ``task``.
 
     Args:
-        task: ``"pendulum"`` or ``"quadrotor"``.
+        task: ``"pendulum"``, ``"quadrotor"`` or ``"energy"``.
         num_directions: template size ``m`` (default: :data:`DEFAULT_CONFIGS`).
         iterations: volume (minorise-maximise) reweighting iterations (default: config).
         solver: a cvxpy conic solver (exponential cone) name; default CLARABEL, and if the
@@ -676,7 +713,9 @@ def _search(task: str, model: TaskModel, cfg: RCIConfig, program: _Program, verb
         return "infeasible/uncertified" if sol is None else f"volume {sol.volume:.4g}"
 
     j = BOUNDED_INDEX[task]
-    full = float(min(program.high[j], -program.low[j]))  # widest bound the box allows
+    x_e = model.equilibrium()[0].numpy()
+    # widest bound around the equilibrium that the box allows (x_e = 0 for pendulum, quadrotor)
+    full = float(min(program.high[j] - x_e[j], x_e[j] - program.low[j]))
     lo_f, hi_f = cfg.bound_fraction_range
     uniform = np.full(cfg.num_directions, model.state_dim / cfg.num_directions)
 
