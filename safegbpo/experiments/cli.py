@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         "result.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--task", required=True, help="pendulum | quadrotor")
+    parser.add_argument("--task", required=True, help="pendulum | quadrotor | energy")
     parser.add_argument("--algo", default="shac", help="shac | ppo | sac")
     parser.add_argument("--safeguard", default="none",
                         help="none | bp (boundary projection) | rm (ray mask) | "
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
                         help="budget in env interactions (default: 100000 pendulum, "
-                        "200000 quadrotor)")
+                        "200000 quadrotor, 1000000 energy)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluation interval in interactions (default: the paper's grid)")
     parser.add_argument("--eval-episodes", type=int, default=None,
@@ -59,6 +59,10 @@ def register(subparsers: Any) -> None:
                         help="training environments (default: the task's)")
     parser.add_argument("--set-file", default=None,
                         help="safe-set file (safegbpo-safe-set/1) instead of the project's set")
+    parser.add_argument("--profiles", default=None, metavar="FILE",
+                        help="energy task: hourly profile CSV (SPEC §10 format), or 'reference' "
+                        "for ../shared/reference/energy_system/profiles.csv (default: the "
+                        "project's generated year)")
     parser.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                         help="override one hyper-parameter of the preset, e.g. "
                         "--hyper policy_lr=1e-3 --hyper policy_hidden=64,64 (repeatable)")
@@ -76,8 +80,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
         seed=args.seed, interactions=args.interactions, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
-        safe_set=args.set_file, hyper=hyper, device=args.device)
+        safe_set=args.set_file, profiles=_profiles_path(args.profiles), hyper=hyper,
+        device=args.device)
     return config.validate()
+
+
+def _profiles_path(value: str | None) -> str | None:
+    """``--profiles``: a path, or ``'reference'`` -> the ``../shared`` reference file."""
+    if value != "reference":
+        return value
+    from safegbpo.tasks.energy_profiles import reference_profiles_path
+
+    path = reference_profiles_path()
+    if path is None:
+        raise ValueError("--profiles reference: ../shared/reference/energy_system/profiles.csv "
+                         "is not present")
+    return str(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,6 +44,9 @@ __all__ = [
     "QUADROTOR_SHAC",
     "QUADROTOR_PPO",
     "QUADROTOR_SAC",
+    "ENERGY_SHAC",
+    "ENERGY_PPO",
+    "ENERGY_SAC",
     "PRESETS",
     "EVAL_EVERY",
     "BUDGETS",
@@ -77,8 +80,18 @@ QUADROTOR_PPO = PPOConfig(
 QUADROTOR_SAC = SACConfig(
     policy_hidden=(359,) * 4, policy_lr=1e-3, critic_hidden=(977,) * 3, critic_lr=5e-4,
     buffer_size=45000, polyak=0.323, learning_starts=5000, policy_freq=10, target_freq=2)
+# -- SPEC §10 (the energy system; reference hyper-parameters, tuned for unsafe training) --------
+ENERGY_SHAC = SHACConfig(
+    policy_hidden=(512,) * 3, policy_lr=1e-6, critic_hidden=(512,) * 3, critic_lr=2e-6,
+    len_traj=550, polyak=0.7, td_weight=0.93, vf_num_fits=50, vf_fit_num_batches=100)
+ENERGY_PPO = PPOConfig(
+    policy_hidden=(256,) * 3, policy_lr=5e-5, critic_hidden=(256,) * 4, critic_lr=6e-4,
+    len_traj=2880, clip_coef=0.32, ent_coef=0.065, num_batches=30, num_fits=30)
+ENERGY_SAC = SACConfig(
+    policy_hidden=(838,) * 2, policy_lr=1e-5, critic_hidden=(937,) * 3, critic_lr=2.5e-4,
+    buffer_size=300000, polyak=0.3, learning_starts=6000, policy_freq=1, target_freq=1)
 
-#: Tuned hyper-parameters per (task, algorithm), SPEC §8.
+#: Tuned hyper-parameters per (task, algorithm), SPEC §8 and §10.
 PRESETS: dict[tuple[str, str], HyperConfig] = {
     ("pendulum", "shac"): PENDULUM_SHAC,
     ("pendulum", "ppo"): PENDULUM_PPO,
@@ -86,9 +99,12 @@ PRESETS: dict[tuple[str, str], HyperConfig] = {
     ("quadrotor", "shac"): QUADROTOR_SHAC,
     ("quadrotor", "ppo"): QUADROTOR_PPO,
     ("quadrotor", "sac"): QUADROTOR_SAC,
+    ("energy", "shac"): ENERGY_SHAC,
+    ("energy", "ppo"): ENERGY_PPO,
+    ("energy", "sac"): ENERGY_SAC,
 }
 
-#: Evaluation interval (interactions) of the paper's runs, SPEC §8.
+#: Evaluation interval (interactions) of the paper's runs, SPEC §8 and §10.
 EVAL_EVERY: dict[tuple[str, str], int] = {
     ("pendulum", "shac"): 2560,
     ("pendulum", "ppo"): 13600,
@@ -96,10 +112,13 @@ EVAL_EVERY: dict[tuple[str, str], int] = {
     ("quadrotor", "shac"): 5504,
     ("quadrotor", "ppo"): 22400,
     ("quadrotor", "sac"): 5008,
+    ("energy", "shac"): 13200,
+    ("energy", "ppo"): 23040,
+    ("energy", "sac"): 10000,
 }
 
-#: Interaction budget of the paper's runs, SPEC §8.
-BUDGETS: dict[str, int] = {"pendulum": 100_000, "quadrotor": 200_000}
+#: Interaction budget of the paper's runs, SPEC §8 and §10.
+BUDGETS: dict[str, int] = {"pendulum": 100_000, "quadrotor": 200_000, "energy": 1_000_000}
 
 BUILTIN_SAFEGUARDS: tuple[str, ...] = ("bp", "rm")
 MAPPINGS: tuple[str, ...] = ("linear", "hyperbolic")
@@ -203,6 +222,9 @@ class TrainConfig:
             configuration is scored on the same episodes).
         safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--set-file``)
             (it also defines the reset distribution, so it matters for unsafe training too).
+        profiles: energy task only: path of an hourly profile CSV (SPEC §10, CLI ``--profiles``);
+            ``None`` is the project's generated year
+            (:mod:`safegbpo.tasks.energy_profiles`).
         hyper: the algorithm's hyper-parameters (default: :func:`preset`).
         device: torch device of networks and environments.
     """
@@ -221,6 +243,7 @@ class TrainConfig:
     num_envs: int | None = None
     eval_seed: int = 0
     safe_set: str | None = None
+    profiles: str | None = None
     hyper: Any = field(default=None)
     device: str = "cpu"
 
@@ -234,6 +257,8 @@ class TrainConfig:
             put("regularisation", float(self.regularisation))
         if isinstance(self.safe_set, os.PathLike | str) and str(self.safe_set):
             put("safe_set", os.path.abspath(os.fspath(self.safe_set)))
+        if isinstance(self.profiles, os.PathLike | str) and str(self.profiles):
+            put("profiles", os.path.abspath(os.fspath(self.profiles)))
         if self.safeguard == "rm":
             if self.mapping is None:
                 put("mapping", "linear")
@@ -314,7 +339,25 @@ class TrainConfig:
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         if self.safe_set is not None:
             self._validate_safe_set_file()
+        if self.profiles is not None:
+            self._validate_profiles()
         return self
+
+    def _validate_profiles(self) -> None:
+        if self.task != "energy":
+            raise ValueError(f"profiles (hourly exogenous data) only apply to the energy task, "
+                             f"not to {self.task!r}")
+        if not os.path.isfile(self.profiles):
+            raise ValueError(f"profile file {self.profiles!r} does not exist")
+        from safegbpo.envs.energy import _check_profiles_within_w
+        from safegbpo.envs.models import get_model
+        from safegbpo.tasks.energy_profiles import resolve_profiles
+
+        _check_profiles_within_w(resolve_profiles(self.profiles), get_model(self.task))
+
+    def env_options(self) -> dict[str, Any]:
+        """Task-specific keyword options of ``make_vec`` (the energy task's profiles)."""
+        return {"profiles": self.profiles} if self.profiles is not None else {}
 
     def _validate_safe_set_file(self) -> None:
         if not os.path.isfile(self.safe_set):

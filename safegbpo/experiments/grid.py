@@ -49,7 +49,7 @@ __all__ = [
 
 GRID_FORMAT = "safegbpo-grid/1"
 VARIANTS_FORMAT = "safegbpo-variants/1"
-TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
+TASKS: tuple[str, ...] = ("pendulum", "quadrotor", "energy")
 ALGOS: tuple[str, ...] = ("shac", "ppo", "sac")
 VARIANT_ORDER: tuple[str, ...] = (
     "No Safeguard",
@@ -98,6 +98,8 @@ class RunSpec:
         kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
         safe_set_sha256: content hash of ``safe_set`` (part of the run id).
+        profiles, profiles_sha256: energy task: the hourly profile CSV and its content hash
+            (part of the run id when given); ``None``: the project's generated year.
         experiments, tables: which grid blocks / tables this run feeds (not part of the id).
     """
 
@@ -114,6 +116,8 @@ class RunSpec:
     safe_set: str | None = None
     safe_set_sha256: str | None = None
     experiments: tuple[str, ...] = ()
+    profiles: str | None = None
+    profiles_sha256: str | None = None
     tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -142,11 +146,17 @@ class RunSpec:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if (self.safe_set is None) != (self.safe_set_sha256 is None):
             raise ValueError("safe_set and safe_set_sha256 must be given together")
+        if (self.profiles is None) != (self.profiles_sha256 is None):
+            raise ValueError("profiles and profiles_sha256 must be given together")
+        if self.profiles is not None and self.task != "energy":
+            raise ValueError(f"profiles only apply to the energy task, not to {self.task!r}")
 
     # -- identity ----------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """Everything that determines the run's result (hashed into :attr:`run_id`)."""
+        extra = {} if self.profiles_sha256 is None else {"profiles_sha256": self.profiles_sha256}
         return {
+            **extra,
             "task": self.task,
             "algo": self.algo,
             "variant": dict(self.variant_fields),
@@ -189,6 +199,8 @@ class RunSpec:
             "kind": self.kind,
             "safe_set": self.safe_set,
             "safe_set_sha256": self.safe_set_sha256,
+            "profiles": self.profiles,
+            "profiles_sha256": self.profiles_sha256,
             "experiments": list(self.experiments),
             "tables": list(self.tables),
         }
@@ -221,6 +233,8 @@ class RunSpec:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
             out["safe_set"] = self.safe_set
+        if self.profiles is not None:
+            out["profiles"] = self.profiles
         return out
 
     def train_config(self, device: str = "cpu") -> Any:
@@ -421,17 +435,24 @@ def expand(
     *,
     safe_sets: Mapping[str, str | None] | None = None,
     include_wallclock: bool = True,
+    profiles: str | None = None,
 ) -> list[RunSpec]:
     """All distinct runs of ``grid``, in declaration order (experiments, then wallclock).
 
     Runs requested by several experiments are merged (their ``experiments`` / ``tables`` tags are
-    united).  ``safe_sets`` maps tasks to set files (:func:`resolve_safe_sets`).
+    united).  ``safe_sets`` maps tasks to set files (:func:`resolve_safe_sets`); ``profiles`` is
+    the energy task's profile CSV (``None``: the generated year).
 
     Raises:
         ValueError: a table cell would mix runs with different budgets or hyper-parameters.
     """
     safe_sets = dict(safe_sets or {})
     digests = {task: file_sha256(p) for task, p in safe_sets.items() if p is not None}
+    exogenous = {"profiles": str(profiles), "profiles_sha256": file_sha256(profiles)} \
+        if profiles is not None else {}
+
+    def task_options(task: str) -> dict[str, Any]:
+        return exogenous if task == "energy" else {}
     runs: dict[str, RunSpec] = {}
 
     def add(spec: RunSpec) -> None:
@@ -469,6 +490,7 @@ def expand(
                                 safe_set_sha256=digests.get(task),
                                 experiments=(block["name"],),
                                 tables=tuple(block.get("tables", ())),
+                                **task_options(task),
                             )
                         )
     if include_wallclock and grid.wallclock is not None:
@@ -494,6 +516,7 @@ def expand(
                         safe_set_sha256=digests.get(task),
                         experiments=("wallclock",),
                         tables=(str(wc.get("table", "table6")),),
+                        **task_options(task),
                     )
                 )
     specs = list(runs.values())

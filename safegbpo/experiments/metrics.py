@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ARCHIVE_TASKS",
     "ARCHIVE_VARIANTS",
     "BOOTSTRAP_RESAMPLES",
     "CI_LEVEL",
@@ -86,6 +87,13 @@ ARCHIVE_VARIANTS: dict[str, str] = {
     "Ray Mask Orthogonal": "RM Orthogonal",
 }
 """Labels of the archived reference curves -> the row names of SPEC §5's modification table."""
+
+ARCHIVE_TASKS: dict[str, str] = {"Pendulum": "pendulum", "Quadrotor": "quadrotor",
+                                 "Energy System": "energy"}
+"""Task labels of the archived reference curves -> this project's task names."""
+
+PAPER_TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
+"""The tasks of the paper's text (the journal version adds 'Energy System', SPEC §10)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,20 +351,28 @@ def archive_cell_metrics(entry: Mapping[str, Any], *, key: str, seeds: int = 10)
     return cell_metrics(entry["eval_steps"], curves, stuck=stuck, key=key)
 
 
-def load_archive(path: str | Path, *, seeds: int = 10) -> dict[tuple[str, str, str], CellMetrics]:
-    """Metrics of every Pendulum/Quadrotor entry of ``paper_learning_curves.json``, keyed by
-    ``(task, algo, variant)`` in this project's names (lower-case task/algorithm, SPEC §5 rows).
+def load_archive(
+    path: str | Path, *, seeds: int = 10, tasks: Sequence[str] = PAPER_TASKS
+) -> dict[tuple[str, str, str], CellMetrics]:
+    """Metrics of every entry of ``paper_learning_curves.json`` whose task is in ``tasks``, keyed
+    by ``(task, algo, variant)`` in this project's names (:data:`ARCHIVE_TASKS`, lower-case
+    algorithm, SPEC §5 rows).
 
-    The journal version's third task ('Energy System') is not part of the paper and is skipped.
+    ``tasks`` defaults to the paper's two; the journal version's third task ('Energy System',
+    ``"energy"``) is included when asked for (``tasks=("energy",)``).
     """
     data = json.loads(Path(path).read_text())
     results = data.get("results")
     if not isinstance(results, Mapping):
         raise ValueError(f"{path}: no 'results' mapping (not a learning-curve archive)")
     out: dict[tuple[str, str, str], CellMetrics] = {}
+    unknown = sorted(set(tasks) - set(ARCHIVE_TASKS.values()))
+    if unknown:
+        raise ValueError(f"unknown archive task(s) {unknown}; expected some of "
+                         f"{sorted(ARCHIVE_TASKS.values())}")
     for task_label, algos in results.items():
-        task = task_label.lower()
-        if task not in ("pendulum", "quadrotor"):
+        task = ARCHIVE_TASKS.get(task_label, task_label.lower())
+        if task not in tasks:
             continue
         for algo_label, variants in algos.items():
             algo = algo_label.lower()

@@ -403,13 +403,16 @@ def reproduce(
     report: bool = True,
     archive_dir: str | Path | None = "default",
     echo: Callable[[str], None] | None = None,
+    profiles: str | Path | None = "auto",
 ) -> dict[str, Any]:
     """Run ``profile`` (or the grid file ``grid``) and write ``<results>/tables.json|.md``.
 
     Returns the tables (``tables.json`` content, including ``checks``).  See the module
     docstring for the steps; arguments mirror ``safegbpo reproduce``'s options
     (``trainer``: ``'module:function'`` with the runner's signature, for tests and custom
-    runners; ``monitor``: override the profile's safety monitoring).
+    runners; ``monitor``: override the profile's safety monitoring; ``profiles``: the energy
+    task's hourly profiles, ``'auto'`` = the reference's CSV from ``../shared`` when present, else
+    the project's generated year (``None`` / ``'generated'``), or a CSV path).
     """
     echo = echo or (lambda text: print(text, flush=True))
     if jobs is None and executor == "pool":
@@ -420,7 +423,8 @@ def reproduce(
     if grid_obj.wallclock:
         tasks.append(grid_obj.wallclock["task"])
     set_paths = resolve_safe_sets(safe_sets, tasks)
-    specs = expand(grid_obj, safe_sets=set_paths)
+    profile_path = _resolve_profiles(profiles) if "energy" in tasks else None
+    specs = expand(grid_obj, safe_sets=set_paths, profiles=profile_path)
     store = ResultsStore(results if results is not None else _default_results(prof.name))
     training = [s for s in specs if s.kind == "train"]
     timing = [s for s in specs if s.kind == "wallclock"]
@@ -431,10 +435,13 @@ def reproduce(
         "grid": {"name": grid_obj.name, "source": grid_obj.source,
                  "description": grid_obj.description, "runs": len(specs)},
         "safe_sets": safe_set_info,
+        **({"energy_profiles": _describe_profiles(profile_path)} if "energy" in tasks else {}),
         "executor": {"kind": executor, "jobs": jobs, "address": address},
         "results": str(store.root),
     }
     store.write_json("manifest.json", {**meta, "run_ids": [s.run_id for s in specs]})
+    if "energy" in tasks:
+        echo(f"energy profiles: {meta['energy_profiles']['source']}")
     for task, info in safe_set_info.items():
         volume = info.get("volume")
         echo(f"safe set {task}: {info.get('source')} {info.get('path') or ''} "
@@ -482,6 +489,36 @@ def reproduce(
     if report:
         _call_report(store.root, echo)
     return tables
+
+
+def _resolve_profiles(profiles: str | Path | None) -> str | None:
+    """The energy profile CSV of a reproduction (see :func:`reproduce`), ``None`` = generated."""
+    from safegbpo.tasks.energy_profiles import reference_profiles_path
+
+    if profiles is None or profiles == "generated":
+        return None
+    if profiles == "auto":
+        path = reference_profiles_path()
+        return None if path is None else str(path)
+    path = Path(profiles).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"energy profiles: no such file {path}")
+    return str(path)
+
+
+def _describe_profiles(path: str | None) -> dict[str, Any]:
+    """Which energy profiles a reproduction used (recorded in the manifest, echoed)."""
+    from safegbpo.tasks.energy_profiles import reference_profiles_path, resolve_profiles
+
+    profiles = resolve_profiles(path)
+    reference = reference_profiles_path()
+    if path is None:
+        source = f"{profiles.source}: the project's generated year (no reference CSV found)"
+    elif reference is not None and Path(path) == reference:
+        source = f"reference {path}"
+    else:
+        source = f"file {path}"
+    return {"source": source, "path": path, "summary": profiles.describe()}
 
 
 def checks_passed(tables: Mapping[str, Any]) -> bool:

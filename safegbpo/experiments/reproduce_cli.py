@@ -53,6 +53,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--safe-sets", default=None, metavar="DIR",
                         help="use DIR/<task>.json as safe sets instead of the project's own "
                              "(e.g. ../shared/reference/safe_sets)")
+    parser.add_argument("--profiles", default="auto", metavar="FILE",
+                        help="energy task's hourly profiles: 'auto' (the reference's CSV from "
+                             "../shared when present, else the generated year), 'generated' or "
+                             "a CSV file")
     parser.add_argument("--grid", default=None, metavar="FILE",
                         help="run this grid file (format safegbpo-grid/1) instead of the "
                              "profile's")
@@ -82,5 +86,6 @@ def _run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         monitor=False if args.no_monitor else None,
         report=not args.no_report,
+        profiles=args.profiles,
     )
     return 0 if checks_passed(tables) else 1

@@ -208,12 +208,12 @@ class _Run:
         safe_set = cfg.safe_set  # None -> the project's certified set; a path -> SafeSet.load
         if checkpoint is None:
             env = make_vec(cfg.task, cfg.num_envs, seed=derive_seed(cfg.seed, "env/train"),
-                           safe_set=safe_set, device=cfg.device)
+                           safe_set=safe_set, device=cfg.device, **cfg.env_options())
         else:
             env = checkpoint["env"]
         eval_env = make_vec(cfg.task, cfg.eval_episodes, seed=derive_seed(cfg.eval_seed,
                                                                           "env/eval"),
-                            safe_set=env.safe_set, device=cfg.device)
+                            safe_set=env.safe_set, device=cfg.device, **cfg.env_options())
         self.env = env
         self.safeguard = self._make_safeguard(env)
         self.evaluator = Evaluator(eval_env, derive_seed(cfg.eval_seed, "env/eval"),
@@ -274,6 +274,7 @@ class _Run:
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(),
             "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
+            "profiles_source": getattr(getattr(self.env, "profiles", None), "source", None),
             "policy": POLICY_FILE,
             "version": __version__,
         }

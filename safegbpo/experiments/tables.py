@@ -77,14 +77,14 @@ TABLES: dict[str, dict[str, Any]] = {
 """The tables this module produces (ids as in ``spec/paper_tables.json``) and the variants
 whose rows each one shows (a run tagged for a table feeds only the rows of its variant)."""
 
-PAPER_BUDGETS = {"pendulum": 100_000, "quadrotor": 200_000}
+PAPER_BUDGETS = {"pendulum": 100_000, "quadrotor": 200_000, "energy": 1_000_000}
 """Interactions of the paper's runs (SPEC §8); cells with another budget are not comparable."""
 
 ARCHIVE_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 """The reference data next to the repository (read at run time, never copied)."""
 
 _ALGO_ORDER = ("shac", "ppo", "sac")
-_TASK_ORDER = ("pendulum", "quadrotor")
+_TASK_ORDER = ("pendulum", "quadrotor", "energy")
 _LABELS = {"table5": {"RM": "Zonotopic", "RM Orthogonal": "Orthogonal"}}
 _VARIANT_ALIASES = {"Unsafe": "No Safeguard"}
 _REWARD_MATCH_REL = 1e-3

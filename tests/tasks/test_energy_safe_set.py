@@ -99,9 +99,9 @@ def test_state_box_is_not_invariant(tmp_path, capsys):
     assert "VIOLATED" in out and "violation at state (soc=" in out
 
 
-def test_box_of_a_too_small_state_set_is_named(tmp_path):
-    """A set that is invariant in S but whose states all lie at t_in = 24 cannot be: verify
-    names the state (unit check of the diagnostic on a hand-made set)."""
+def test_verify_names_the_coordinate_no_action_can_keep_in_s():
+    """A hand-made set near t_in = 24 with a hot floor: t_in' leaves S whatever the action, and
+    every violation says so (unit check of the diagnostic)."""
     corner = SafeSet(task="energy",
                      state=Zonotope(torch.tensor([5.0, 23.9, 90.0]),
                                     torch.diag(torch.tensor([1.0, 0.05, 5.0]))),
