@@ -1,6 +1,6 @@
 """Benchmark of the safeguards (SPEC §3 P5): time of one batched call per variant and task.
 
-For every task at the paper's batch size (8 pendulum envs, 16 quadrotor envs) and every
+For every task at the paper's batch size (8 pendulum, 16 quadrotor, 8 energy envs) and every
 safeguard variant of SPEC §5 it measures the median wall-clock time of
 
 * ``forward``: one call ``g(action)`` at the envs' current states without autograd,
@@ -49,8 +49,8 @@ VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("RM detached centre", "rm", {"centre_gradient": False}),
     ("RM orthogonal", "rm", {"centre": "orthogonal"}),
 )
-#: The paper's number of environments per task (SPEC §6).
-BATCH = {"pendulum": 8, "quadrotor": 16}
+#: The paper's number of environments per task (SPEC §6, §10).
+BATCH = {"pendulum": 8, "quadrotor": 16, "energy": 8}
 
 
 def _median_ms(fn: Callable[[int], Any], repeats: int, warmup: int = 2) -> float:

@@ -2,7 +2,7 @@
 
     python -m spec --all --json reports/spec.json
 
-audits every built-in safeguard variant on both tasks (P1–P5 against Table 1), checks Lemmas
+audits every built-in safeguard variant on every task (P1–P5 against Table 1), checks Lemmas
 1–3, prints the verdicts and writes the JSON document of :func:`spec.audit.run_all`.  Exit code 0
 iff every verdict agrees with its expectation (see :func:`spec.audit.spec_exit_code`).
 """
@@ -25,7 +25,7 @@ from spec.results import AuditResult, CheckResult
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spec", description=__doc__.split("\n")[0])
     parser.add_argument("--all", action="store_true",
-                        help="audit every built-in variant on both tasks and check the lemmas")
+                        help="audit every built-in variant on every task and check the lemmas")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--variants", nargs="+", choices=[v.key for v in BUILTIN_VARIANTS],
                         help="built-in variants to audit (default: all)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "DEFAULT_SAMPLES"]
 
-TASKS: tuple[str, ...] = ("pendulum", "quadrotor")
+TASKS: tuple[str, ...] = ("pendulum", "quadrotor", "energy")
 
 DEFAULT_SAMPLES = 32
 """States per audit (each with one action per category, plus Jacobians, finite differences and

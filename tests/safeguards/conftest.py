@@ -69,7 +69,7 @@ def random_actions(num: int, dim: int, generator: torch.Generator, spread: float
 def model_linearisation(model, state: torch.Tensor):
     """``f0, B, E`` of one state ``(n,)`` from the task model (independent of the env)."""
     a0 = torch.zeros(model.action_dim, dtype=F64)
-    w0 = torch.zeros(model.noise_dim, dtype=F64)
+    w0 = 0.5 * sum(model.noise_bounds(dtype=F64))  # centre of W (not 0 for the energy task)
 
     def f(s, a, w):
         return model.dynamics(s[None], a[None], w[None])[0]
