@@ -104,6 +104,8 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
                       f"({report.num_lp_rescued} with another safe action)")
     table.add_row("simulated successor violations", str(report.num_simulation_violations))
     table.add_row("volume", _fmt(report.volume))
+    if report.state_box_fraction is not None:
+        table.add_row("volume / volume of the state box S", _fmt(report.state_box_fraction))
     excess = max(report.feasible_excess) if report.feasible_excess else 0.0
     table.add_row("max feasible excess (outside S)", _fmt(excess))
     if report.volume_ratio is None:

@@ -98,6 +98,7 @@ class VerificationReport:
         reference, reference_volume, volume_ratio: the reference set compared with (ours /
             reference), ``None`` if not available.
         violations: up to 10 examples ``{"state", "margin", "reason"}``.
+        state_box_fraction: volume of ``S_s`` divided by the volume of the state box ``S``.
     """
 
     task: str
@@ -119,6 +120,7 @@ class VerificationReport:
     tolerance: float
     has_action_set: bool
     violations: list[dict[str, Any]] = field(default_factory=list)
+    state_box_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (``inf`` margins become the string ``"inf"``)."""
@@ -421,6 +423,7 @@ def verify_safe_set(
         tolerance=tol,
         has_action_set=safe_set.action is not None,
         violations=violations,
+        state_box_fraction=volume / float(np.prod(high - low)),
     )
 
 

@@ -55,6 +55,7 @@ def test_verification_is_complete_for_the_linear_task(safe_set):
     assert report.verdict and report.num_violations == 0
     assert report.num_states >= 200 + 2**safe_set.num_generators
     assert report.num_backup_failures == 0 and report.num_simulation_violations == 0
+    assert report.state_box_fraction == pytest.approx(safe_set.volume() / BOX_VOLUME)
 
 
 def test_rci_by_simulation_with_random_outside_temperatures(safe_set):
