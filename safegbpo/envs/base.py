@@ -119,7 +119,9 @@ class SafeVectorEnv(VectorEnv):
           exact Eq 5 membership).  ``options={"state": (N, n) tensor}`` sets the states instead
           (they must lie in ``S``); the quadrotor's goal is its initial position (see
           :class:`~safegbpo.envs.quadrotor.QuadrotorEnv` for ``options["goal"]``).
-        * **Step**: noise ``w`` uniform in ``W`` from the env's generator, next state
+        * **Step**: noise ``w`` uniform in ``W`` from the env's generator (a task with exogenous
+          inputs overrides the hooks ``_step_noise``, ``_step_reward``, ``_observation``: the
+          energy task uses the recorded outside temperature of each env's hour), next state
           ``model.step(s, a, w)`` (Eq 65/67 + wrap + clamp to ``S``), reward
           ``model.reward(s', a, goal)`` (Eq 66/68).  ``info["state"]`` is the env's state after
           the call (consistent with the returned ``obs``), ``info["noise"]`` the noise ``(N, n_w)``.

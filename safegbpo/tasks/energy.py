@@ -29,8 +29,8 @@ taken at ``w0``); the simulation uses the recorded value of the current hour.
 
 Reward (SPEC §10)::
 
-    p      = a_bat + a_hp + load + pv        (raw actions; PV added with a plus sign,
-                                               both as in the reference)
+    p      = a_bat + a_hp + load + pv        (raw actions, PV added with a plus sign
+                                               (as in the reference))
     cost   = p dt price   if p >= 0   else   p dt 0.08    (selling price)
     reward = -cost - 100 (t_in - 21)^2
 
@@ -158,8 +158,8 @@ class EnergyModel(TaskModel):
         return torch.stack([new_soc, new_t_in, new_t_ret], dim=-1)
 
     def grid_power(self, action: Tensor, exogenous: Tensor) -> Tensor:
-        """``p = a_bat + a_hp + load + pv`` ``(B,)`` (raw actions, PV with a plus sign: as in the
-        reference)."""
+        """``p = a_bat + a_hp + load + pv`` ``(B,)`` (raw actions, PV added with a plus sign
+        (as in the reference))."""
         _check_exogenous(exogenous, action.shape[:-1], "exogenous")
         return (action[..., 0] + action[..., 1] + exogenous[..., _LOAD] + exogenous[..., _PV])
 
