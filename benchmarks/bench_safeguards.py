@@ -1,9 +1,9 @@
 """Benchmark of the safeguards (SPEC §3 P5): time of one batched call per variant and task.
 
-For every task at the paper's batch size (the task's ``num_envs``: 8 pendulum envs, 16 quadrotor
-envs) and every safeguard map of the variant registry (:func:`safegbpo.safeguards.variants.
-map_variants`, SPEC §5) plus the ray mask with a detached centre it measures the median
-wall-clock time of
+For every registered task at the paper's batch size (the task's ``num_envs``: 8 pendulum,
+16 quadrotor, 8 energy envs) and every safeguard map of the variant registry
+(:func:`safegbpo.safeguards.variants.map_variants`, SPEC §5) plus the ray mask with a detached
+centre it measures the median wall-clock time of
 
 * ``forward``: one call ``g(action)`` at the envs' current states without autograd,
 * ``forward+backward``: one call with autograd (action and state require grad, as in SHAC)
@@ -16,7 +16,7 @@ generator; states are the env's reset states.  Prints a rich table and writes JS
 Usage::
 
     python benchmarks/bench_safeguards.py [--repeats 20] [--out reports/bench.json]
-        [--tasks pendulum quadrotor] [--safe-sets DIR]
+        [--tasks pendulum quadrotor energy] [--safe-sets DIR]
 
 The first construction of the project's safe sets may take a while (they are cached).
 """
