@@ -4,6 +4,7 @@ Example::
 
     safegbpo train --task pendulum --algo shac --safeguard rm --mapping hyperbolic \\
         --regularisation 0.1 --seed 0 --interactions 100000 --out runs/pendulum-shac-hrm-reg
+    safegbpo train --task energy --env-option profiles=reference --out runs/energy-shac
 
 Every option maps onto a field of :class:`~safegbpo.experiments.config.TrainConfig`; the
 configuration is validated before any work starts (a ``ValueError`` -> exit code 2 with the
@@ -18,7 +19,13 @@ import json
 from typing import Any
 
 from safegbpo.algorithms import algorithm_names
-from safegbpo.cli.options import add_backend_option, add_safe_set_option, add_task_option
+from safegbpo.cli.options import (
+    add_backend_option,
+    add_env_option_option,
+    add_safe_set_option,
+    add_task_option,
+    parse_key_values,
+)
 from safegbpo.experiments.config import TrainConfig, parse_hyper_assignment
 from safegbpo.safeguards import DEFAULT_BACKEND, SAFEGUARDS
 
@@ -52,8 +59,7 @@ def register(subparsers: Any) -> None:
     add_backend_option(parser, default=DEFAULT_BACKEND)
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
-                        help="budget in env interactions (default: the task's, e.g. 100000 "
-                        "pendulum, 200000 quadrotor)")
+                        help="budget in env interactions (default: the task's budget)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluation interval in interactions (default: the paper's grid)")
     parser.add_argument("--eval-episodes", type=int, default=None,
@@ -63,6 +69,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--num-envs", type=int, default=None,
                         help="training environments (default: the task's)")
     add_safe_set_option(parser)
+    add_env_option_option(parser)
     parser.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                         help="override one hyper-parameter of the preset, e.g. "
                         "--hyper policy_lr=1e-3 --hyper policy_hidden=64,64 (repeatable)")
@@ -80,8 +87,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
         backend=args.backend, seed=args.seed, interactions=args.interactions,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, num_envs=args.num_envs,
-        eval_seed=args.eval_seed,
-        safe_set=args.safe_set, hyper=hyper, device=args.device)
+        eval_seed=args.eval_seed, safe_set=args.safe_set,
+        env_options=parse_key_values(args.env_option, "--env-option"), hyper=hyper,
+        device=args.device)
     return config.validate()
 
 
@@ -100,5 +108,6 @@ def run(args: argparse.Namespace) -> int:
         "interventions": result["interventions"],
         "fallbacks": result["fallbacks"],
         "wallclock_total": result["wallclock"].get("total"),
+        **({"data_sources": result["data_sources"]} if result.get("data_sources") else {}),
     }))
     return 0

@@ -42,9 +42,9 @@ from safegbpo.safeguards import BACKENDS
 from safegbpo.safeguards.variants import UNSAFE, variant_labels
 from safegbpo.tasks import task_names
 
-__all__ = ["CELLS_FORMAT", "DEFINITIONS", "backend_sort_key", "cell_sort_key", "format_reward",
-           "format_value", "json_safe", "measure_cells", "render_markdown", "safe_sets_lines",
-           "wallclock_seconds"]
+__all__ = ["CELLS_FORMAT", "DEFINITIONS", "backend_sort_key", "cell_sort_key", "env_options_lines",
+           "format_reward", "format_value", "json_safe", "measure_cells", "render_markdown",
+           "safe_sets_lines", "wallclock_seconds"]
 
 CELLS_FORMAT = "safegbpo-cells/1"
 
@@ -255,12 +255,25 @@ def safe_sets_lines(sets: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def env_options_lines(options: Mapping[str, Any]) -> list[str]:
+    """Markdown lines naming the data the tasks' env options chose (``meta['env_options']``,
+    e.g. the energy task's profiles)."""
+    described = [(task, name, info) for task, entry in (options or {}).items()
+                 for name, info in entry.items() if isinstance(info, Mapping) and "source" in info]
+    if not described:
+        return []
+    lines = ["Task data used:", ""]
+    lines += [f"- {task} {name}: {info['source']}" for task, name, info in described]
+    return [*lines, ""]
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """``cells.md``: our measured cells (no paper values: those are in the compliance report)."""
     lines = [f"# Reproduction cells ({doc.get('profile', 'custom')} profile)", "",
              "Measured by this repository's runs; the paper's values, the deltas and the "
              "verdicts are in the compliance report (`safegbpo report`).", ""]
     lines += safe_sets_lines(doc.get("safe_sets") or {})
+    lines += env_options_lines(doc.get("env_options") or {})
     lines += ["Definitions:", ""]
     for name, text in doc.get("definitions", {}).items():
         lines.append(f"- **{name}**: {text}")

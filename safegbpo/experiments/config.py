@@ -11,11 +11,15 @@ SPEC §8) and the algorithm registry (:func:`safegbpo.algorithms.get_algorithm`)
 * ``hyper`` — the preset of the (task, algorithm) pair (:func:`preset`: the task entry's
   ``presets[algo]`` as the algorithm's config dataclass); a mapping given as ``hyper``
   overrides single fields of the preset;
-* ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k);
+* ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k, energy 1M);
 * ``eval_every`` — the task's evaluation grid (e.g. pendulum SHAC 2560 = 5 windows x 64 steps
   x 8 envs);
 * ``num_envs`` and ``eval_episodes`` — the task's number of environments (8 / 16);
-* for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5).
+* for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5);
+* ``env_options`` — none: the environment's options are the task's ``env_options`` unless the
+  config overrides some (e.g. the energy task's ``profiles``); they are kept in the canonical
+  form of the task's env class (:meth:`safegbpo.envs.SafeVectorEnv.resolve_options`: absolute
+  paths, defaults dropped), so equal settings give equal configs.
 
 An *interaction* is one step of one environment (a vector step of ``N`` envs is ``N``
 interactions).
@@ -24,6 +28,7 @@ interactions).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -33,6 +38,7 @@ from typing import Any
 import torch
 
 from safegbpo.algorithms import get_algorithm
+from safegbpo.envs import env_class
 from safegbpo.safeguards import BACKENDS, CENTRES, DEFAULT_BACKEND, MAPPINGS, SAFEGUARDS
 from safegbpo.tasks import TaskSpec, get_task
 
@@ -142,7 +148,7 @@ class TrainConfig:
     """Everything that determines a training run (module docstring).
 
     Attributes:
-        task: ``'pendulum'`` or ``'quadrotor'``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`), e.g. ``'pendulum'``.
         algo: ``'shac'``, ``'ppo'`` or ``'sac'``.
         safeguard: ``None`` (unsafe training), ``'bp'`` (boundary projection), ``'rm'`` (ray
             mask) or a user class ``'package.module:Class'`` (built as ``Class(env, ...)``).
@@ -163,6 +169,9 @@ class TrainConfig:
             configuration is scored on the same episodes).
         safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--safe-set``)
             (it also defines the reset distribution, so it matters for unsafe training too).
+        env_options: options of the task's environment over its registry entry's
+            ``env_options`` (CLI ``--env-option KEY=VALUE``), e.g. the energy task's hourly
+            ``profiles`` (a CSV path or ``'reference'``); passed to ``make_vec``.
         hyper: the algorithm's hyper-parameters (default: :func:`preset`).
         device: torch device of networks and environments.
     """
@@ -182,6 +191,7 @@ class TrainConfig:
     num_envs: int | None = None
     eval_seed: int = 0
     safe_set: str | None = None
+    env_options: Mapping[str, Any] = field(default_factory=dict)
     hyper: Any = field(default=None)
     device: str = "cpu"
 
@@ -200,8 +210,15 @@ class TrainConfig:
                 put("mapping", "linear")
             if self.centre is None:
                 put("centre", "zonotopic")
+        if isinstance(self.env_options, Mapping):
+            put("env_options", dict(self.env_options))
         spec = _registered_task(self.task)
         if spec is not None:
+            if isinstance(self.env_options, Mapping):
+                try:
+                    put("env_options", env_class(self.task).resolve_options(self.env_options))
+                except ValueError:
+                    pass  # validate() reports it
             if self.interactions is None:
                 put("interactions", spec.budget)
             if self.num_envs is None:
@@ -280,6 +297,7 @@ class TrainConfig:
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         if self.safe_set is not None:
             self._validate_safe_set_file(self.safe_set)
+        env_class(self.task).check_options(self.env_options)
         return self
 
     def _validate_safe_set_file(self, path: str) -> None:
@@ -327,6 +345,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
         return cls(**dict(data))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ, ``{name: (self's, other's)}``."""

@@ -22,11 +22,12 @@ A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/
 :func:`expand` turns a grid into :class:`RunSpec` s -- one per distinct training run.  A run's id
 is a readable name plus a hash of everything that determines its result (task, algorithm,
 variant fields, the safeguard backend of a safeguarded run, seed, budget, evaluation grid,
-hyper-parameter overrides, the safe-set file's content), so identical runs requested by two
-experiments (e.g. SHAC + BP in Tables 3 and 4) run once and feed both, and changing anything
-(e.g. ``--safe-sets``) gives new ids instead of mixing results (records of one backend are
-never reused for another).  The readable part of the id names the backend when it is not the
-default (``pendulum-shac-bp-cvxpylayers-s0-...``).
+hyper-parameter overrides, the safe-set file's content and -- only when given -- the task's env
+options, with the content of a file-valued option such as the energy task's profiles in place
+of its path), so identical runs requested by two experiments (e.g. SHAC + BP in Tables 3 and 4)
+run once and feed both, and changing anything (e.g. ``--safe-sets``) gives new ids instead of
+mixing results (records of one backend are never reused for another).  The readable part of
+the id names the backend when it is not the default (``pendulum-shac-bp-cvxpylayers-s0-...``).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class RunSpec:
             ``None`` for a run without safeguard, which no backend changes.
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
         safe_set_sha256: content hash of ``safe_set`` (part of the run id).
+        env_options: options of the task's environment over its registry defaults, in the
+            canonical form of :meth:`safegbpo.envs.SafeVectorEnv.resolve_options` (e.g. the
+            energy task's ``profiles``: an absolute CSV path); empty: the defaults.
+        env_options_sha256: content hash of every option whose value is a file (part of the
+            run id instead of the path).
         experiments, tables: which grid blocks / tables this run feeds (not part of the id).
     """
 
@@ -114,9 +120,11 @@ class RunSpec:
     safe_set_sha256: str | None = None
     experiments: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    env_options: Mapping[str, Any] = field(default_factory=dict)
+    env_options_sha256: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        spec = get_task(self.task)
         get_algorithm(self.algo)
         if self.kind not in _KINDS:
             raise ValueError(f"unknown run kind {self.kind!r}; expected one of {_KINDS}")
@@ -146,6 +154,10 @@ class RunSpec:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if (self.safe_set is None) != (self.safe_set_sha256 is None):
             raise ValueError("safe_set and safe_set_sha256 must be given together")
+        spec.check_env_option_names(self.env_options)
+        stray = sorted(set(self.env_options_sha256) - set(self.env_options))
+        if stray:
+            raise ValueError(f"env_options_sha256 names options that are not set: {stray}")
 
     @property
     def safeguarded(self) -> bool:
@@ -167,6 +179,10 @@ class RunSpec:
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set_sha256": self.safe_set_sha256,
+            # only when set, so the ids of runs with the defaults do not depend on the mechanism
+            **({"env_options": {k: self.env_options_sha256.get(k, v)
+                                for k, v in self.env_options.items()}}
+               if self.env_options else {}),
         }
         if self.backend is not None:
             identity["backend"] = self.backend
@@ -208,6 +224,8 @@ class RunSpec:
             "safe_set_sha256": self.safe_set_sha256,
             "experiments": list(self.experiments),
             "tables": list(self.tables),
+            "env_options": dict(self.env_options),
+            "env_options_sha256": dict(self.env_options_sha256),
         }
 
     @classmethod
@@ -240,6 +258,8 @@ class RunSpec:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
             out["safe_set"] = self.safe_set
+        if self.env_options:
+            out["env_options"] = dict(self.env_options)
         return out
 
     def train_config(self, device: str = "cpu") -> Any:
@@ -445,18 +465,33 @@ def expand(
     *,
     safe_sets: Mapping[str, str | None] | None = None,
     include_wallclock: bool = True,
+    env_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[RunSpec]:
     """All distinct runs of ``grid``, in declaration order (experiments, then wallclock).
 
     Runs requested by several experiments are merged (their ``experiments`` / ``tables`` tags are
     united).  ``safe_sets`` maps tasks to set files
-    (:func:`safegbpo.safesets.resolve_safe_sets`).
+    (:func:`safegbpo.safesets.resolve_safe_sets`); ``env_options`` maps tasks to options of
+    their environments (canonical, :meth:`safegbpo.envs.SafeVectorEnv.resolve_options`; a
+    string option naming an existing file enters the run ids by its content).
 
     Raises:
         ValueError: a table cell would mix runs with different budgets or hyper-parameters.
     """
     safe_sets = dict(safe_sets or {})
     digests = {task: file_sha256(p) for task, p in safe_sets.items() if p is not None}
+    options = {task: dict(opts) for task, opts in (env_options or {}).items() if opts}
+    for task in options:
+        get_task(task)
+    option_digests = {task: {k: file_sha256(v) for k, v in opts.items()
+                             if isinstance(v, str) and Path(v).is_file()}
+                      for task, opts in options.items()}
+
+    def task_options(task: str) -> dict[str, Any]:
+        if task not in options:
+            return {}
+        return {"env_options": options[task], "env_options_sha256": option_digests[task]}
+
     runs: dict[str, RunSpec] = {}
 
     def add(spec: RunSpec) -> None:
@@ -496,6 +531,7 @@ def expand(
                                 safe_set_sha256=digests.get(task),
                                 experiments=(block["name"],),
                                 tables=tuple(block.get("tables", ())),
+                                **task_options(task),
                             )
                         )
     if include_wallclock and grid.wallclock is not None:
@@ -524,6 +560,7 @@ def expand(
                             safe_set_sha256=digests.get(task),
                             experiments=("wallclock",),
                             tables=(str(wc.get("table", "table6")),),
+                            **task_options(task),
                         )
                     )
     specs = list(runs.values())

@@ -4,8 +4,10 @@ Output directory ``out_dir`` (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
-  seconds}, "safe_set_source", "policy", ...}``, rewritten at every evaluation (``status``
-  ``"running"``) and at the end (``"finished"``; ``"failed"`` with ``"error"`` if training raised);
+  seconds}, "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
+  task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
+  rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
+  ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue bit for bit: networks, optimisers, the
   algorithm's generator, the SAC replay buffer, the training environment (pickled whole:
   states, generator, episode clock, goals), safeguard counters, curve and timers;
@@ -212,12 +214,12 @@ class _Run:
         safe_set = cfg.safe_set  # None -> the project's certified set; a path -> SafeSet.load
         if checkpoint is None:
             env = make_vec(cfg.task, cfg.num_envs, seed=derive_seed(cfg.seed, "env/train"),
-                           safe_set=safe_set, device=cfg.device)
+                           safe_set=safe_set, device=cfg.device, **cfg.env_options)
         else:
             env = checkpoint["env"]
         eval_env = make_vec(cfg.task, cfg.eval_episodes, seed=derive_seed(cfg.eval_seed,
                                                                           "env/eval"),
-                            safe_set=env.safe_set, device=cfg.device)
+                            safe_set=env.safe_set, device=cfg.device, **cfg.env_options)
         self.env = env
         self.safeguard = self._make_safeguard(env)
         self.evaluator = Evaluator(eval_env, derive_seed(cfg.eval_seed, "env/eval"),
@@ -278,6 +280,7 @@ class _Run:
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(),
             "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
+            "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
             "policy": POLICY_FILE,
             "version": __version__,
         }

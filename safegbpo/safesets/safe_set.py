@@ -69,7 +69,7 @@ class SafeSet:
     """RCI state zonotope ``S_s`` with an optional generator-paired action zonotope ``U_s``.
 
     Attributes:
-        task: ``"pendulum"`` or ``"quadrotor"``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`), e.g. ``"pendulum"``.
         state: ``S_s``, a batch-1 :class:`~safegbpo.sets.Zonotope` ``(1, n)``, ``(1, n, m)``.
         action: ``U_s`` (batch 1, ``(1, d)``, ``(1, d, m)``) or ``None``; column ``j`` of its
             generators is paired with column ``j`` of the state generators.

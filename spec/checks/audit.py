@@ -1,5 +1,6 @@
-"""Audits: one safeguard on one task (:func:`audit`), or every built-in variant on both tasks
-plus the lemmas (:func:`run_all`, what ``python -m spec --all`` and ``nox -s spec`` run).
+"""Audits: one safeguard on one task (:func:`audit`), or every registered safeguard map on every
+registered task plus the lemmas (:func:`run_all`, what ``python -m spec --all`` and
+``nox -s spec`` run).
 
 An audit builds the task's vector env (the project's certified safe set unless another is
 given), builds the safeguard exactly as training does (``make_safeguard(name, env,
@@ -54,7 +55,7 @@ def audit(
     """Audit ``safeguard`` on ``task`` (module docstring).
 
     Args:
-        task: ``'pendulum'`` or ``'quadrotor'``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`).
         safeguard: ``'bp'``, ``'rm'`` or ``'module:Class'``.
         options: keyword options of ``make_safeguard`` (``mapping``, ``centre``,
             ``passthrough``, ...).

@@ -18,8 +18,15 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
                           "paper": {quantity: value} | null, "archive": {...} | null,
                           "delta": {quantity: ours - paper} | null, "note"}]}},
      "verdicts": {table: [CellComparison.to_dict()]},   (every paper value: pass/fail/not run)
+     "archive_tables": {task: {"title", "label", "quantities", "archive", "rows": [{"task",
+                        "algo", "variant", "ours", "archive", "delta", "note"}]}},
      "hypotheses": {"H1": {...}, "H2": {...}}, "hypotheses_note",
      "archive_check": {...}}
+
+``archive_tables`` covers every registered task that the paper's tables do not (the journal
+version's energy system, SPEC §10): its reference values are the metrics of the archived curves
+(there is no printed value to judge against, so there are deltas but no verdicts).  H1/H2 stay
+on the paper's tasks (:data:`spec.paper.hypotheses.TASKS`).
 
 ``comparable`` is false when our budget differs from the task's (the paper's) budget (the quick
 profile): the deltas and verdicts are then shown but do not measure reproduction.
@@ -35,18 +42,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from safegbpo.experiments.cells import backend_sort_key, cell_sort_key, json_safe, safe_sets_lines
+from safegbpo.experiments.cells import (
+    backend_sort_key,
+    cell_sort_key,
+    env_options_lines,
+    json_safe,
+    safe_sets_lines,
+)
 from safegbpo.experiments.cells import format_reward as _reward_with_ci
 from safegbpo.experiments.cells import format_value as _fmt
 from safegbpo.safeguards import PAPER_BACKEND
-from safegbpo.tasks import get_task
+from safegbpo.tasks import get_task, task_names
 from spec.paper.archive import Archive, archive_check
 from spec.paper.hypotheses import evaluate_h1, evaluate_h2
 from spec.paper.rules import CellComparison, compare_tables
-from spec.paper.values import TABLES, Key, paper_values, table_variants, timed_interactions
+from spec.paper.values import (
+    TABLES,
+    Key,
+    paper_tasks,
+    paper_values,
+    table_variants,
+    timed_interactions,
+)
 
-__all__ = ["TABLES_FORMAT", "archive_check_lines", "build_tables", "paper_hypotheses",
-           "render_markdown"]
+__all__ = ["TABLES_FORMAT", "archive_check_lines", "archive_table_lines", "build_tables",
+           "paper_hypotheses", "render_markdown"]
 
 TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
 
@@ -131,6 +151,65 @@ def _archive_row(archive: Archive | None, table: str, key: Key) -> dict[str, Any
             "runs": metrics.runs}
 
 
+_TRAINING_QUANTITIES = ("steps", "reward", "stuck")
+
+
+def _longest_training_cells(cells_doc: Mapping[str, Any] | None) -> dict[Key, dict[str, Any]]:
+    """Our training cells by ``(task, algo, variant)``; of several budgets the longest."""
+    out: dict[Key, dict[str, Any]] = {}
+    for cell in (cells_doc or {}).get("cells", []):
+        if cell.get("kind") != "train":
+            continue
+        key = (cell["task"], cell["algo"], cell["variant"])
+        if (cell.get("interactions") or 0) >= (out.get(key, {}).get("interactions") or 0):
+            out[key] = {**cell, "comparable": _comparable(cell)}
+    return out
+
+
+def _archive_tables(cells_doc: Mapping[str, Any] | None, archive: Archive | None,
+                    paper: Mapping[str, Mapping[Key, Any]]) -> dict[str, Any]:
+    """Archived values next to ours for the registered tasks the paper's tables do not cover
+    (module docstring); a task appears when the archive or our results have a cell of it."""
+    covered = {key[0] for cells in paper.values() for key in cells} | set(paper_tasks())
+    ours = _longest_training_cells(cells_doc)
+    archived = archive.cells if archive is not None else {}
+    out: dict[str, Any] = {}
+    for task in task_names():
+        if task in covered:
+            continue
+        keys = sorted({k for k in (*archived, *ours) if k[0] == task},
+                      key=lambda k: cell_sort_key(*k))
+        if not keys:
+            continue
+        spec = get_task(task)
+        rows = []
+        for key in keys:
+            mine = ours.get(key)
+            reference = _archive_row(archive, "table2", key)
+            notes = []
+            if reference is None:
+                notes.append("not in the archive" if archive is not None
+                             else "archive not present")
+            if mine is None:
+                notes.append("not run in this profile")
+            elif mine.get("comparable") is False:
+                notes.append(f"budget {mine['interactions']} interactions (the archive's "
+                             f"{spec.budget}): deltas do not measure reproduction")
+            rows.append({"task": task, "algo": key[1], "variant": key[2], "ours": mine,
+                         "archive": reference,
+                         "delta": _delta(mine, reference, _TRAINING_QUANTITIES),
+                         "note": "; ".join(notes) or None})
+        out[task] = {
+            "title": f"{spec.label}: the reference's archived curves next to ours",
+            "label": spec.label,
+            "quantities": list(_TRAINING_QUANTITIES),
+            "archive": (f"{archive.curves_path} ('{spec.archive_label}')" if archive is not None
+                        else "not present"),
+            "rows": rows,
+        }
+    return out
+
+
 def build_tables(
     cells_doc: Mapping[str, Any] | None,
     *,
@@ -213,9 +292,11 @@ def build_tables(
         "format": TABLES_FORMAT,
         "profile": doc.get("profile"),
         "safe_sets": doc.get("safe_sets"),
+        "env_options": doc.get("env_options"),
         "definitions": doc.get("definitions", {}),
         "tables": tables_out,
         "verdicts": verdicts,
+        "archive_tables": _archive_tables(cells_doc, archive, paper),
         "hypotheses": _hypotheses(h1_cells, h2_cells),
         "hypotheses_note": (
             "computed from cells whose budget is below the paper's: these verdicts are not "
@@ -281,6 +362,28 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def archive_table_lines(table: Mapping[str, Any], heading: str = "##") -> list[str]:
+    """Markdown of one table of ``archive_tables`` (a task beyond the paper's tables)."""
+    lines = [f"{heading} {table['title']}", "",
+             f"_Reference values: the metrics of the archived curves ({table['archive']}); the "
+             "paper prints none for this task, so there are deltas but no verdicts._", "",
+             "| Algorithm | Variant | Steps | Reward [95% CI] | Stuck | archive Steps | "
+             "archive Reward | archive Stuck | Δ Steps | Δ Reward | Δ Stuck | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table["rows"]:
+        ours, arch = row["ours"] or {}, row["archive"] or {}
+        delta = row["delta"] or {}
+        runs = f" / {ours.get('runs')}" if ours.get("runs") else ""
+        lines.append(
+            f"| {row['algo'].upper()} | {row['variant']} | {_fmt(ours.get('steps'), 'steps')} | "
+            f"{_reward_with_ci(ours or None)} | {_fmt(ours.get('stuck'))}{runs} | "
+            f"{_fmt(arch.get('steps'), 'steps')} | {_reward_with_ci(arch or None)} | "
+            f"{_fmt(arch.get('stuck'))} | {_signed(delta.get('steps'), 'steps')} | "
+            f"{_signed(delta.get('reward'))} | {_signed(delta.get('stuck'))} | "
+            f"{row.get('note') or ''} |")
+    return [*lines, ""]
+
+
 def archive_check_lines(check: Mapping[str, Any]) -> list[str]:
     """Markdown of the archive check (the metric definitions on the paper's archived curves)."""
     lines = ["## Metric definitions on the paper's archived curves", ""]
@@ -315,12 +418,15 @@ def render_markdown(tables: Mapping[str, Any]) -> str:
     """Markdown rendering of :func:`build_tables`' output."""
     lines = [f"# The paper's tables next to ours ({tables.get('profile') or 'no'} profile)", ""]
     lines += safe_sets_lines(tables.get("safe_sets") or {})
+    lines += env_options_lines(tables.get("env_options") or {})
     if tables.get("definitions"):
         lines += ["Definitions:", ""]
         lines += [f"- **{name}**: {text}" for name, text in tables["definitions"].items()]
         lines.append("")
     for table_id, table in tables.get("tables", {}).items():
         lines += _table_lines(table_id, table)
+    for table in (tables.get("archive_tables") or {}).values():
+        lines += archive_table_lines(table)
     lines += ["## Hypotheses", ""]
     if tables.get("hypotheses_note"):
         lines += [f"_{tables['hypotheses_note']}_", ""]

@@ -18,8 +18,10 @@ import torch
 from safegbpo.envs import make_vec
 from safegbpo.safesets import SafeSet, get_safe_set
 from safegbpo.sets.containment import gauge_lp, induced_containment_margin, point_in_zonotope
+from safegbpo.tasks import task_names
 
-TASKS = ("pendulum", "quadrotor")
+#: The registered tasks (taken at import, before any test registers a fake task).
+TASKS = task_names()
 F64 = torch.float64
 TOL = 1e-7
 
@@ -70,7 +72,7 @@ def random_actions(num: int, dim: int, generator: torch.Generator, spread: float
 def model_linearisation(model, state: torch.Tensor):
     """``f0, B, E`` of one state ``(n,)`` from the task model (independent of the env)."""
     a0 = torch.zeros(model.action_dim, dtype=F64)
-    w0 = torch.zeros(model.noise_dim, dtype=F64)
+    w0 = 0.5 * sum(model.noise_bounds(dtype=F64))  # centre of W (not 0 for the energy task)
 
     def f(s, a, w):
         return model.dynamics(s[None], a[None], w[None])[0]
