@@ -61,7 +61,7 @@ def gradcheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def spec(session: nox.Session) -> None:
-    """Audit every built-in safeguard on both tasks against P1-P5 and Lemmas 1-3."""
+    """Audit every built-in safeguard on every task against P1-P5 and Lemmas 1-3."""
     _install(session)
     session.run("python", "-m", "spec", "--all", "--json", "reports/spec.json", *session.posargs)
 

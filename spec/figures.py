@@ -1,8 +1,9 @@
 """Figures of the compliance report (matplotlib Agg, PNG).
 
 * :func:`plot_learning_curves` — seed-mean evaluation curves, ours (solid) against the paper's
-  archived curves (dashed), one figure per task and comparison (Tables 2/3 and the SHAC
-  modifications of Table 4);
+  archived curves (dashed), one figure per registered task and comparison (Tables 2/3 and the
+  SHAC modifications of Table 4; the energy system's archived curves are the journal
+  version's);
 * :func:`plot_pendulum_safeguards` — the pendulum's safe state set in ``(theta, theta_dot)``
   coloured by the width of the safe torque interval, and, at one state, every safeguard's map
   ``a -> g(a)`` against the safe interval;
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from safegbpo.safeguards.variants import map_variants, variant_labels  # noqa: E402
+from safegbpo.tasks import task_names  # noqa: E402
 from spec.checks.oracle import SafeActionOracle  # noqa: E402
 from spec.checks.sampling import sample_safe_states  # noqa: E402
 
@@ -79,7 +81,7 @@ def plot_learning_curves(ours: Mapping[Key, Mapping[str, Any]],
     Returns the written paths (none when neither source has a curve)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for task in ("pendulum", "quadrotor"):
+    for task in task_names():
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         any_drawn = False
         for ax, algo in zip(axes, ("shac", "ppo", "sac"), strict=True):

@@ -12,7 +12,9 @@
    with deltas and a pass/fail per value by the rules of :mod:`spec.paper.rules`, the archive
    check, H1/H2 (:func:`spec.paper.tables.build_tables`, the one place that computes them), and
    the reproduction's own checks (safety monitor); every cell without a result of ours reads
-   "not run";
+   "not run"; registered tasks beyond the paper's tables (the journal version's energy system)
+   get a table of the archived curves' metrics next to ours (deltas, no verdicts), while H1/H2
+   stay on the paper's tasks;
 4. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
    curves (``../shared/reference/paper_learning_curves.json``, read at run time when present),
    and the safe sets with actions before/after every safeguard.
@@ -41,6 +43,7 @@ from spec.paper.archive import load_reference_archive
 from spec.paper.rules import DEFAULT_RULES, CellComparison, steps_floor
 from spec.paper.tables import (
     archive_check_lines,
+    archive_table_lines,
     build_tables,
     paper_hypotheses,
 )
@@ -235,12 +238,14 @@ def build_report(
                    "archive": (str(loaded_archive.curves_path) if loaded_archive is not None
                                else "not present"),
                    "profile": (cells_doc or {}).get("profile"),
-                   "safe_sets": (cells_doc or {}).get("safe_sets")},
+                   "safe_sets": (cells_doc or {}).get("safe_sets"),
+                   "env_options": (cells_doc or {}).get("env_options")},
         "summary": _summary_rows(spec_doc, spec_status, comparisons, hyps, checks,
                                  tables_status),
         "failed_required": failed,
         "spec": spec_doc,
         "tables": {t: list(tables_doc["verdicts"].get(t, [])) for t in _TABLE_ORDER},
+        "archive_tables": tables_doc["archive_tables"],
         "archive_check": tables_doc["archive_check"],
         "hypotheses": hyps,
         "reproduction_checks": checks,
@@ -334,6 +339,10 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
         ["seeds", json.dumps(meta.get("seeds"))],
         ["reproduction profile", str(report["inputs"].get("profile"))],
         ["paper archive", report["inputs"]["archive"]],
+        *[[f"{task} {name}", str(info.get("source"))]
+          for task, described in (report["inputs"].get("env_options") or {}).items()
+          for name, info in described.items()
+          if isinstance(info, Mapping) and "source" in info],
     ]))
 
     lines += ["", "## Spec checks (SPEC §3–§5)", ""]
@@ -430,11 +439,22 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
         lines.append(_md_table(["check", "passed", "summary"],
                                [[k, str(v.get("passed")), v.get("summary", "")]
                                 for k, v in checks.items()]))
+    archive_tables = report.get("archive_tables") or {}
+    if archive_tables:
+        lines += ["", "## Tasks beyond the paper's tables", "",
+                  "Registered tasks that the paper's tables do not cover (the journal version's "
+                  "third task, SPEC §10): ours next to the metrics of the reference "
+                  "implementation's archived curves, with deltas; the paper prints no values "
+                  "for them, so nothing here is a verdict, and H1/H2 below stay on the paper's "
+                  f"tasks ({', '.join(paper_tasks())}).", ""]
+        for table in archive_tables.values():
+            lines += archive_table_lines(table, heading="###")
     lines += [""]
     lines += ["#" + line if line.startswith("## ") else line
               for line in archive_check_lines(report.get("archive_check") or {})]
 
     lines += ["", "## Hypotheses", ""]
+    lines += [f"H1 and H2 are decided on the paper's tasks ({', '.join(paper_tasks())}).", ""]
     hrows = []
     for name, h in report["hypotheses"].items():
         ours = h.get("ours") or {}

@@ -24,7 +24,7 @@ call per step for all members).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ class Evaluator:
         set_size: episodes of the set evaluation (``>= 0``).
         set_seed: seed of the set (default :func:`set_seed_for` ``(paper_seed)``).
         episode_length: steps per episode (default: the task's).
+        env_options: the task's env options (e.g. the energy task's ``profiles``), the same
+            as training's.
         safeguard_factory: ``factory(env) -> safeguard`` (``None``: unsafe evaluation).
         device, dtype: of the evaluation env.
     """
@@ -84,6 +86,7 @@ class Evaluator:
         set_size: int = SET_SIZE,
         set_seed: int | None = None,
         episode_length: int | None = None,
+        env_options: Mapping[str, Any] | None = None,
         safeguard_factory: Callable[[Any], Any] | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
@@ -101,7 +104,8 @@ class Evaluator:
         seeds = [self.paper_seed, self.set_seed] if set_size else [self.paper_seed]
         self.block_seeds = seeds * members
         self.env = population_env(task, blocks * members, safe_set=safe_set,
-                                  episode_length=episode_length, device=device, dtype=dtype)
+                                  episode_length=episode_length, device=device, dtype=dtype,
+                                  env_options=env_options)
         self.safeguard = None if safeguard_factory is None else safeguard_factory(self.env)
         self.max_steps = int(self.env.episode_length)
 

@@ -67,12 +67,11 @@ class BlockSeededEnv(_EnvBase):
     task that adds a random draw elsewhere cannot silently couple the blocks.
 
     The per-row state that :meth:`block_state` / :meth:`load_block_states` move between
-    populations is :attr:`ROW_ATTRIBUTES` (states and goals); the episode clock is shared (all
-    blocks truncate together).
+    populations is the task env class's
+    :attr:`~safegbpo.envs.SafeVectorEnv.ROW_ATTRIBUTES` (states and goals; the energy task adds
+    each row's episode start hour, which fixes its current hour and exogenous inputs); the
+    episode clock is shared (all blocks truncate together).
     """
-
-    #: instance attributes holding one row per environment (``None`` when a task has none).
-    ROW_ATTRIBUTES: tuple[str, ...] = ("_state", "_goal")
 
     block_sizes: tuple[int, ...]
     block_offsets: tuple[int, ...]
@@ -212,6 +211,7 @@ def population_env(
     episode_length: int | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
+    env_options: Mapping[str, Any] | None = None,
 ) -> BlockSeededEnv:
     """The vector env of ``task`` with ``sum(block_sizes)`` rows in blocks (class
     :class:`BlockSeededEnv` over the task's env class; seed it with
@@ -221,10 +221,14 @@ def population_env(
         task: task name (any task ``safegbpo.envs.make_vec`` knows).
         block_sizes: rows per block, e.g. ``[N] * P`` for a training population.
         safe_set, episode_length, device, dtype: as for ``make_vec``.
+        env_options: the task's env options (``TrainConfig.env_options``, e.g. the energy
+            task's ``profiles``), passed to ``make_vec``; every block shares them.
     """
     from safegbpo.envs import make_vec
 
-    options = {} if episode_length is None else {"episode_length": int(episode_length)}
+    options: dict[str, Any] = dict(env_options or {})
+    if episode_length is not None:
+        options["episode_length"] = int(episode_length)
     env = make_vec(task, int(sum(block_sizes)), seed=0, safe_set=safe_set, device=device,
                    dtype=dtype, **options)
     env.__class__ = _block_class(type(env))

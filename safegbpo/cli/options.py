@@ -8,6 +8,12 @@
   certified set;
 * ``--safe-sets DIR`` -- a directory with one ``<task>.json`` per task (e.g.
   ``../shared/reference/safe_sets``);
+* ``--backend exact|cvxpylayers`` -- the built-in safeguards' backend
+  (:data:`safegbpo.safeguards.BACKENDS`: the exact H-representation of SPEC §11, or the paper's
+  Eq 6 programs through cvxpylayers);
+* ``--env-option KEY=VALUE`` (repeatable) -- an option of the task's environment (the registry
+  entry's ``env_options``, e.g. the energy task's ``profiles``); ``safegbpo reproduce`` spells
+  it ``TASK.KEY=VALUE``;
 * ``--variants KEY [KEY ...]`` -- safeguard variants of the registry
   (:mod:`safegbpo.safeguards.variants`) by key;
 * ``--jobs N`` and other counts -- :func:`positive_int`.
@@ -23,14 +29,18 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from safegbpo.tasks import get_task, task_names
+from safegbpo.tasks import get_task, task_names, tasks
 
 __all__ = [
+    "add_backend_option",
+    "add_env_option_option",
     "add_safe_set_option",
     "add_safe_sets_option",
     "add_task_option",
     "add_tasks_option",
+    "env_options_help",
     "parse_key_values",
+    "parse_task_key_values",
     "positive_int",
     "resolve_tasks",
     "task_help",
@@ -76,6 +86,55 @@ def add_safe_sets_option(parser: argparse.ArgumentParser, help: str | None = Non
     parser.add_argument("--safe-sets", dest="safe_sets", default=None, metavar="DIR",
                         help=help or "use DIR/<task>.json as safe sets instead of the "
                                      "project's own (e.g. ../shared/reference/safe_sets)")
+
+
+def add_backend_option(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """``--backend exact|cvxpylayers`` (``dest='backend'``); ``default=None`` leaves the choice
+    to the safeguard (the built-in ones default to ``'exact'``) and passes nothing to a user
+    class."""
+    from safegbpo.safeguards import BACKENDS, DEFAULT_BACKEND
+
+    fallback = f"default {default}" if default is not None else (
+        f"default: the safeguard's own ({DEFAULT_BACKEND} for the built-in ones)")
+    parser.add_argument("--backend", default=default, choices=BACKENDS, metavar="BACKEND",
+                        help=f"safeguard backend: {' | '.join(BACKENDS)} (exact: the exact "
+                             f"H-representation, SPEC §11; cvxpylayers: the paper's Eq 6 "
+                             f"programs); {fallback}")
+
+
+def env_options_help(*, reproduce: bool = False) -> str:
+    """The env options of the registered tasks with their defaults (help of ``--env-option``;
+    ``reproduce``: the defaults of a reproduction, ``TaskSpec.reproduce_env_options``)."""
+    parts = [f"{key}: " + ", ".join(
+        f"{name} (default {value!r})" for name, value in
+        {**spec.env_options, **(spec.reproduce_env_options if reproduce else {})}.items())
+             for key, spec in tasks().items() if spec.env_options]
+    return "; ".join(parts) if parts else "no registered task has env options"
+
+
+def add_env_option_option(parser: argparse.ArgumentParser, *, per_task: bool = False) -> None:
+    """``--env-option KEY=VALUE`` (repeatable, ``dest='env_option'``); ``per_task``: spelled
+    ``TASK.KEY=VALUE``, with the defaults of a reproduction (``safegbpo reproduce``, which runs
+    several tasks)."""
+    form = "TASK.KEY=VALUE" if per_task else "KEY=VALUE"
+    parser.add_argument("--env-option", dest="env_option", action="append", default=[],
+                        metavar=form,
+                        help=f"an option of the task's environment, repeatable (values parsed "
+                             f"as JSON when possible); {env_options_help(reproduce=per_task)}")
+
+
+def parse_task_key_values(items: Sequence[str] | None, flag: str = "--env-option"
+                          ) -> dict[str, dict[str, Any]]:
+    """``['task.key=value', ...]`` -> ``{task: {key: value}}`` (the task is everything before
+    the last ``.`` of the left-hand side; values as in :func:`parse_key_values`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        left, sep, _ = item.partition("=")
+        task, dot, key = left.rpartition(".")
+        if not sep or not dot or not task or not key:
+            raise ValueError(f"{flag} expects TASK.KEY=VALUE, got {item!r}")
+        out.setdefault(task, {}).update(parse_key_values([item[len(task) + 1:]], flag))
+    return out
 
 
 def positive_int(text: str) -> int:

@@ -3,6 +3,7 @@
     safegbpo reproduce [--profile quick|paper] [--jobs N] [--population-size P]
                        [--executor pool|ray] [--address A] [--results DIR] [--safe-sets DIR]
                        [--grid FILE] [--retry-failed] [--no-monitor] [--no-report]
+                       [--env-option TASK.KEY=VALUE ...]
 
 Two steps, one per half of the chain: :func:`safegbpo.experiments.reproduce.reproduce` runs the
 grid and writes the measured cells (``<results>/cells.json``, ``cells.md``); then, unless
@@ -12,6 +13,12 @@ entry point) runs on them.  The command is resumable: re-running it skips finish
 resumes interrupted ones from their checkpoints (the results store,
 :mod:`safegbpo.experiments.store`).  Exit status 0 when every check of the profile passed, 1
 otherwise, 2 on a usage error.
+
+Env options: each task's environment runs with its registry entry's ``reproduce_env_options``
+(the energy task: ``profiles=auto``, the reference implementation's hourly profiles when
+``../shared`` is present, else the project's generated year -- the command prints which);
+``--env-option energy.profiles=generated`` (or ``=FILE``) overrides them.  They are recorded in
+``manifest.json`` and enter the run ids.
 """
 
 from __future__ import annotations
@@ -20,7 +27,12 @@ import argparse
 import os
 from typing import Any
 
-from safegbpo.cli.options import add_safe_sets_option, positive_int
+from safegbpo.cli.options import (
+    add_env_option_option,
+    add_safe_sets_option,
+    parse_task_key_values,
+    positive_int,
+)
 from safegbpo.experiments.profiles import PROFILES
 
 __all__ = ["register"]
@@ -51,6 +63,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--results", default=None,
                         help="results directory (default: results/<profile>)")
     add_safe_sets_option(parser)
+    add_env_option_option(parser, per_task=True)
     parser.add_argument("--grid", default=None, metavar="FILE",
                         help="run this grid file (format safegbpo-grid/1) instead of the "
                              "profile's")
@@ -85,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         retry_failed=args.retry_failed,
         monitor=False if args.no_monitor else None,
+        env_options=parse_task_key_values(args.env_option),
     )
     if not args.no_report:
         main(["report", "--results", str(cells["results"])])

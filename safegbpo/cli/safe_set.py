@@ -1,10 +1,17 @@
-"""``safegbpo safe-set compute|verify``: compute and verify certified safe sets.
+"""``safegbpo safe-set compute|verify|box``: compute and verify certified safe sets.
 
 Examples::
 
     safegbpo safe-set compute --task pendulum [--out pendulum.json]
     safegbpo safe-set verify --task quadrotor [--safe-set set.json] [--json report.json] \\
         [--samples 1000] [--seed 0] [--reference ref.json | --no-reference]
+    safegbpo safe-set box --task energy --out box.json     # the state box S as a set file
+
+``box`` writes the feasible state box ``S`` of a task as a set file without action part: the
+energy task's reference implementation uses exactly this as its safe set ("one-step
+feasibility"), and ``safe-set verify --task energy --safe-set box.json`` shows that it is not
+robust control invariant (exit code 1, naming states from which no action keeps the next state
+in ``S``).
 
 Exit codes: 0 verified, 1 the set failed verification (a state without a safe action), 2 bad
 input (unreadable or invalid set file, wrong task; raised as ``ValueError`` and turned into
@@ -29,7 +36,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    """Add ``safe-set compute`` and ``safe-set verify`` to ``safegbpo``'s subparsers."""
+    """Add ``safe-set compute``, ``verify`` and ``box`` to ``safegbpo``'s subparsers."""
     parser = subparsers.add_parser(
         "safe-set", help="compute / verify certified robust control invariant safe sets",
         description="Compute the project's certified RCI safe sets (SPEC §7) and verify safe-set "
@@ -56,6 +63,14 @@ def register(subparsers: Any) -> None:
     add_safe_set_option(verify, help="set file to verify (default: the project's cached set)")
     _verification_options(verify)
     verify.set_defaults(func=run_verify)
+
+    box = sub.add_parser(
+        "box", help="write the feasible state box S of a task as a set file",
+        description="Write the state box S as a safegbpo-safe-set/1 file without action part "
+        "(the energy reference's safe set); verify it with 'safe-set verify --safe-set'.")
+    add_task_option(box)
+    box.add_argument("--out", required=True, help="output set file")
+    box.set_defaults(func=run_box)
 
 
 def _verification_options(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +104,8 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
                       f"({report.num_lp_rescued} with another safe action)")
     table.add_row("simulated successor violations", str(report.num_simulation_violations))
     table.add_row("volume", _fmt(report.volume))
+    if report.state_box_fraction is not None:
+        table.add_row("volume / volume of the state box S", _fmt(report.state_box_fraction))
     excess = max(report.feasible_excess) if report.feasible_excess else 0.0
     table.add_row("max feasible excess (outside S)", _fmt(excess))
     if report.volume_ratio is None:
@@ -99,8 +116,18 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
     for key, value in (extra or {}).items():
         table.add_row(key, value)
     make_console().print(table)
+    names = _state_names(report.task)
     for v in report.violations[:3]:
-        make_console().print(f"[red]violation[/red] at state {v['state']}: {v['reason']}")
+        state = (", ".join(f"{n}={x:.6g}" for n, x in zip(names, v["state"], strict=True))
+                 if len(names) == len(v["state"]) else str(v["state"]))
+        make_console().print(f"[red]violation[/red] at state ({state}): {v['reason']}")
+
+
+def _state_names(task: str) -> tuple[str, ...]:
+    try:
+        return tuple(get_task(task).model.state_names)
+    except ValueError:
+        return ()
 
 
 def _fmt(x: float | None) -> str:
@@ -164,3 +191,19 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, report.to_dict())
     return 0 if report.verdict else 1
+
+
+def run_box(args: argparse.Namespace) -> int:
+    from safegbpo.safesets.safe_set import SafeSet
+    from safegbpo.sets import Zonotope
+
+    model = get_task(args.task).model
+    low, high = model.state_bounds()
+    box = SafeSet(task=args.task, state=Zonotope.from_box(low, high), action=None,
+                  source=f"feasible state box S of {args.task} (no action set)",
+                  metadata={"kind": "state box", "low": low.tolist(), "high": high.tolist()})
+    path = box.save(args.out)
+    ranges = ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, lo, hi in
+                       zip(model.state_names, low.tolist(), high.tolist(), strict=True))
+    make_console().print(f"wrote {path}: the state box S of {args.task} ({ranges})")
+    return 0

@@ -5,6 +5,7 @@ Examples::
     safegbpo train --task pendulum --algo shac --safeguard rm --mapping hyperbolic \\
         --regularisation 0.1 --seed 0 --interactions 100000 --out runs/pendulum-shac-hrm-reg
     safegbpo train --task quadrotor --algo shac --seeds 0-9 --out runs/quadrotor-shac
+    safegbpo train --task energy --env-option profiles=reference --out runs/energy-shac
 
 Every option maps onto a field of :class:`~safegbpo.experiments.config.TrainConfig`; the
 configuration is validated before any work starts (a ``ValueError`` -> exit code 2 with the
@@ -24,9 +25,15 @@ from typing import Any
 
 from safegbpo.algorithms import algorithm_names
 from safegbpo.algorithms.evaluation import PAPER_SEED
-from safegbpo.cli.options import add_safe_set_option, add_task_option
+from safegbpo.cli.options import (
+    add_backend_option,
+    add_env_option_option,
+    add_safe_set_option,
+    add_task_option,
+    parse_key_values,
+)
 from safegbpo.experiments.config import TrainConfig, parse_hyper_assignment
-from safegbpo.safeguards import SAFEGUARDS
+from safegbpo.safeguards import DEFAULT_BACKEND, SAFEGUARDS
 
 __all__ = ["register", "config_from_args", "parse_seeds", "seed_dir"]
 
@@ -85,14 +92,14 @@ def register(subparsers: Any) -> None:
                         help="straight-through (identity) gradient of the safeguard")
     parser.add_argument("--regularisation", type=float, default=0.0,
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
+    add_backend_option(parser, default=DEFAULT_BACKEND)
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="run seed")
     seeds.add_argument("--seeds", default=None, metavar="LIST",
                        help="train several seeds as one population in this process, e.g. 0-9 "
                        "or 0,2,5; --out then holds one run directory per seed (seed-<s>/)")
     parser.add_argument("--interactions", type=int, default=None,
-                        help="budget in env interactions (default: the task's, e.g. 100000 "
-                        "pendulum, 200000 quadrotor)")
+                        help="budget in env interactions (default: the task's budget)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluation interval in interactions (default: the paper's grid)")
     parser.add_argument("--eval-episodes", type=int, default=None,
@@ -107,6 +114,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--num-envs", type=int, default=None,
                         help="training environments (default: the task's)")
     add_safe_set_option(parser)
+    add_env_option_option(parser)
     parser.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                         help="override one hyper-parameter of the preset, e.g. "
                         "--hyper policy_lr=1e-3 --hyper policy_hidden=64,64 (repeatable)")
@@ -125,10 +133,12 @@ def config_from_args(args: argparse.Namespace, seed: int | None = None) -> Train
     config = TrainConfig(
         task=args.task, algo=args.algo, safeguard=args.safeguard, mapping=args.mapping,
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
-        seed=args.seed if seed is None else seed, interactions=args.interactions,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, num_envs=args.num_envs,
-        eval_seed=args.eval_seed, episode_length=args.episode_length, safe_set=args.safe_set,
-        hyper=hyper, device=args.device)
+        backend=args.backend, seed=args.seed if seed is None else seed,
+        interactions=args.interactions, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
+        episode_length=args.episode_length, safe_set=args.safe_set,
+        env_options=parse_key_values(args.env_option, "--env-option"), hyper=hyper,
+        device=args.device)
     return config.validate()
 
 
@@ -154,5 +164,6 @@ def run(args: argparse.Namespace) -> int:
             "interventions": result["interventions"],
             "fallbacks": result["fallbacks"],
             "wallclock_total": result["wallclock"].get("total"),
+            **({"data_sources": result["data_sources"]} if result.get("data_sources") else {}),
         }))
     return 0

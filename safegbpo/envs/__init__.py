@@ -1,4 +1,5 @@
-"""Differentiable vectorised tasks (SPEC §6): pendulum and planar quadrotor balance.
+"""Differentiable vectorised tasks (SPEC §6, §10): pendulum and planar quadrotor balance, and
+the household energy system.
 
 :func:`make_vec` builds the :class:`SafeVectorEnv` of a task named in the task registry
 (:func:`safegbpo.tasks.get_task`); the pure task models live in :mod:`safegbpo.tasks`.
@@ -17,6 +18,7 @@ from safegbpo.envs.base import (
     observe_steps,
     resolve_safe_set,
 )
+from safegbpo.envs.energy import EnergyEnv
 from safegbpo.envs.pendulum import PendulumEnv
 from safegbpo.envs.protocol import TrainingEnv
 from safegbpo.envs.quadrotor import QuadrotorEnv
@@ -24,6 +26,7 @@ from safegbpo.loading import load_attr
 from safegbpo.tasks import TaskModel, get_model, get_task
 
 __all__ = [
+    "EnergyEnv",
     "Linearisation",
     "PendulumEnv",
     "QuadrotorEnv",
@@ -69,7 +72,8 @@ def make_vec(
             :class:`~safegbpo.safesets.SafeSet` of this task.
         device, dtype: of the env's tensors.
         **kwargs: ``episode_length``, ``render_mode`` and the task's env options (defaults:
-            the registry entry's ``env_options``).
+            the registry entry's ``env_options``; e.g. the energy task's ``profiles``,
+            ``start_hour``, :class:`~safegbpo.envs.energy.EnergyEnv`).
 
     Raises:
         ValueError: unknown task (the message lists the tasks), or a safe set of another task /

@@ -10,6 +10,14 @@ safe set (a :class:`~safegbpo.safesets.SafeSet`), and the per-environment linear
 ``f(s, a, w) = f(s, a0, w0) + B(s)(a - a0) + E(s)(w - w0)`` of Eq 12 with the exact next-state
 set ``<f0 + B(a - a0), E G_W>`` of Eq 13–14.
 
+Env options: a task's environment may take keyword options beyond the common ones (its registry
+entry's ``env_options``, e.g. the energy task's data file).  The class methods
+:meth:`SafeVectorEnv.resolve_options`, :meth:`SafeVectorEnv.check_options` and
+:meth:`SafeVectorEnv.describe_options` are how a configuration, a grid and a reproduction
+handle them without knowing the task: canonical form, validation before any work, and a
+description for manifests; :meth:`SafeVectorEnv.data_sources` names the data a built env uses
+(recorded in run results).
+
 Step observers: :func:`observe_steps` registers a callable ``observer(env, info)`` that every
 :meth:`SafeVectorEnv.step` calls with its ``info`` (realised states included) while a ``with``
 block runs -- how an independent monitor (the reproduction's safe-state monitor) watches the
@@ -21,6 +29,7 @@ and are removed when the block exits; an exception raised by an observer propaga
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -148,7 +157,9 @@ class SafeVectorEnv(VectorEnv):
           exact Eq 5 membership).  ``options={"state": (N, n) tensor}`` sets the states instead
           (they must lie in ``S``); the quadrotor's goal is its initial position (see
           :class:`~safegbpo.envs.quadrotor.QuadrotorEnv` for ``options["goal"]``).
-        * **Step**: noise ``w`` uniform in ``W`` from the env's generator, next state
+        * **Step**: noise ``w`` uniform in ``W`` from the env's generator (a task with exogenous
+          inputs overrides the hooks ``_step_noise``, ``_step_reward``, ``_observation``: the
+          energy task uses the recorded outside temperature of each env's hour), next state
           ``model.step(s, a, w)`` (Eq 65/67 + wrap + clamp to ``S``), reward
           ``model.reward(s', a, goal)`` (Eq 66/68).  ``info["state"]`` is the env's state after
           the call (consistent with the returned ``obs``), ``info["noise"]`` the noise ``(N, n_w)``.
@@ -167,6 +178,11 @@ class SafeVectorEnv(VectorEnv):
     """
 
     task: ClassVar[str] = ""
+    #: instance attributes holding one row per environment (tensors with a leading ``N``
+    #: dimension, ``None`` when a task has none): the per-row dynamic state that a population
+    #: env moves between blocks (:class:`~safegbpo.algorithms.population.BlockSeededEnv`).  A
+    #: task adding per-row state (e.g. the energy task's episode start hours) extends it.
+    ROW_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("_state", "_goal")
     metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium's class attribute
         "render_modes": ["rgb_array"],
         "render_fps": 20,  # 1 / dt
@@ -238,8 +254,79 @@ class SafeVectorEnv(VectorEnv):
     def _make_scene(self) -> Scene:
         raise NotImplementedError
 
+    # Exogenous-input hooks: a task whose step depends on data other than the state and the
+    # action (e.g. the energy task's hourly profiles, indexed by the current hour of each env)
+    # overrides these three; the model functions take those values explicitly.
+    def _step_noise(self) -> Tensor:
+        """Disturbance ``w (N, n_w)`` of the current step (default: uniform in ``W``)."""
+        return self.sample_noise(self.num_envs)
+
+    def _step_reward(self, next_state: Tensor, action: Tensor) -> Tensor:
+        """Reward ``(N,)`` of the current step (default: ``model.reward(s', a, goal)``)."""
+        return self.model.reward(next_state, action, self._goal)
+
+    def _observation(self, state: Tensor) -> Tensor:
+        """Observation ``(N, o)`` of ``state`` at the current step (default:
+        ``model.observe(state, goal)``)."""
+        return self.model.observe(state, self._goal)
+
     def _render_frames(self, scene: Scene, states: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------
+    # env options (the registry entry's ``env_options``; module docstring)
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` (overrides of the task's ``env_options``) in canonical form: JSON-ready,
+        independent of the working directory (a subclass resolves symbolic values and makes
+        paths absolute in :meth:`_resolve_option`), without the entries that equal the
+        registry's default -- what a configuration records and a run id hashes.  Cheap: reads
+        no data.
+
+        Raises:
+            ValueError: a name that is not an env option of the task (the message lists them),
+                or a value that is not JSON-serialisable.
+        """
+        spec = get_task(cls.task)
+        defaults = spec.env_options
+        if not isinstance(options, Mapping):
+            raise ValueError(f"env options must be a mapping name -> value, got "
+                             f"{type(options).__name__}")
+        spec.check_env_option_names(options)
+        out: dict[str, Any] = {}
+        for name, value in options.items():
+            value = cls._resolve_option(name, value)
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"env option {name!r} of task {cls.task!r} must be "
+                                 f"JSON-serialisable, got {type(value).__name__}") from None
+            if value != cls._resolve_option(name, defaults[name]):
+                out[name] = value
+        return out
+
+    @classmethod
+    def _resolve_option(cls, name: str, value: Any) -> Any:
+        """Canonical form of one option's value (default: as given)."""
+        return value
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Validate canonical ``options`` (:meth:`resolve_options`) fully, before any work: a
+        subclass may read its data files.  ``ValueError`` naming the problem."""
+        cls.resolve_options(options)
+
+    @classmethod
+    def describe_options(cls, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """What the canonical ``options`` (a missing name: its default) mean, for a
+        reproduction's manifest: ``{name: {"source": text, ...}}`` (default: nothing to say)."""
+        return {}
+
+    def data_sources(self) -> dict[str, str]:
+        """Where this env's exogenous data come from, ``{option: source}`` (recorded in run
+        results; default: none)."""
+        return {}
 
     # ------------------------------------------------------------------------------------------
     # properties
@@ -272,7 +359,8 @@ class SafeVectorEnv(VectorEnv):
 
     @property
     def noise_box(self) -> Zonotope:
-        """Noise box ``W = <0, diag(w)>`` in noise coordinates ``(1, n_w)``, ``(1, n_w, n_w)``."""
+        """Noise box ``W = <w0, diag(w)>`` in noise coordinates ``(1, n_w)``, ``(1, n_w, n_w)``
+        (``w0`` the centre of the model's noise box, 0 except for the energy task)."""
         return Zonotope.from_box(self._noise_low, self._noise_high)
 
     # ------------------------------------------------------------------------------------------
@@ -313,16 +401,16 @@ class SafeVectorEnv(VectorEnv):
         """
         state = self._require_reset()
         action = self._validate_actions(actions)
-        noise = self.sample_noise(self.num_envs)
+        noise = self._step_noise()
         next_state = self.model.step(state, action, noise)
-        reward = self.model.reward(next_state, action, self._goal)
+        reward = self._step_reward(next_state, action)
         self._elapsed_steps += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         truncated = torch.full((self.num_envs,), self._elapsed_steps >= self.episode_length,
                                dtype=torch.bool, device=self.device)
         info: dict[str, Any] = {"noise": noise}
         if bool(truncated[0]):
-            info["final_obs"] = self.model.observe(next_state, self._goal)
+            info["final_obs"] = self._observation(next_state)
             info["_final_obs"] = truncated.clone()
             info["final_state"] = next_state
             if self._goal is not None:
@@ -362,27 +450,56 @@ class SafeVectorEnv(VectorEnv):
         """Raw model dynamics ``f(s, a, w)`` (Eq 65/67; no wrapping, no clamping), batched."""
         return self.model.dynamics(state, action, noise)
 
-    def linearise(self, state: Tensor | None = None) -> Linearisation:
+    def linearise(self, state: Tensor | None = None, *, method: str = "affine") -> Linearisation:
         """Eq 12 at ``(s, a0, w0)``, one linearisation per row of ``state`` (default: the
-        current states).
+        current states); ``w0`` is the centre of ``W`` (not necessarily 0).
 
-        ``B = df/da`` and ``E = df/dw`` come from ``torch.func.jacrev`` of the raw
-        :meth:`dynamics`, vectorised with ``torch.func.vmap``.  The result is differentiable in
-        ``state`` (it keeps the state's graph).
+        ``method='affine'`` (default, SPEC §11): the task dynamics are affine in ``a`` and ``w``
+        (Eq 12), so one batched evaluation of the raw :meth:`dynamics` at ``(a0, w0)``,
+        ``(a0 + e_j, w0)`` and ``(a0, w0 + e_k)`` gives ``f0``, the columns ``B e_j = f(a0 +
+        e_j) - f0`` and ``E e_k`` exactly (up to rounding, ``~1e-15``).  ``method='jacrev'``
+        differentiates with ``torch.func.jacrev`` (vectorised with ``vmap``): the reference the
+        tests compare against, and the right choice for a model that is not affine.
+        Either result is differentiable in ``state`` (it keeps the state's graph).
 
         Returns:
             :class:`Linearisation` ``f0 (M, n)``, ``B (M, n, d)``, ``E (M, n, n_w)``.
         """
+        if method not in ("affine", "jacrev"):
+            raise ValueError(f"method must be 'affine' or 'jacrev', got {method!r}")
         if state is None:
             state = self.state
         else:
             state = self._validate_states(state, "state", require_in_box=False, batch=None)
         batch = state.shape[0]
-        a0 = self._action_centre.expand(batch, -1)
-        w0 = self._noise_centre.expand(batch, -1)
-        f0 = self.model.dynamics(state, a0, w0)
-        jac = torch.func.vmap(torch.func.jacrev(self.model.dynamics, argnums=(1, 2)))
-        B, E = jac(state, a0, w0)
+        a0 = self._action_centre.to(state.dtype).expand(batch, -1)
+        w0 = self._noise_centre.to(state.dtype).expand(batch, -1)
+        if method == "jacrev":
+            f0 = self.model.dynamics(state, a0, w0)
+            jac = torch.func.vmap(torch.func.jacrev(self.model.dynamics, argnums=(1, 2)))
+            B, E = jac(state, a0, w0)
+            return Linearisation(f0, B, E)
+        d, n_w = a0.shape[1], w0.shape[1]
+        k = 1 + d + n_w
+        # rows: (a0, w0), (a0 + e_j, w0) for j < d, (a0, w0 + e_k) for k < n_w
+        key = (batch, state.dtype, state.device)
+        cache = self.__dict__.setdefault("_linearise_points", {})
+        if key not in cache:
+            eye = torch.eye(d + n_w, dtype=state.dtype, device=state.device)
+            offsets = torch.cat([torch.zeros(1, d + n_w, dtype=state.dtype,
+                                             device=state.device), eye])
+            points = torch.cat([a0[:1], w0[:1]], dim=1) + offsets  # (k, d + n_w)
+            points = points.unsqueeze(0).expand(batch, k, -1).reshape(batch * k, -1)
+            cache.clear()
+            cache[key] = (points[:, :d].contiguous(), points[:, d:].contiguous())
+        actions, noises = cache[key]
+        out = self.model.dynamics(
+            state.unsqueeze(1).expand(batch, k, -1).reshape(batch * k, -1), actions, noises,
+        ).reshape(batch, k, -1)
+        f0 = out[:, 0]
+        columns = out[:, 1:] - f0.unsqueeze(1)  # (M, d + n_w, n)
+        B = columns[:, :d].transpose(1, 2)
+        E = columns[:, d:].transpose(1, 2)
         return Linearisation(f0, B, E)
 
     def next_state_set(self, actions: Tensor | np.ndarray) -> Zonotope:
@@ -392,7 +509,8 @@ class SafeVectorEnv(VectorEnv):
         action = self._validate_actions(actions)
         f0, B, E = self.linearise()
         centre = f0 + (B @ (action - self._action_centre).unsqueeze(-1)).squeeze(-1)
-        generators = E * (0.5 * (self._noise_high - self._noise_low))  # E diag(w): columns
+        # E @ diag(w) with w the half-widths of W (W need not be centred at 0: energy task)
+        generators = E * (0.5 * (self._noise_high - self._noise_low))
         return Zonotope(centre, generators)
 
     # ------------------------------------------------------------------------------------------
@@ -484,7 +602,7 @@ class SafeVectorEnv(VectorEnv):
         self._elapsed_steps = 0
 
     def _observe(self) -> Tensor:
-        return self.model.observe(self._require_reset(), self._goal)
+        return self._observation(self._require_reset())
 
     def _require_reset(self) -> Tensor:
         """The current states; ``RuntimeError`` before the first :meth:`reset`."""

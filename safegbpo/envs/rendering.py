@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-__all__ = ["Scene", "PendulumScene", "QuadrotorScene", "DEFAULT_SIZE"]
+__all__ = ["Scene", "PendulumScene", "QuadrotorScene", "EnergyScene", "DEFAULT_SIZE"]
 
 DEFAULT_SIZE = 128
 _DPI = 64
@@ -131,5 +131,111 @@ class QuadrotorScene(Scene):
             half = max(1.0, 0.5 * math.hypot(x - xg, z - zg) + 2.0 * self.arm)
             self.ax.set_xlim(mid[0] - half, mid[0] + half)
             self.ax.set_ylim(mid[1] - half, mid[1] + half)
+            frames[i] = self._frame()
+        return frames
+
+
+class EnergyScene(Scene):
+    """Household energy system (SPEC §10): one frame per env showing its episode so far.
+
+    Unlike the other scenes it is a rectangular multi-panel figure, so it builds its own figure
+    instead of :class:`Scene`'s square single axes (``ax`` is the first panel).
+
+    Four panels over the days since the episode's start: indoor temperature ``t_in`` with its
+    bounds (shaded) and comfort target (dashed); return and outside temperatures ``t_ret``,
+    ``t_out``; the battery's state of charge; the buying price (steps) and the grid power ``p``
+    of every step (right axis).  The title names the start hour and the current values.
+    ``render`` returns ``uint8`` ``(batch, height, width, 3)``.
+    """
+
+    def __init__(self, episode_length: int = 720,
+                 state_low: tuple[float, ...] = (0.0, 18.0, 10.0),
+                 state_high: tuple[float, ...] = (10.0, 24.0, 100.0), comfort: float = 21.0,
+                 width: int = 480, height: int = 400) -> None:
+        # (Scene.__init__ is not called: it would build the square single-axes figure)
+        if int(width) != width or int(height) != height or min(width, height) < 64:
+            raise ValueError(f"width and height must be integers >= 64 pixels, got "
+                             f"{width!r} x {height!r}")
+        self.width, self.height = int(width), int(height)
+        self.low, self.high = np.asarray(state_low, float), np.asarray(state_high, float)
+        self.days = max(int(episode_length), 1) / 24.0
+        dpi = 80
+        self.figure = Figure(figsize=(self.width / dpi, self.height / dpi), dpi=dpi,
+                             facecolor=_BACKGROUND)
+        self.canvas = FigureCanvasAgg(self.figure)
+        axes = self.figure.subplots(4, 1, sharex=True,
+                                    gridspec_kw={"hspace": 0.12, "left": 0.12, "right": 0.88,
+                                                 "top": 0.92, "bottom": 0.09})
+        self.ax_in, self.ax_temp, self.ax_soc, self.ax_price = axes
+        self.ax = self.ax_in
+        self.size = max(self.width, self.height)
+        small = {"fontsize": 7}
+        for ax in axes:
+            ax.tick_params(labelsize=6, length=2)
+            ax.set_xlim(0.0, self.days)
+            ax.grid(True, lw=0.3, alpha=0.5)
+        lo, hi = self.low[1], self.high[1]
+        self.ax_in.axhspan(lo, hi, color="#eafaf1", zorder=0)
+        self.ax_in.axhline(comfort, color="#27ae60", lw=0.8, ls="--")
+        self.ax_in.set_ylim(lo - 0.5, hi + 0.5)
+        self.ax_in.set_ylabel("t_in [°C]", **small)
+        self._t_in = self.ax_in.plot([], [], color="#c0392b", lw=1.0)[0]
+        self._t_ret = self.ax_temp.plot([], [], color="#e67e22", lw=0.9, label="t_ret")[0]
+        self._t_out = self.ax_temp.plot([], [], color="#2980b9", lw=0.9, label="t_out")[0]
+        self.ax_temp.set_ylabel("°C", **small)
+        self.ax_temp.legend(loc="upper right", fontsize=6, ncol=2, frameon=False)
+        self.ax_soc.axhspan(self.low[0], self.high[0], color="#f4f6f7", zorder=0)
+        self.ax_soc.set_ylim(self.low[0] - 0.5, self.high[0] + 0.5)
+        self.ax_soc.set_ylabel("soc", **small)
+        self._soc = self.ax_soc.plot([], [], color="#8e44ad", lw=1.0)[0]
+        self._price = self.ax_price.plot([], [], color="#7f8c8d", lw=0.9, drawstyle="steps-post")[0]
+        self.ax_price.set_ylabel("price", **small)
+        self.ax_price.set_xlabel("days since the episode's start", **small)
+        self.ax_power = self.ax_price.twinx()
+        self.ax_power.tick_params(labelsize=6, length=2)
+        self.ax_power.axhline(0.0, color="#cccccc", lw=0.6)
+        self.ax_power.set_ylim(-2.5, 4.5)
+        self.ax_power.set_ylabel("grid power p", color="#16a085", **small)
+        self._power = self.ax_power.plot([], [], color="#16a085", lw=0.6)[0]
+        self._title = self.figure.suptitle("", fontsize=7)
+
+    def render(self, trajectories: np.ndarray, exogenous: np.ndarray, power: np.ndarray,
+               start_hours: np.ndarray) -> np.ndarray:
+        """Frames of ``batch`` episodes.
+
+        Args:
+            trajectories: ``(batch, T + 1, 3)`` states from the episode's start.
+            exogenous: ``(batch, T + 1, 4)`` load, PV, outside temperature, price per hour.
+            power: ``(batch, T)`` grid power of each step.
+            start_hours: ``(batch,)`` hour of the year the episodes started at.
+        """
+        traj = np.asarray(trajectories, dtype=np.float64)
+        exo = np.asarray(exogenous, dtype=np.float64)
+        power = np.asarray(power, dtype=np.float64)
+        if traj.ndim != 3 or traj.shape[2] != 3 or traj.shape[1] < 1:
+            raise ValueError(f"trajectories: expected shape (batch, T + 1, 3), got {traj.shape}")
+        batch, steps = traj.shape[0], traj.shape[1] - 1
+        if exo.shape != (batch, steps + 1, 4) or power.shape != (batch, steps):
+            raise ValueError(f"exogenous / power: expected {(batch, steps + 1, 4)} and "
+                             f"{(batch, steps)}, got {exo.shape} and {power.shape}")
+        if not (np.isfinite(traj).all() and np.isfinite(exo).all() and np.isfinite(power).all()):
+            raise ValueError("trajectories / exogenous / power contain NaN/inf")
+        t = np.arange(steps + 1) / 24.0
+        price_max = max(0.6, 1.1 * float(exo[..., 3].max()))
+        self.ax_price.set_ylim(0.0, price_max)
+        frames = np.empty((batch, self.height, self.width, 3), dtype=np.uint8)
+        for i in range(batch):
+            self._t_in.set_data(t, traj[i, :, 1])
+            self._t_ret.set_data(t, traj[i, :, 2])
+            self._t_out.set_data(t, exo[i, :, 2])
+            low = min(-12.0, float(exo[i, :, 2].min()) - 2.0)
+            high = max(50.0, float(traj[i, :, 2].max()) + 5.0)
+            self.ax_temp.set_ylim(low, high)
+            self._soc.set_data(t, traj[i, :, 0])
+            self._price.set_data(t, exo[i, :, 3])
+            self._power.set_data(t[:-1] + 0.5 / 24.0, power[i])
+            soc, t_in, t_ret = traj[i, -1]
+            self._title.set_text(f"env {i}: start hour {int(start_hours[i])}, step {steps}   "
+                                 f"soc {soc:.2f}  t_in {t_in:.2f} °C  t_ret {t_ret:.1f} °C")
             frames[i] = self._frame()
         return frames

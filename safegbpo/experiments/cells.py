@@ -5,19 +5,20 @@ cells of ``<results>/cells.json`` (format ``safegbpo-cells/1``); :func:`render_m
 ``cells.md``.  A *training cell* is one (task, algorithm, variant) of a table the grid tags runs
 for (``table2`` ... ``table5``, ``h2``): the seeds' records aggregated by the metric definitions
 of :mod:`.metrics`; a *timing cell* is a Table 6 wall-clock ratio (a safeguarded run's training
-seconds over the same algorithm's unsafe run, equal interactions).  Nothing here knows the
-paper: the paper's values, the deltas, the comparison rules and H1/H2 are the spec's
-(``spec.paper``), which reads this file.
+seconds over the same algorithm's unsafe run, equal interactions), one per safeguard backend
+the grid times.  Every cell names the ``backend`` of its safeguarded runs (``null`` without
+one).  Nothing here knows the paper: the paper's values, the deltas, the comparison rules and
+H1/H2 are the spec's (``spec.paper``), which reads this file.
 
 ``cells.json``::
 
     {"format", "profile", "grid", "safe_sets": {task: {source, path, sha256, volume}},
      "executor", "results", "definitions": {steps, reward, stuck, stalled, wallclock_ratio},
-     "cells": [{"task", "algo", "variant", "kind": "train", "tables", "interactions",
+     "cells": [{"task", "algo", "variant", "backend", "kind": "train", "tables", "interactions",
                 "eval_every", "seeds", "run_ids", "missing_runs", "runs", "steps", "reward",
                 "ci", "stuck", "converged", "stalled", "per_seed_steps", "per_seed_final",
                 "eval_steps", "mean_curve", "stuck_reasons"} |
-               {"task", "algo", "variant", "kind": "wallclock", "tables", "interactions",
+               {"task", "algo", "variant", "backend", "kind": "wallclock", "tables", "interactions",
                 "run_ids", "wallclock_ratio", "seconds", "baseline_seconds"}],
      "wallclock": {"task", "interactions"} | null, "checks": {...}}
 
@@ -37,12 +38,13 @@ from safegbpo.experiments.metrics import (
     CONVERGENCE_TOLERANCE,
     cell_metrics_from_records,
 )
+from safegbpo.safeguards import BACKENDS
 from safegbpo.safeguards.variants import UNSAFE, variant_labels
 from safegbpo.tasks import task_names
 
-__all__ = ["CELLS_FORMAT", "DEFINITIONS", "cell_sort_key", "format_reward", "format_value",
-           "json_safe", "measure_cells", "render_markdown", "safe_sets_lines",
-           "wallclock_seconds"]
+__all__ = ["CELLS_FORMAT", "DEFINITIONS", "backend_sort_key", "cell_sort_key", "env_options_lines",
+           "format_reward", "format_value", "json_safe", "measure_cells", "render_markdown",
+           "safe_sets_lines", "wallclock_seconds"]
 
 CELLS_FORMAT = "safegbpo-cells/1"
 
@@ -84,6 +86,11 @@ def cell_sort_key(task: str, algo: str, variant: str) -> tuple[int, int, int]:
             _order(algorithm_names(), algo))
 
 
+def backend_sort_key(backend: str | None) -> int:
+    """Order of the safeguard backends (:data:`safegbpo.safeguards.BACKENDS`; none first)."""
+    return -1 if backend is None else _order(BACKENDS, backend)
+
+
 def wallclock_seconds(record: Mapping[str, Any]) -> float | None:
     """Training wall clock of a run: the runner's per-phase seconds (``wallclock``) without the
     phases that are not training -- ``evaluation``, ``checkpoint`` (file writes), ``setup`` and
@@ -108,8 +115,8 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     first = specs[0]
     done = [records[s.run_id] for s in specs if s.run_id in records]
     cell: dict[str, Any] = {
-        "task": first.task, "algo": first.algo, "variant": first.variant, "kind": "train",
-        "tables": [],
+        "task": first.task, "algo": first.algo, "variant": first.variant,
+        "backend": first.backend, "kind": "train", "tables": [],
         "interactions": first.interactions,
         "eval_every": first.eval_every,
         "seeds": [s.seed for s in specs],
@@ -124,28 +131,32 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
 
 def _timing_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]]
                   ) -> list[dict[str, Any]]:
-    """Table 6 cells: per algorithm, seconds of each variant / seconds unsafe."""
+    """Table 6 cells: per algorithm and backend, seconds of each variant / seconds unsafe (the
+    unsafe run has no backend: it is the baseline of every backend)."""
     timing = [s for s in specs if s.kind == "wallclock"]
-    seconds: dict[tuple[str, str, str], float | None] = {}
-    done: dict[tuple[str, str, str], int] = {}
+    seconds: dict[tuple[str, str, str, str | None], float | None] = {}
+    done: dict[tuple[str, str, str, str | None], int] = {}
     for spec in timing:
         record = records.get(spec.run_id)
         if record is not None and record.get("status") == "finished":
-            seconds[spec.cell] = wallclock_seconds(record)
+            seconds[(*spec.cell, spec.backend)] = wallclock_seconds(record)
             # the runner stops at the first iteration boundary at or beyond the budget (a PPO
             # iteration of the paper's presets is 13600 pendulum interactions)
-            done[spec.cell] = int(record.get("interactions") or spec.interactions)
+            done[(*spec.cell, spec.backend)] = int(record.get("interactions")
+                                                   or spec.interactions)
     out = []
     for spec in timing:
         if spec.variant == UNSAFE.label:
             continue
-        mine = seconds.get(spec.cell)
-        base = seconds.get((spec.task, spec.algo, UNSAFE.label))
+        key = (*spec.cell, spec.backend)
+        mine = seconds.get(key)
+        base = seconds.get((spec.task, spec.algo, UNSAFE.label, None))
         baseline = [s.run_id for s in timing if s.cell == (spec.task, spec.algo, UNSAFE.label)]
         out.append({
-            "task": spec.task, "algo": spec.algo, "variant": spec.variant, "kind": "wallclock",
+            "task": spec.task, "algo": spec.algo, "variant": spec.variant,
+            "backend": spec.backend, "kind": "wallclock",
             "tables": list(spec.tables),
-            "interactions": done.get(spec.cell, spec.interactions),
+            "interactions": done.get(key, spec.interactions),
             "run_ids": [spec.run_id, *baseline],
             "wallclock_ratio": mine / base if mine and base else None,
             "seconds": mine,
@@ -177,10 +188,12 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
                 computed[ids] = _training_cell(cell_specs, records)
             computed[ids]["tables"].append(table)
     training = sorted(computed.values(), key=lambda c: (
-        *cell_sort_key(c["task"], c["algo"], c["variant"]), c.get("interactions") or 0))
+        *cell_sort_key(c["task"], c["algo"], c["variant"]), c.get("interactions") or 0,
+        backend_sort_key(c["backend"])))
     timing_specs = [s for s in specs if s.kind == "wallclock"]
     timing = sorted(_timing_cells(specs, records),
-                    key=lambda c: cell_sort_key(c["task"], c["algo"], c["variant"]))
+                    key=lambda c: (*cell_sort_key(c["task"], c["algo"], c["variant"]),
+                                   backend_sort_key(c["backend"])))
     return json_safe({
         "format": CELLS_FORMAT,
         **dict(meta or {}),
@@ -242,12 +255,25 @@ def safe_sets_lines(sets: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def env_options_lines(options: Mapping[str, Any]) -> list[str]:
+    """Markdown lines naming the data the tasks' env options chose (``meta['env_options']``,
+    e.g. the energy task's profiles)."""
+    described = [(task, name, info) for task, entry in (options or {}).items()
+                 for name, info in entry.items() if isinstance(info, Mapping) and "source" in info]
+    if not described:
+        return []
+    lines = ["Task data used:", ""]
+    lines += [f"- {task} {name}: {info['source']}" for task, name, info in described]
+    return [*lines, ""]
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """``cells.md``: our measured cells (no paper values: those are in the compliance report)."""
     lines = [f"# Reproduction cells ({doc.get('profile', 'custom')} profile)", "",
              "Measured by this repository's runs; the paper's values, the deltas and the "
              "verdicts are in the compliance report (`safegbpo report`).", ""]
     lines += safe_sets_lines(doc.get("safe_sets") or {})
+    lines += env_options_lines(doc.get("env_options") or {})
     lines += ["Definitions:", ""]
     for name, text in doc.get("definitions", {}).items():
         lines.append(f"- **{name}**: {text}")
@@ -255,8 +281,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     training = [c for c in doc.get("cells", []) if c.get("kind") == "train"]
     lines += ["## Training cells", "",
               "| Task | Algorithm | Variant | Tables | Interactions | Seeds | Steps | "
-              "Reward [95% CI] | Stuck | Stalled |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "Reward [95% CI] | Stuck | Stalled | Backend |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in training:
         runs = f" / {cell.get('runs')}" if cell.get("runs") else ""
         lines.append(
@@ -264,19 +290,20 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"{', '.join(cell.get('tables', []))} | {_fmt(cell.get('interactions'))} | "
             f"{len(cell.get('seeds', []))} | {_fmt(cell.get('steps'), 'steps')} | "
             f"{_reward(cell)} | {_fmt(cell.get('stuck'))}{runs} | "
-            f"{_fmt(cell.get('stalled'))} |")
+            f"{_fmt(cell.get('stalled'))} | {cell.get('backend') or '–'} |")
     lines.append("")
     timing = [c for c in doc.get("cells", []) if c.get("kind") == "wallclock"]
     if timing:
         wc = doc.get("wallclock") or {}
         lines += [f"## Wall clock relative to unsafe training ({wc.get('interactions')} "
                   f"{wc.get('task')} interactions per run)", "",
-                  "| Algorithm | Safeguard | ratio | seconds | unsafe seconds |",
-                  "|---|---|---|---|---|"]
+                  "| Algorithm | Safeguard | ratio | seconds | unsafe seconds | Backend |",
+                  "|---|---|---|---|---|---|"]
         for cell in timing:
             lines.append(f"| {cell['algo'].upper()} | {cell['variant']} | "
                          f"{_fmt(cell.get('wallclock_ratio'), 'ratio')} | "
-                         f"{_fmt(cell.get('seconds'))} | {_fmt(cell.get('baseline_seconds'))} |")
+                         f"{_fmt(cell.get('seconds'))} | {_fmt(cell.get('baseline_seconds'))} | "
+                         f"{cell.get('backend') or '–'} |")
         lines.append("")
     checks = doc.get("checks") or {}
     if checks:

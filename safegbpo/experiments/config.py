@@ -11,17 +11,22 @@ SPEC §8) and the algorithm registry (:func:`safegbpo.algorithms.get_algorithm`)
 * ``hyper`` — the preset of the (task, algorithm) pair (:func:`preset`: the task entry's
   ``presets[algo]`` as the algorithm's config dataclass); a mapping given as ``hyper``
   overrides single fields of the preset;
-* ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k);
+* ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k, energy 1M);
 * ``eval_every`` — the task's evaluation grid (e.g. pendulum SHAC 2560 = 5 windows x 64 steps
   x 8 envs);
 * ``num_envs`` — the task's number of environments (8 / 16);
 * ``episode_length`` — the task's (pendulum 3000, quadrotor 240 steps: the reference's,
-  SPEC §13), for training and evaluation;
+  SPEC §13; the energy system's registry entry), for training and evaluation;
 * the evaluation protocol of SPEC §13 (:class:`~safegbpo.algorithms.Evaluator`): the learning
   curve is the return of one episode from the initial state drawn with ``eval_seed = 42`` from
   the safe set in use; ``eval_episodes = 16`` episodes from a fixed seeded set of initial
   states give a second, lower-variance curve reported alongside;
-* for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5).
+* for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5);
+* ``backend`` — ``'exact'`` (SPEC §11), the built-in safeguards' backend;
+* ``env_options`` — none: the environment's options are the task's ``env_options`` unless the
+  config overrides some (e.g. the energy task's ``profiles``); they are kept in the canonical
+  form of the task's env class (:meth:`safegbpo.envs.SafeVectorEnv.resolve_options`: absolute
+  paths, defaults dropped), so equal settings give equal configs.
 
 An *interaction* is one step of one environment (a vector step of ``N`` envs is ``N``
 interactions).
@@ -30,6 +35,7 @@ interactions).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -40,7 +46,8 @@ import torch
 
 from safegbpo.algorithms import get_algorithm
 from safegbpo.algorithms.evaluation import PAPER_SEED, SET_SIZE
-from safegbpo.safeguards import CENTRES, MAPPINGS, SAFEGUARDS
+from safegbpo.envs import env_class
+from safegbpo.safeguards import BACKENDS, CENTRES, DEFAULT_BACKEND, MAPPINGS, SAFEGUARDS
 from safegbpo.tasks import TaskSpec, get_task
 
 __all__ = [
@@ -149,7 +156,7 @@ class TrainConfig:
     """Everything that determines a training run (module docstring).
 
     Attributes:
-        task: ``'pendulum'`` or ``'quadrotor'``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`), e.g. ``'pendulum'``.
         algo: ``'shac'``, ``'ppo'`` or ``'sac'``.
         safeguard: ``None`` (unsafe training), ``'bp'`` (boundary projection), ``'rm'`` (ray
             mask) or a user class ``'package.module:Class'`` (built as ``Class(env, ...)``).
@@ -157,6 +164,8 @@ class TrainConfig:
         centre: ray mask only, ``'zonotopic'`` (Eq 52–53) or ``'orthogonal'`` (Eq 54).
         passthrough: straight-through gradient of the safeguard (SPEC §5).
         regularisation: Eq 45 coefficient ``lambda_reg`` (0: off; the paper uses 0.1).
+        backend: safeguard backend, ``'exact'`` (default, SPEC §11) or ``'cvxpylayers'``
+            (the paper's Eq 6 programs); passed to the built-in safeguards.
         seed: run seed; network initialisation, sampling, training env and the ray mask's
             directions use independent streams derived from it.
         interactions: budget in interactions; training stops at the first iteration boundary
@@ -171,6 +180,9 @@ class TrainConfig:
         episode_length: steps per episode, training and evaluation (default: the task's).
         safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--safe-set``)
             (it also defines the reset distribution, so it matters for unsafe training too).
+        env_options: options of the task's environment over its registry entry's
+            ``env_options`` (CLI ``--env-option KEY=VALUE``), e.g. the energy task's hourly
+            ``profiles`` (a CSV path or ``'reference'``); passed to ``make_vec``.
         hyper: the algorithm's hyper-parameters (default: :func:`preset`).
         device: torch device of networks and environments.
     """
@@ -182,6 +194,7 @@ class TrainConfig:
     centre: str | None = None
     passthrough: bool = False
     regularisation: float = 0.0
+    backend: str = DEFAULT_BACKEND
     seed: int = 0
     interactions: int | None = None
     eval_every: int | None = None
@@ -190,6 +203,7 @@ class TrainConfig:
     eval_seed: int = PAPER_SEED
     episode_length: int | None = None
     safe_set: str | None = None
+    env_options: Mapping[str, Any] = field(default_factory=dict)
     hyper: Any = field(default=None)
     device: str = "cpu"
 
@@ -208,8 +222,15 @@ class TrainConfig:
                 put("mapping", "linear")
             if self.centre is None:
                 put("centre", "zonotopic")
+        if isinstance(self.env_options, Mapping):
+            put("env_options", dict(self.env_options))
         spec = _registered_task(self.task)
         if spec is not None:
+            if isinstance(self.env_options, Mapping):
+                try:
+                    put("env_options", env_class(self.task).resolve_options(self.env_options))
+                except ValueError:
+                    pass  # validate() reports it
             if self.interactions is None:
                 put("interactions", spec.budget)
             if self.num_envs is None:
@@ -258,6 +279,8 @@ class TrainConfig:
                                  f"{list(CENTRES)}")
         if not isinstance(self.passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {self.passthrough!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; expected one of {list(BACKENDS)}")
         if self.passthrough and sg is None:
             raise ValueError("passthrough gradient requires a safeguard (--safeguard bp|rm)")
         reg = self.regularisation
@@ -289,6 +312,7 @@ class TrainConfig:
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         if self.safe_set is not None:
             self._validate_safe_set_file(self.safe_set)
+        env_class(self.task).check_options(self.env_options)
         return self
 
     def _validate_safe_set_file(self, path: str) -> None:
@@ -312,6 +336,8 @@ class TrainConfig:
             options["passthrough"] = True
         if self.safeguard == "rm":
             options.update(mapping=self.mapping, centre=self.centre, seed=seed)
+        if self.safeguard in SAFEGUARDS:
+            options["backend"] = self.backend
         return options
 
     # -- serialisation -----------------------------------------------------------------------
@@ -334,6 +360,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
         return cls(**dict(data))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ, ``{name: (self's, other's)}``."""

@@ -5,26 +5,36 @@ A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/
 * ``seeds`` and optional ``budgets`` (per task: ``interactions``, per-algorithm ``eval_every``
   and optionally ``episode_length``: SPEC §13); what a grid does not override is the task's
   registry entry (SPEC §8, :class:`safegbpo.tasks.TaskSpec`);
+* ``backend`` (optional, default ``'exact'``): the safeguard backend of the safeguarded runs
+  (:data:`safegbpo.safeguards.BACKENDS`: the exact H-representation of SPEC §11 or the paper's
+  Eq 6 programs through cvxpylayers);
 * ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
-  may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters.  Tasks, algorithms
-  and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
+  may override ``seeds``, ``budgets``, ``backend`` and per-algorithm ``hyper``-parameters.
+  Tasks, algorithms and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
   :func:`safegbpo.algorithms.get_algorithm`, :func:`safegbpo.safeguards.variants.get_variant`:
   a variant by key or report label);
 * ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
-  and variant, one seed, optional ``hyper`` overrides; what the paper timed is the spec's);
+  and variant, one seed, optional ``hyper`` overrides, ``backends``: the list of safeguard
+  backends to time, default the grid's ``backend``; one unsafe baseline per algorithm serves
+  them all; what the paper timed is the spec's);
 * ``checks`` (optional): profile checks evaluated after the runs (:mod:`.checks`).
 
 :func:`expand` turns a grid into :class:`RunSpec` s -- one per distinct training run.  A run's id
 is a readable name plus a hash of everything that determines its result (task, algorithm,
-variant fields, seed, budget, evaluation grid, hyper-parameter overrides, the safe-set file's
-content), so identical runs requested by two experiments (e.g. SHAC + BP in Tables 3 and 4) run
-once and feed both, and changing anything (e.g. ``--safe-sets``) gives new ids instead of
-mixing results.
+variant fields, the safeguard backend of a safeguarded run, seed, budget, episode length,
+evaluation grid, hyper-parameter overrides, the safe-set file's content and -- only when given --
+the task's env options, with the content of a file-valued option such as the energy task's
+profiles in place of its path), so identical runs requested by two experiments (e.g. SHAC + BP
+in Tables 3 and 4) run once and feed both, and changing anything (e.g. ``--safe-sets``) gives
+new ids instead of mixing results (records of one backend are never reused for another).  The
+readable part of the id names the backend when it is not the default
+(``pendulum-shac-bp-cvxpylayers-s0-...``).
 
 :func:`group_populations` groups training runs that differ only in their seed into *population
 tasks* (:func:`safegbpo.experiments.runner.train_population`: the seeds of one configuration
-trained together in one process); the executors schedule those tasks.  A seed's result does not
-depend on the population it is trained in, so grouping changes wall clocks, never records.
+trained together in one process, one batched safeguard call with the runs' backend); the
+executors schedule those tasks.  A seed's result does not depend on the population it is
+trained in, so grouping changes wall clocks, never records.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.algorithms import algorithm_names, get_algorithm
+from safegbpo.safeguards import BACKENDS, DEFAULT_BACKEND
 from safegbpo.safeguards.variants import TRAIN_FIELDS, UNSAFE, get_variant, variant_names
 from safegbpo.tasks import get_task, task_names
 
@@ -90,8 +101,16 @@ class RunSpec:
         episode_length: steps per episode (``None``: the task's, SPEC §13).
         hyper: overrides of the algorithm's hyper-parameter preset (empty: the paper's).
         kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
+        backend: the safeguard backend (``'exact'``, ``'cvxpylayers'``) of a safeguarded run
+            (``None``: the default, :data:`~safegbpo.safeguards.DEFAULT_BACKEND`); always
+            ``None`` for a run without safeguard, which no backend changes.
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
         safe_set_sha256: content hash of ``safe_set`` (part of the run id).
+        env_options: options of the task's environment over its registry defaults, in the
+            canonical form of :meth:`safegbpo.envs.SafeVectorEnv.resolve_options` (e.g. the
+            energy task's ``profiles``: an absolute CSV path); empty: the defaults.
+        env_options_sha256: content hash of every option whose value is a file (part of the
+            run id instead of the path).
         experiments, tables: which grid blocks / tables this run feeds (not part of the id).
     """
 
@@ -106,19 +125,29 @@ class RunSpec:
     episode_length: int | None = None
     hyper: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "train"
+    backend: str | None = None
     safe_set: str | None = None
     safe_set_sha256: str | None = None
     experiments: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    env_options: Mapping[str, Any] = field(default_factory=dict)
+    env_options_sha256: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        spec = get_task(self.task)
         get_algorithm(self.algo)
         if self.kind not in _KINDS:
             raise ValueError(f"unknown run kind {self.kind!r}; expected one of {_KINDS}")
         unknown = set(self.variant_fields) - TRAIN_FIELDS
         if unknown:
             raise ValueError(f"variant {self.variant!r} sets unknown fields {sorted(unknown)}")
+        if not self.safeguarded:
+            object.__setattr__(self, "backend", None)
+        elif self.backend is None:
+            object.__setattr__(self, "backend", DEFAULT_BACKEND)
+        elif self.backend not in BACKENDS:
+            raise ValueError(f"unknown safeguard backend {self.backend!r}; expected one of "
+                             f"{list(BACKENDS)}")
         for name in ("interactions", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -135,11 +164,21 @@ class RunSpec:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if (self.safe_set is None) != (self.safe_set_sha256 is None):
             raise ValueError("safe_set and safe_set_sha256 must be given together")
+        spec.check_env_option_names(self.env_options)
+        stray = sorted(set(self.env_options_sha256) - set(self.env_options))
+        if stray:
+            raise ValueError(f"env_options_sha256 names options that are not set: {stray}")
+
+    @property
+    def safeguarded(self) -> bool:
+        """The run trains through a safeguard (its variant names one)."""
+        return self.variant_fields.get("safeguard") is not None
 
     # -- identity ----------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the run's result (hashed into :attr:`run_id`)."""
-        return {
+        """Everything that determines the run's result (hashed into :attr:`run_id`); the
+        backend only for a safeguarded run (an unsafe run is the same for every backend)."""
+        identity = {
             "task": self.task,
             "algo": self.algo,
             "variant": dict(self.variant_fields),
@@ -152,7 +191,14 @@ class RunSpec:
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set_sha256": self.safe_set_sha256,
+            # only when set, so the ids of runs with the defaults do not depend on the mechanism
+            **({"env_options": {k: self.env_options_sha256.get(k, v)
+                                for k, v in self.env_options.items()}}
+               if self.env_options else {}),
         }
+        if self.backend is not None:
+            identity["backend"] = self.backend
+        return identity
 
     @property
     def digest(self) -> str:
@@ -160,9 +206,12 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """``<task>-<algo>-<variant>-s<seed>[-wallclock]-<hash>``, stable across sessions."""
+        """``<task>-<algo>-<variant>[-<backend>]-s<seed>[-wallclock]-<hash>``, stable across
+        sessions (the backend is spelled out when it is not the default)."""
         kind = "-wallclock" if self.kind == "wallclock" else ""
-        return f"{self.task}-{self.algo}-{_slug(self.variant)}-s{self.seed}{kind}-{self.digest}"
+        backend = f"-{self.backend}" if self.backend not in (None, DEFAULT_BACKEND) else ""
+        return (f"{self.task}-{self.algo}-{_slug(self.variant)}{backend}-s{self.seed}{kind}-"
+                f"{self.digest}")
 
     @property
     def cell(self) -> tuple[str, str, str]:
@@ -170,10 +219,14 @@ class RunSpec:
 
     @property
     def population_key(self) -> str:
-        """What the runs of one population share: the identity without the seed, and the
-        safe-set file (``train_population`` needs configurations equal except for ``seed``)."""
+        """What the runs of one population share: the identity without the seed (task,
+        algorithm, variant, backend, budget, episode length, evaluation, hyper-parameters,
+        safe-set content, env options), and the paths behind the hashed files -- the safe-set
+        file and file-valued env options (``train_population`` needs configurations equal
+        except for ``seed``)."""
         shared = {k: v for k, v in self.identity().items() if k != "seed"}
-        return _canonical({**shared, "variant_label": self.variant, "safe_set": self.safe_set})
+        return _canonical({**shared, "variant_label": self.variant, "safe_set": self.safe_set,
+                           "env_option_values": dict(self.env_options)})
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -190,10 +243,13 @@ class RunSpec:
             "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
+            "backend": self.backend,
             "safe_set": self.safe_set,
             "safe_set_sha256": self.safe_set_sha256,
             "experiments": list(self.experiments),
             "tables": list(self.tables),
+            "env_options": dict(self.env_options),
+            "env_options_sha256": dict(self.env_options_sha256),
         }
 
     @classmethod
@@ -218,6 +274,8 @@ class RunSpec:
             "device": device,
         }
         out.update(self.variant_fields)
+        if self.backend is not None:
+            out["backend"] = self.backend
         if self.eval_episodes is not None:
             out["eval_episodes"] = self.eval_episodes
         if self.episode_length is not None:
@@ -226,6 +284,8 @@ class RunSpec:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
             out["safe_set"] = self.safe_set
+        if self.env_options:
+            out["env_options"] = dict(self.env_options)
         return out
 
     def train_config(self, device: str = "cpu") -> Any:
@@ -268,7 +328,8 @@ class Grid:
     """A parsed grid file (see the module docstring); :func:`expand` gives its runs.
 
     ``experiments`` and ``wallclock`` name variants by their report labels (resolved from keys
-    or labels when the file is loaded)."""
+    or labels when the file is loaded); ``backend`` is the grid's safeguard backend (a block's
+    ``backend`` overrides it) and ``wallclock['backends']`` the backends Table 6 times."""
 
     name: str
     description: str
@@ -278,6 +339,7 @@ class Grid:
     wallclock: Mapping[str, Any] | None = None
     checks: Mapping[str, Any] = field(default_factory=dict)
     eval_episodes: int | None = None
+    backend: str = DEFAULT_BACKEND
     source: str = ""
 
     @property
@@ -324,6 +386,21 @@ def _variant_labels(values: Any, where: str) -> list[str]:
     return labels
 
 
+def _check_backend(value: Any, where: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"{where}: unknown safeguard backend {value!r}; expected one of "
+                         f"{list(BACKENDS)}")
+    return str(value)
+
+
+def _check_backends(values: Any, where: str) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: 'backends' must be a non-empty list of {list(BACKENDS)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where}: duplicate backends in {values}")
+    return [_check_backend(v, where) for v in values]
+
+
 def _check_budgets(budgets: Any, where: str) -> Mapping[str, Any]:
     if budgets is None:
         return {}
@@ -345,6 +422,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
                          "registered variants (safegbpo.safeguards.variants) by key or label")
     seeds = _as_seeds(data.get("seeds"), where)
     budgets = _check_budgets(data.get("budgets"), where)
+    backend = _check_backend(data.get("backend", DEFAULT_BACKEND), where)
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise ValueError(f"{where}: 'experiments' must be a non-empty list")
@@ -360,6 +438,8 @@ def load_grid(name_or_path: str | Path) -> Grid:
         if "seeds" in exp:
             _as_seeds(exp["seeds"], ew)
         _check_budgets(exp.get("budgets"), ew)
+        if "backend" in exp:
+            _check_backend(exp["backend"], ew)
         if not isinstance(exp.get("tables", []), list):
             raise ValueError(f"{ew}: 'tables' must be a list of table names")
         resolved.append({**exp, "variants": labels})
@@ -368,7 +448,8 @@ def load_grid(name_or_path: str | Path) -> Grid:
         ww = f"{where}: wallclock"
         _check_names([wallclock.get("task")], task_names(), "task", ww)
         _check_names(wallclock.get("algos"), algorithm_names(), "algos", ww)
-        wallclock = {**wallclock, "variants": _variant_labels(wallclock.get("variants"), ww)}
+        wallclock = {**wallclock, "variants": _variant_labels(wallclock.get("variants"), ww),
+                     "backends": _check_backends(wallclock.get("backends", [backend]), ww)}
         if UNSAFE.label not in wallclock["variants"]:
             raise ValueError(f"{ww}: ratios need the {UNSAFE.label!r} baseline in 'variants'")
     eval_episodes = data.get("eval_episodes")
@@ -381,6 +462,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
         wallclock=wallclock,
         checks=data.get("checks", {}),
         eval_episodes=eval_episodes,
+        backend=backend,
         source=str(path),
     )
 
@@ -414,18 +496,33 @@ def expand(
     *,
     safe_sets: Mapping[str, str | None] | None = None,
     include_wallclock: bool = True,
+    env_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[RunSpec]:
     """All distinct runs of ``grid``, in declaration order (experiments, then wallclock).
 
     Runs requested by several experiments are merged (their ``experiments`` / ``tables`` tags are
     united).  ``safe_sets`` maps tasks to set files
-    (:func:`safegbpo.safesets.resolve_safe_sets`).
+    (:func:`safegbpo.safesets.resolve_safe_sets`); ``env_options`` maps tasks to options of
+    their environments (canonical, :meth:`safegbpo.envs.SafeVectorEnv.resolve_options`; a
+    string option naming an existing file enters the run ids by its content).
 
     Raises:
         ValueError: a table cell would mix runs with different budgets or hyper-parameters.
     """
     safe_sets = dict(safe_sets or {})
     digests = {task: file_sha256(p) for task, p in safe_sets.items() if p is not None}
+    options = {task: dict(opts) for task, opts in (env_options or {}).items() if opts}
+    for task in options:
+        get_task(task)
+    option_digests = {task: {k: file_sha256(v) for k, v in opts.items()
+                             if isinstance(v, str) and Path(v).is_file()}
+                      for task, opts in options.items()}
+
+    def task_options(task: str) -> dict[str, Any]:
+        if task not in options:
+            return {}
+        return {"env_options": options[task], "env_options_sha256": option_digests[task]}
+
     runs: dict[str, RunSpec] = {}
 
     def add(spec: RunSpec) -> None:
@@ -443,6 +540,7 @@ def expand(
         where = f"{grid.source}: experiment {block['name']!r}"
         seeds = tuple(block.get("seeds", grid.seeds))
         hyper_by_algo = block.get("hyper") or {}
+        backend = block.get("backend", grid.backend)
         for task in block["tasks"]:
             for algo in block["algos"]:
                 interactions, eval_every = _budget(grid, block, task, algo, where)
@@ -460,10 +558,12 @@ def expand(
                                 eval_episodes=block.get("eval_episodes", grid.eval_episodes),
                                 episode_length=_episode_length(grid, block, task),
                                 hyper=dict(hyper_by_algo.get(algo, {})),
+                                backend=backend,
                                 safe_set=safe_sets.get(task),
                                 safe_set_sha256=digests.get(task),
                                 experiments=(block["name"],),
                                 tables=tuple(block.get("tables", ())),
+                                **task_options(task),
                             )
                         )
     if include_wallclock and grid.wallclock is not None:
@@ -472,26 +572,30 @@ def expand(
         interactions = int(wc["interactions"])
         for algo in wc["algos"]:
             for variant in wc["variants"]:
-                add(
-                    RunSpec(
-                        task=task,
-                        algo=algo,
-                        variant=variant,
-                        seed=int(wc.get("seed", 0)),
-                        variant_fields=get_variant(variant).train_fields,
-                        interactions=interactions,
-                        # evaluation is not part of the timed training: one evaluation at the end
-                        eval_every=interactions,
-                        eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
-                        episode_length=_episode_length(grid, {}, task),
-                        hyper=dict((wc.get("hyper") or {}).get(algo, {})),
-                        kind="wallclock",
-                        safe_set=safe_sets.get(task),
-                        safe_set_sha256=digests.get(task),
-                        experiments=("wallclock",),
-                        tables=(str(wc.get("table", "table6")),),
+                # the unsafe baseline is one run for every backend (its id has no backend)
+                for backend in wc.get("backends", [grid.backend]):
+                    add(
+                        RunSpec(
+                            task=task,
+                            algo=algo,
+                            variant=variant,
+                            seed=int(wc.get("seed", 0)),
+                            variant_fields=get_variant(variant).train_fields,
+                            interactions=interactions,
+                            # evaluation is not part of the timed training: one at the end
+                            eval_every=interactions,
+                            eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
+                            episode_length=_episode_length(grid, {}, task),
+                            hyper=dict((wc.get("hyper") or {}).get(algo, {})),
+                            kind="wallclock",
+                            backend=backend,
+                            safe_set=safe_sets.get(task),
+                            safe_set_sha256=digests.get(task),
+                            experiments=("wallclock",),
+                            tables=(str(wc.get("table", "table6")),),
+                            **task_options(task),
+                        )
                     )
-                )
     specs = list(runs.values())
     _check_cells(specs)
     return specs

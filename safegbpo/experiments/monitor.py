@@ -4,11 +4,11 @@ While a run trains, every :class:`~safegbpo.envs.SafeVectorEnv` step of the proc
 through the environments' explicit step-observer hook (:func:`safegbpo.envs.observe_steps`);
 after each step the *realised* next state of every environment (``info['final_state']`` on
 truncation, else ``info['state']``) is tested for membership in the env's safe state zonotope
-``S_s = <c, G>`` (Eq 5): a state is inside when a factor ``b`` with ``G b = s - c`` and
-``||b||_inf <= 1 + 1e-7`` exists -- first the minimum-norm factor ``pinv(G)(s - c)`` is tried as a
-certificate, otherwise the exact LP gauge (batched,
-:func:`safegbpo.sets.containment.min_inf_norm_factors`) decides.  The monitor is independent of
-the safeguard and of the runner; training and evaluation environments are both monitored.
+``S_s = <c, G>`` and the feasible box ``S``, exactly and without LPs, from the safe set's own
+H-representation (:attr:`safegbpo.safesets.SafeSet.hrep`, ``F s <= h``, SPEC §11): a state is
+inside when its gauge ``max_k f_k^T (s - c) / (h_k - f_k^T c)`` (and that of the box ``S``) is
+``<= 1 + 1e-7``.  The monitor is independent of the safeguard (whichever backend it uses) and of
+the runner; training and evaluation environments are both monitored.
 Counters are flushed to ``runs/<id>/safety_monitor.json`` at every episode end and accumulate
 over resumed attempts (steps replayed after a resume are checked again).
 
@@ -39,13 +39,13 @@ from safegbpo.algorithms import member_rows
 from safegbpo.envs import observe_steps
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.io import atomic_write_text
-from safegbpo.sets.containment import min_inf_norm_factors
+from safegbpo.sets import HRep
 
 __all__ = ["MONITOR", "SAFETY_TOLERANCE", "SafetyMonitor", "safety_monitor"]
 
 MONITOR = "safegbpo.experiments.monitor:safety_monitor"
 SAFETY_TOLERANCE = 1e-7
-"""Slack on the gauge ``||b||_inf <= 1 + tol`` (solver tolerance of the safeguards' programs)."""
+"""Slack on the gauge ``<= 1 + tol`` (solver tolerance of the safeguards' programs)."""
 
 _MONITOR_FILE = "safety_monitor.json"
 _MAX_EXAMPLES = 5
@@ -72,43 +72,37 @@ class SafetyMonitor:
         self.env_steps = 0
         self.states = 0
         self.violations = 0
-        self.lp_checks = 0
         self.max_gauge = 0.0
         self.examples: list[dict[str, Any]] = []
         self.attempts = 1
-        self._sets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._sets: dict[int, tuple[np.ndarray, HRep, np.ndarray, np.ndarray]] = {}
         if self.path is not None and self.path.is_file():
             previous = json.loads(self.path.read_text())
             self.env_steps = int(previous.get("env_steps", 0))
             self.states = int(previous.get("states", 0))
             self.violations = int(previous.get("violations", 0))
-            self.lp_checks = int(previous.get("lp_checks", 0))
             self.max_gauge = float(previous.get("max_gauge", 0.0))
             self.examples = list(previous.get("examples", []))
             self.attempts = int(previous.get("attempts", 1)) + 1
 
-    def _set_of(self, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _set_of(self, env: Any) -> tuple[np.ndarray, HRep, np.ndarray, np.ndarray]:
+        """``(c, hrep, mid, half)``: the centre and H-representation of the env's ``S_s`` and
+        the centre and half-widths of its box ``S`` (computed once per env)."""
         key = id(env)
         if key not in self._sets:
-            zonotope = env.safe_set.state
-            c = zonotope.center.detach().cpu().numpy()[0].astype(np.float64)
-            G = zonotope.generators.detach().cpu().numpy()[0].astype(np.float64)
-            self._sets[key] = (c, G, np.linalg.pinv(G))
+            safe_set = env.safe_set
+            c = safe_set.state.center.detach().cpu().numpy()[0].astype(np.float64)
+            low, high = (t.detach().cpu().numpy().astype(np.float64)
+                         for t in env.model.state_bounds())
+            self._sets[key] = (c, safe_set.hrep, 0.5 * (low + high), 0.5 * (high - low))
         return self._sets[key]
 
     def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
-        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``: the
-        pseudo-inverse factor's inf-norm when it certifies membership, else the LP's."""
-        c, G, pinv = self._set_of(env)
-        v = states - c
-        factors = v @ pinv.T
-        exact = np.abs(factors @ G.T - v).max(axis=1) <= 1e-9 * (1.0 + np.abs(v).max(axis=1))
-        out = np.abs(factors).max(axis=1)
-        undecided = np.flatnonzero(~exact | (out > 1.0 + self.tol))
-        if undecided.size:
-            self.lp_checks += int(undecided.size)
-            out[undecided] = np.abs(min_inf_norm_factors(G, v[undecided])).max(axis=1)
-        return out
+        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. ``S_s`` and the box ``S``
+        (the larger of the two; ``<= 1`` iff inside both), exact from the H-representation."""
+        c, hrep, mid, half = self._set_of(env)
+        box = (np.abs(states - mid) / half).max(axis=1)
+        return np.maximum(hrep.gauge(states, c), box)
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:
         """Check this seed's realised states of one ``env.step`` (its ``info``)."""
@@ -136,13 +130,12 @@ class SafetyMonitor:
     def report(self) -> dict[str, Any]:
         return {
             "monitored": True,
-            "rule": f"realised state in S_s: gauge <= 1 + {self.tol:g} (pinv certificate or LP)",
+            "rule": f"realised state in S_s and S: gauge <= 1 + {self.tol:g} (exact, H-rep)",
             "safeguarded": self.spec.variant_fields.get("safeguard") is not None,
             "env_steps": self.env_steps,
             "states": self.states,
             "violations": self.violations,
             "max_gauge": self.max_gauge,
-            "lp_checks": self.lp_checks,
             "examples": self.examples,
             "attempts": self.attempts,
         }

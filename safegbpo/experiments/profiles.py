@@ -1,8 +1,9 @@
 """Reproduction profiles: which grid ``safegbpo reproduce --profile NAME`` runs, and why.
 
 * ``quick`` (default of ``nox -s reproduce``; under 30 minutes on 2 cores) -- every safeguard
-  variant of SPEC §5 trains SHAC on both tasks with tiny budgets while an independent monitor
-  checks that every realised state lies in the safe state zonotope; SHAC unsafe and safeguarded
+  variant of SPEC §5 trains SHAC on every task of its grid (pendulum, quadrotor, energy system)
+  with tiny budgets while an independent monitor checks that every realised state lies in the
+  safe state zonotope; SHAC unsafe and safeguarded
   train long enough on the pendulum to improve clearly; the Table 6 wall-clock ratios are
   measured for SHAC/PPO/SAC unsafe vs BP vs RM on a scaled-down number of pendulum interactions.
   Its numbers are *not* comparable to the paper's (budgets are tiny); the tables say so.
@@ -53,7 +54,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         grid="quick",
-        description="every safeguard variant on both tasks with tiny budgets, safety monitored; "
+        description="every safeguard variant on the three tasks with tiny budgets, safety "
+                    "monitored; "
                     "SHAC improvement; Table 6 ratios on scaled-down interactions (< 30 min)",
         time_budget_minutes=30.0,
     ),

@@ -4,7 +4,11 @@
 
 1. load the profile's grid (:mod:`.profiles`, :mod:`.grid`), resolve the safe sets
    (``--safe-sets DIR`` -> ``DIR/<task>.json``; otherwise the project's own certified sets) and
-   describe them (source, SHA-256, state-set volume);
+   describe them (source, SHA-256, state-set volume); resolve each task's env options (its
+   registry entry's ``reproduce_env_options`` -- e.g. the energy task's ``profiles='auto'``: the
+   reference implementation's profiles when ``../shared`` is present, else the generated year --
+   under ``--env-option TASK.KEY=VALUE``), check them, record them in the manifest and say
+   which data is used;
 2. run every training run without a record (:mod:`.executors`; the results store makes the
    command resumable: finished runs are skipped, interrupted ones resume from their checkpoint),
    each under the independent safe-state monitor (:mod:`.monitor`).  The seeds of one
@@ -23,7 +27,7 @@ which ``safegbpo reproduce`` runs next): this package never imports ``spec``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +39,10 @@ from safegbpo.experiments.monitor import MONITOR
 from safegbpo.experiments.profiles import get_profile
 from safegbpo.experiments.store import ResultsStore
 from safegbpo.safesets import resolve_safe_sets
+from safegbpo.tasks import get_task
 
 __all__ = ["CELLS_FILE", "checks_passed", "default_results_dir", "describe_safe_sets",
-           "reproduce"]
+           "reproduce", "resolve_env_options"]
 
 CELLS_FILE = "cells.json"
 
@@ -71,6 +76,50 @@ def describe_safe_sets(paths: Mapping[str, str | None]) -> dict[str, dict[str, A
     return out
 
 
+def resolve_env_options(tasks: Iterable[str],
+                        overrides: Mapping[str, Mapping[str, Any]] | None = None
+                        ) -> dict[str, dict[str, Any]]:
+    """Per task of ``tasks``: its env options for a reproduction -- the registry entry's
+    ``reproduce_env_options`` under ``overrides[task]`` -- in canonical form
+    (:meth:`safegbpo.envs.SafeVectorEnv.resolve_options`) and checked before any run starts
+    (:meth:`~safegbpo.envs.SafeVectorEnv.check_options`).  Tasks without env options map to
+    ``{}``.
+
+    Raises:
+        ValueError: ``overrides`` names a task that the grid does not train, or an invalid
+            option (the message names it).
+    """
+    from safegbpo.envs import env_class
+
+    tasks = list(tasks)
+    overrides = dict(overrides or {})
+    stray = sorted(set(overrides) - set(tasks))
+    if stray:
+        raise ValueError(f"env options for task(s) {stray} that the grid does not train "
+                         f"(its tasks: {tasks})")
+    out: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        cls = env_class(task)
+        wanted = {**get_task(task).reproduce_env_options, **dict(overrides.get(task, {}))}
+        options = cls.resolve_options(wanted)
+        cls.check_options(options)
+        out[task] = options
+    return out
+
+
+def describe_env_options(options: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task with env options: ``{"options": the canonical overrides, name: {"source",
+    ...}}`` (:meth:`safegbpo.envs.SafeVectorEnv.describe_options`), for the manifest."""
+    from safegbpo.envs import env_class
+
+    out: dict[str, dict[str, Any]] = {}
+    for task, opts in options.items():
+        if not get_task(task).env_options:
+            continue
+        out[task] = {"options": dict(opts), **env_class(task).describe_options(opts)}
+    return out
+
+
 def default_results_dir(profile: str) -> Path:
     """``results/<profile>`` (relative to the working directory)."""
     return Path("results") / profile
@@ -92,6 +141,7 @@ def reproduce(
     retry_failed: bool = False,
     monitor: bool | None = None,
     echo: Callable[[str], None] | None = None,
+    env_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``profile`` (or the grid file ``grid``) and write ``<results>/cells.json|.md``.
 
@@ -101,7 +151,8 @@ def reproduce(
     runners, and ``population_trainer`` its population form
     (:func:`~safegbpo.experiments.executors.population_trainer_for`); ``population_size``: at
     most this many seeds per population, default all seeds of a configuration; ``monitor``:
-    override the profile's safety monitoring).
+    override the profile's safety monitoring; ``env_options``: per task, env options over the
+    registry's ``reproduce_env_options``, e.g. ``{"energy": {"profiles": "generated"}}``).
     """
     echo = echo or (lambda text: print(text, flush=True))
     if jobs is None and executor == "pool":
@@ -109,17 +160,20 @@ def reproduce(
     prof = get_profile(profile)
     grid_obj = load_grid(grid) if grid is not None else prof.load_grid()
     set_paths = resolve_safe_sets(safe_sets, grid_obj.tasks)
-    specs = expand(grid_obj, safe_sets=set_paths)
+    task_options = resolve_env_options(grid_obj.tasks, env_options)
+    specs = expand(grid_obj, safe_sets=set_paths, env_options=task_options)
     store = ResultsStore(results if results is not None else default_results_dir(prof.name))
     training = [s for s in specs if s.kind == "train"]
     timing = [s for s in specs if s.kind == "wallclock"]
     use_monitor = prof.monitor_safety if monitor is None else monitor
     safe_set_info = describe_safe_sets(set_paths)
+    env_info = describe_env_options(task_options)
     meta = {
         "profile": prof.name,
         "grid": {"name": grid_obj.name, "source": grid_obj.source,
                  "description": grid_obj.description, "runs": len(specs)},
         "safe_sets": safe_set_info,
+        "env_options": env_info,
         "executor": {"kind": executor, "jobs": jobs, "address": address,
                      "population_size": population_size},
         "results": str(store.root),
@@ -129,6 +183,10 @@ def reproduce(
         volume = info.get("volume")
         echo(f"safe set {task}: {info.get('source')} {info.get('path') or ''} "
              f"volume {volume if volume is None else f'{volume:.6g}'}")
+    for task, described in env_info.items():
+        for name, info in described.items():
+            if isinstance(info, Mapping) and "source" in info:
+                echo(f"{task} {name}: {info['source']}")
 
     pending = store.pending(training, retry_failed=retry_failed)
     echo(f"{prof.name}: {len(training)} training runs ({len(training) - len(pending)} done, "

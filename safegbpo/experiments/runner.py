@@ -14,12 +14,14 @@ Output directory ``out_dir`` of a seed (created if needed):
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "eval_set_curve": [{"step", "reward", "std"}], "evaluation", "history",
   "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase: seconds},
-  "population", "safe_set_source", "policy", ...}``, rewritten at every evaluation (``status``
-  ``"running"``) and at the end (``"finished"``; ``"failed"`` with ``"error"`` if training
-  raised);
+  "population", "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
+  task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
+  rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
+  ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue this seed bit for bit: its networks,
   optimiser state, generators, SAC replay buffer, its block of the training environment
-  (states, goals, episode clock, generator), safeguard counters, curves and timers;
+  (its rows of the env's per-row state -- states, goals, the energy task's episode start
+  hours --, episode clock, generator), safeguard counters, curves and timers;
 * ``policy.pt`` — the policy's weights and architecture (:func:`load_policy`).
 
 All three are written atomically (:mod:`safegbpo.io`), the checkpoint first, so a
@@ -95,6 +97,7 @@ from safegbpo.io import (
     remove_stale_temporaries,
     torch_load,
 )
+from safegbpo.safeguards import PAPER_BACKEND
 
 __all__ = [
     "train",
@@ -282,6 +285,12 @@ def _check_population(configs: Sequence[TrainConfig], out_dirs: Sequence[str | o
 def _check_same_config(config: TrainConfig, stored: Any, out: Path) -> None:
     if not isinstance(stored, dict):
         raise ValueError(f"{out} holds a run without a readable config; use another --out")
+    if "backend" not in stored and stored.get("safeguard") is not None:
+        # written before the exact backend existed: its safeguard ran the Eq 6 programs
+        stored = {**stored, "backend": PAPER_BACKEND}
+    if "env_options" not in stored:
+        # written before env options existed: the task's default environment
+        stored = {**stored, "env_options": {}}
     missing = sorted(set(config.to_dict()) - set(stored))
     if missing:
         raise ValueError(f"{out} holds a run of an older version (its config has no "
@@ -336,7 +345,8 @@ class _PopulationRun:
         assert cfg.num_envs is not None and cfg.eval_episodes is not None
         self.safe_set = resolve_safe_set(cfg.task, cfg.safe_set)
         self.env = population_env(cfg.task, [cfg.num_envs] * size, safe_set=self.safe_set,
-                                  episode_length=cfg.episode_length, device=cfg.device)
+                                  episode_length=cfg.episode_length, device=cfg.device,
+                                  env_options=cfg.env_options)
         resume = checkpoints[0] is not None
         self.safeguard = self._make_safeguard(self.env)
         self.algorithm: Algorithm = get_algorithm(cfg.algo).cls(
@@ -347,6 +357,7 @@ class _PopulationRun:
         self.evaluator = Evaluator(
             cfg.task, size, safe_set=self.safe_set, paper_seed=cfg.eval_seed,
             set_size=cfg.eval_episodes, episode_length=cfg.episode_length,
+            env_options=cfg.env_options,
             safeguard_factory=self._make_safeguard if cfg.safeguard is not None else None,
             device=cfg.device)
         stored = [k for k in checkpoints if k is not None]
@@ -411,6 +422,7 @@ class _PopulationRun:
             "population": {"seeds": [m.config.seed for m in self.members],
                            "members": len(self.members)},
             "safe_set_source": str(getattr(self.safe_set, "source", "")),
+            "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
             "policy": POLICY_FILE,
             "version": __version__,
         }

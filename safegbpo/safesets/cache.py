@@ -112,7 +112,7 @@ def get_safe_set(task: str, *, refresh: bool = False, verbose: bool = False) -> 
     """The project's certified RCI safe set of ``task`` (computed once, then cached).
 
     Args:
-        task: ``"pendulum"`` or ``"quadrotor"``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`).
         refresh: recompute (and overwrite the cache) even if a cached file exists.
         verbose: print the progress of the computation.
 

@@ -87,8 +87,19 @@ Results and limits (defaults: the tasks' registry entries, :func:`default_config
 partly lies outside ``S``); the sector gain range ``[0, 1]`` needed at ``|theta| = pi`` is the
 main conservatism. Quadrotor: ``m = 18``, volume ``~170`` (reference ``~0.46``); the template
 size limits it (``m = 24`` gives ``~215`` at three times the computing time), and a box template
-alone is infeasible because of the integrator chain ``x <- x_dot <- phi <- phi_dot``. Both
-compute in seconds.
+alone is infeasible because of the integrator chain ``x <- x_dot <- phi <- phi_dot``. Energy
+system (SPEC §10): the dynamics are linear, so the enclosure is exact (one vertex, no remainder,
+linearised at the centre ``t_out = 15`` of ``W``, :func:`safegbpo.tasks.affine_enclosure`) and a
+certificate proves robust control invariance of the set itself; ``m = 5``, volume ``~1714`` of
+the ``5400`` of ``S`` (``t_ret`` up to ``~43.6``).  The maximal RCI set is far larger (a grid
+estimate: ``~4800``, nearly ``S`` minus the wedges near ``t_in = 24`` with a hot floor and
+``t_in = 18`` with a cold one) but strongly asymmetric; a centrally symmetric zonotope with a
+linear paired backup action cannot follow it (exact containment instead of Eq 6 gives the same
+volume for the same template).  The state box ``S`` itself -- the reference's safe set -- is not
+invariant: ``t_in'`` does not depend on the action.  All three compute in seconds.
+
+The bound ``nu`` of the enclosure is measured from the equilibrium ``x_e`` (the energy task's
+``S`` is not centred at 0): its widest value is :meth:`TaskModel.enclosure_bound_limit`.
 """
 
 from __future__ import annotations
@@ -498,7 +509,7 @@ def compute_rci(
     """Compute a certified RCI state zonotope with paired backup actions for ``task``.
 
     Args:
-        task: ``"pendulum"`` or ``"quadrotor"``.
+        task: a registered task (:func:`safegbpo.tasks.get_task`).
         num_directions: template size ``m`` (default: :func:`default_config`).
         iterations: volume (minorise-maximise) reweighting iterations (default: config).
         solver: a cvxpy conic solver (exponential cone) name; default CLARABEL, and if the
@@ -558,7 +569,7 @@ def _search(task: str, model: TaskModel, cfg: RCIConfig, program: _Program, verb
         return "infeasible/uncertified" if sol is None else f"volume {sol.volume:.4g}"
 
     j = model.enclosure_index
-    full = model.enclosure_bound_limit()  # widest bound the box allows
+    full = model.enclosure_bound_limit()  # widest bound around x_e that the box allows
     lo_f, hi_f = cfg.bound_fraction_range
     uniform = np.full(cfg.num_directions, model.state_dim / cfg.num_directions)
 

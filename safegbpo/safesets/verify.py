@@ -9,7 +9,7 @@ action keeps the whole successor set inside ``S_s`` and inside ``S``:
   worked (``num_lp_rescued``: the state set is invariant there, the action set is wrong);
 * without an action part: an action found by an LP over ``a in A`` (minimal margin).
 
-The check of an action ``a`` is exact under Eq 12 (which holds for both tasks: the dynamics are
+The check of an action ``a`` is exact under Eq 12 (which holds for every task: the dynamics are
 affine in ``a`` and ``w``): the successor set is ``S'(a) = <f(s, a0, w0) + B(s)(a - a0), E(s) G_W>``
 (Eq 13–14) with ``f``, ``B = df/da``, ``E = df/dw`` of the *nonlinear* model
 (``torch.func.jacrev``), and
@@ -98,6 +98,7 @@ class VerificationReport:
         reference, reference_volume, volume_ratio: the reference set compared with (ours /
             reference), ``None`` if not available.
         violations: up to 10 examples ``{"state", "margin", "reason"}``.
+        state_box_fraction: volume of ``S_s`` divided by the volume of the state box ``S``.
     """
 
     task: str
@@ -119,6 +120,7 @@ class VerificationReport:
     tolerance: float
     has_action_set: bool
     violations: list[dict[str, Any]] = field(default_factory=list)
+    state_box_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (``inf`` margins become the string ``"inf"``)."""
@@ -389,8 +391,9 @@ def verify_safe_set(
     for i in np.flatnonzero(~ok | sim_bad)[:_MAX_REPORTED_VIOLATIONS]:
         if not ok[i]:
             what = "backup action" if safe_set.action is not None else "best LP action"
-            reason = ("no action in A keeps the successor set inside S" if not
-                      math.isfinite(margins[i]) else
+            reason = ("no action in A keeps the successor set inside S"
+                      + _out_of_box_detail(model, f0[i], B[i], radius[i], low, high)
+                      if not math.isfinite(margins[i]) else
                       f"{what} {actions[i].round(6).tolist()}: successor set has Eq 6 margin "
                       f"{margins[i]:.6g} (> 1 means not inside S_s) or leaves S")
         else:
@@ -420,7 +423,31 @@ def verify_safe_set(
         tolerance=tol,
         has_action_set=safe_set.action is not None,
         violations=violations,
+        state_box_fraction=volume / float(np.prod(high - low)),
     )
+
+
+def _out_of_box_detail(model: TaskModel, f0: np.ndarray, B: np.ndarray, radius: np.ndarray,
+                       low: np.ndarray, high: np.ndarray) -> str:
+    """Names the coordinates that no action in ``A = [-1, 1]^d`` can keep inside ``S``, e.g.
+    ``": t_in' spans [24.64, 24.85] over W whatever the action; S allows [18, 24]"`` (empty if
+    only the combination of coordinates fails).
+
+    Over ``a in A`` the successor centre's coordinate ``k`` spans ``f0_k +- |B_k| 1``
+    (``a0 = 0``) and the noise adds ``+- radius_k``: coordinate ``k`` alone is infeasible iff no
+    centre in that span keeps ``centre +- radius_k`` inside ``[low_k, high_k]``.
+    """
+    reach = np.abs(B).sum(axis=1)
+    parts = []
+    for k, name in enumerate(model.state_names):
+        lo_c, hi_c = f0[k] - reach[k], f0[k] + reach[k]
+        if hi_c < low[k] + radius[k] or lo_c > high[k] - radius[k] \
+                or 2.0 * radius[k] > high[k] - low[k]:
+            how = ("over W whatever the action" if reach[k] == 0 else
+                   "over A and W, and no action keeps it inside")
+            parts.append(f"{name}' spans [{lo_c - radius[k]:.6g}, {hi_c + radius[k]:.6g}] {how}; "
+                         f"S allows [{low[k]:.6g}, {high[k]:.6g}]")
+    return (": " + "; ".join(parts)) if parts else ""
 
 
 def _simulate(model, states, actions, S_c, S_G, w_low, w_high, low, high, tol) -> np.ndarray:

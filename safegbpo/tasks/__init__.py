@@ -1,8 +1,10 @@
-"""Tasks (SPEC §6): the models (physics) and the registry of everything else about a task.
+"""Tasks (SPEC §6, §10): the models (physics) and the registry of everything else about a task.
 
 * :mod:`safegbpo.tasks.base` — :class:`TaskModel`, the interface every task model implements
   (dynamics, reward, observation, boxes, LDI enclosure); :class:`LinearEnclosure`;
 * :mod:`safegbpo.tasks.pendulum`, :mod:`safegbpo.tasks.quadrotor` — the paper's tasks;
+* :mod:`safegbpo.tasks.energy` — the journal version's household energy system (SPEC §10), with
+  its exogenous hourly data in :mod:`safegbpo.tasks.energy_profiles`;
 * :mod:`safegbpo.tasks.registry` — :class:`TaskSpec` and :func:`get_task`, the one place that
   resolves a task name.
 
@@ -10,6 +12,7 @@ This package sits below ``envs`` and ``safesets`` (it imports neither).
 """
 
 from safegbpo.tasks.base import LinearEnclosure, TaskModel, affine_enclosure, wrap_angle
+from safegbpo.tasks.energy import EnergyModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
 from safegbpo.tasks.registry import (
@@ -23,6 +26,7 @@ from safegbpo.tasks.registry import (
 )
 
 __all__ = [
+    "EnergyModel",
     "LinearEnclosure",
     "PendulumModel",
     "QuadrotorModel",

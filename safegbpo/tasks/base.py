@@ -209,10 +209,12 @@ class TaskModel:
         return x_e.numpy(), u_e.numpy(), A, B, E
 
     def enclosure_bound_limit(self) -> float:
-        """The widest bound ``S`` allows on the enclosure's coordinate (``min(high, -low)``)."""
+        """The widest bound ``S`` allows on the enclosure's coordinate around the equilibrium,
+        ``min(high - x_e, x_e - low)`` (``S`` need not be centred at 0: energy task)."""
         low, high = self.state_bounds()
+        x_e = self.equilibrium()[0]
         j = self.enclosure_index
-        return float(min(high[j], -low[j]))
+        return float(min(high[j] - x_e[j], x_e[j] - low[j]))
 
     def postprocess(self, next_state: Tensor) -> Tensor:
         """Wrap angles (:func:`wrap_angle`) and clamp to ``S`` (SPEC §6 "Common")."""

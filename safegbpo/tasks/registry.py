@@ -17,13 +17,14 @@ experiment grid, the metrics, the spec and its figures, the benchmark and every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from safegbpo.loading import is_import_path, load_attr
 from safegbpo.registry import Registry
 from safegbpo.tasks.base import TaskModel
+from safegbpo.tasks.energy import EnergyModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
 
@@ -53,7 +54,12 @@ class TaskSpec:
         presets: tuned hyper-parameters per algorithm: fields of the algorithm's config
             dataclass (SPEC §8; e.g. a soft-constraint baseline's cost limit goes here too).
         rci: fields of :class:`safegbpo.safesets.rci.RCIConfig` for the project's safe set.
-        env_options: default keyword options of the environment class (e.g. a data file).
+        env_options: the keyword options of the environment class that a configuration may
+            set (``TrainConfig.env_options``, ``safegbpo train --env-option KEY=VALUE``), with
+            their defaults (e.g. a data file); :func:`safegbpo.envs.make_vec` passes them.
+        reproduce_env_options: the env options of a reproduction (``safegbpo reproduce``) over
+            ``env_options``, e.g. the energy task's ``profiles='auto'``: the reference
+            implementation's data when ``../shared`` is present.
     """
 
     key: str
@@ -68,6 +74,7 @@ class TaskSpec:
     presets: Mapping[str, Mapping[str, Any]]
     rci: Mapping[str, Any]
     env_options: Mapping[str, Any] = field(default_factory=dict)
+    reproduce_env_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.key or not isinstance(self.key, str) or ":" in self.key:
@@ -85,6 +92,14 @@ class TaskSpec:
         missing = sorted(set(self.presets) - set(self.eval_every))
         if missing:
             raise ValueError(f"task {self.key!r}: no evaluation interval for {missing}")
+        self.check_env_option_names(self.reproduce_env_options)
+
+    def check_env_option_names(self, names: Iterable[str]) -> None:
+        """``ValueError`` listing the task's env options if ``names`` has another one."""
+        unknown = sorted(set(names) - set(self.env_options))
+        if unknown:
+            raise ValueError(f"env option(s) {unknown} do not apply to task {self.key!r}; its "
+                             f"env options: {', '.join(sorted(self.env_options)) or 'none'}")
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -93,7 +108,7 @@ class TaskSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# the built-in tasks (SPEC §6 and §8)
+# the built-in tasks (SPEC §6, §8 and §10)
 # --------------------------------------------------------------------------------------------
 PENDULUM = TaskSpec(
     key="pendulum",
@@ -146,6 +161,37 @@ QUADROTOR = TaskSpec(
              volume_iterations=10),
 )
 
+ENERGY = TaskSpec(
+    key="energy",
+    label="Energy System",
+    archive_label="Energy System",
+    model=EnergyModel(),
+    env="safegbpo.envs.energy:EnergyEnv",
+    num_envs=8,
+    episode_length=720,  # 30 days of hourly steps (SPEC §10)
+    budget=1_000_000,
+    eval_every={"shac": 13200, "ppo": 23040, "sac": 10000},
+    # SPEC §10: the reference's hyper-parameters (tuned for unsafe training)
+    presets={
+        "shac": dict(policy_hidden=(512,) * 3, policy_lr=1e-6, critic_hidden=(512,) * 3,
+                     critic_lr=2e-6, len_traj=550, polyak=0.7, td_weight=0.93, vf_num_fits=50,
+                     vf_fit_num_batches=100),
+        "ppo": dict(policy_hidden=(256,) * 3, policy_lr=5e-5, critic_hidden=(256,) * 4,
+                    critic_lr=6e-4, len_traj=2880, clip_coef=0.32, ent_coef=0.065,
+                    num_batches=30, num_fits=30),
+        "sac": dict(policy_hidden=(838,) * 2, policy_lr=1e-5, critic_hidden=(937,) * 3,
+                    critic_lr=2.5e-4, buffer_size=300000, polyak=0.3, learning_starts=6000,
+                    policy_freq=1, target_freq=1),
+    },
+    # linear dynamics: one exact enclosure, no bound to search (the t_in bound is the box's)
+    rci=dict(num_directions=5, template_powers=(1, 2, 3, 5, 10), lqr_control_weight=0.01,
+             bound_fraction_range=(1.0, 1.0), bound_evaluations=1, volume_iterations=30),
+    # profiles: None = the project's generated year, 'reference', 'auto' or a CSV path
+    # (safegbpo.envs.energy.EnergyEnv); every episode starts at hour 7800 (SPEC §10)
+    env_options={"profiles": None, "start_hour": 7800},
+    reproduce_env_options={"profiles": "auto"},
+)
+
 _TASKS: Registry[TaskSpec] = Registry("task")
 
 
@@ -196,5 +242,5 @@ def get_model(task: str) -> TaskModel:
     return get_task(task).model
 
 
-for _spec in (PENDULUM, QUADROTOR):
+for _spec in (PENDULUM, QUADROTOR, ENERGY):
     register_task(_spec)

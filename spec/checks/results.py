@@ -122,7 +122,7 @@ class AuditResult:
     """All checks of one safeguard on one task.
 
     Attributes:
-        task: ``"pendulum"`` / ``"quadrotor"`` (``"explicit"`` for task-free lemma checks).
+        task: a registered task (``"explicit"`` for task-free lemma checks).
         safeguard: the name given to :func:`safegbpo.safeguards.make_safeguard` (or a label).
         options: the safeguard options (mapping, centre, passthrough, ...).
         label: the variant's row label (SPEC §5), e.g. ``"RM Hyperbolic"``.

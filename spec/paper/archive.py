@@ -15,7 +15,7 @@ directory is :func:`safegbpo.reference.reference_dir`; without it every function
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,23 +75,33 @@ def _labels() -> tuple[dict[str, str], dict[str, str]]:
     return task_keys, algo_keys
 
 
-def load_archive(path: str | Path, *, seeds: int = PAPER_SEEDS) -> dict[Key, CellMetrics]:
-    """Metrics of every entry of ``paper_learning_curves.json`` whose task is registered, keyed
-    by ``(task, algo, variant)`` in the registries' names.
+def load_archive(path: str | Path, *, seeds: int = PAPER_SEEDS,
+                 tasks: Iterable[str] | None = None) -> dict[Key, CellMetrics]:
+    """Metrics of every entry of ``paper_learning_curves.json`` whose task is registered (or in
+    ``tasks``, registered keys), keyed by ``(task, algo, variant)`` in the registries' names.
 
-    Tasks, algorithms and variants are matched by their registries' archive labels; entries of
-    tasks that are not registered (the journal version's 'Energy System' until it is) are
-    skipped, an unknown algorithm or variant label raises ``ValueError``.
+    Tasks, algorithms and variants are matched by their registries' archive labels (the
+    journal version's third task is the energy system's ``'Energy System'``); entries of tasks
+    that are not registered are skipped, an unknown algorithm or variant label raises
+    ``ValueError``.
+
+    Raises:
+        ValueError: ``tasks`` names a task that is not registered, or an unknown label.
     """
     data = json.loads(Path(path).read_text())
     results = data.get("results")
     if not isinstance(results, Mapping):
         raise ValueError(f"{path}: no 'results' mapping (not a learning-curve archive)")
     task_keys, algo_keys = _labels()
+    wanted = None if tasks is None else set(tasks)
+    unknown = sorted((wanted or set()) - set(task_keys.values()))
+    if unknown:
+        raise ValueError(f"unknown archive task(s) {unknown}; expected some of "
+                         f"{sorted(task_keys.values())}")
     out: dict[Key, CellMetrics] = {}
     for task_label, algos in results.items():
         task = task_keys.get(task_label)
-        if task is None:
+        if task is None or (wanted is not None and task not in wanted):
             continue
         for algo_label, entries in algos.items():
             algo = algo_keys.get(algo_label)

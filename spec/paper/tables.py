@@ -13,16 +13,28 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
 
     {"format", "profile", "safe_sets", "definitions",
      "tables": {"table2".."table6": {"title", "quantities", "note",
-                "rows": [{"task", "algo", "variant", "label",
+                "rows": [{"task", "algo", "variant", "label", "backend", "judged",
                           "ours": {steps, reward, ci, stuck, runs, ..., comparable} | null,
                           "paper": {quantity: value} | null, "archive": {...} | null,
                           "delta": {quantity: ours - paper} | null, "note"}]}},
      "verdicts": {table: [CellComparison.to_dict()]},   (every paper value: pass/fail/not run)
+     "archive_tables": {task: {"title", "label", "quantities", "archive", "rows": [{"task",
+                        "algo", "variant", "ours", "archive", "delta", "note"}]}},
      "hypotheses": {"H1": {...}, "H2": {...}}, "hypotheses_note",
      "archive_check": {...}}
 
+``archive_tables`` covers every registered task that the paper's tables do not (the journal
+version's energy system, SPEC §10): its reference values are the metrics of the archived curves
+(there is no printed value to judge against, so there are deltas but no verdicts).  H1/H2 stay
+on the paper's tasks (:data:`spec.paper.hypotheses.TASKS`).
+
 ``comparable`` is false when our budget differs from the task's (the paper's) budget (the quick
 profile): the deltas and verdicts are then shown but do not measure reproduction.
+
+Safeguard backends: a cell of ours names the ``backend`` of its safeguarded runs.  Table 6 shows
+one row per timed backend; the verdict judges the backend that runs the paper's own programs
+(:data:`safegbpo.safeguards.PAPER_BACKEND`, Eq 6 through cvxpylayers) when it was timed, else
+the one that was (``judged`` marks the row), since the paper's ratios time its implementation.
 """
 
 from __future__ import annotations
@@ -30,17 +42,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from safegbpo.experiments.cells import cell_sort_key, json_safe, safe_sets_lines
+from safegbpo.experiments.cells import (
+    backend_sort_key,
+    cell_sort_key,
+    env_options_lines,
+    json_safe,
+    safe_sets_lines,
+)
 from safegbpo.experiments.cells import format_reward as _reward_with_ci
 from safegbpo.experiments.cells import format_value as _fmt
-from safegbpo.tasks import get_task
+from safegbpo.safeguards import PAPER_BACKEND
+from safegbpo.tasks import get_task, task_names
 from spec.paper.archive import Archive, archive_check
 from spec.paper.hypotheses import evaluate_h1, evaluate_h2
 from spec.paper.rules import CellComparison, compare_tables
-from spec.paper.values import TABLES, Key, paper_values, table_variants, timed_interactions
+from spec.paper.values import (
+    TABLES,
+    Key,
+    paper_tasks,
+    paper_values,
+    table_variants,
+    timed_interactions,
+)
 
-__all__ = ["TABLES_FORMAT", "archive_check_lines", "build_tables", "paper_hypotheses",
-           "render_markdown"]
+__all__ = ["TABLES_FORMAT", "archive_check_lines", "archive_table_lines", "build_tables",
+           "paper_hypotheses", "render_markdown"]
 
 TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
 
@@ -56,14 +82,39 @@ def _comparable(cell: Mapping[str, Any]) -> bool:
         return False
 
 
-def _ours_by_table(cells_doc: Mapping[str, Any] | None) -> dict[str, dict[Key, dict[str, Any]]]:
-    """Our cells per table tag (``h2`` included), each with ``comparable`` added."""
-    out: dict[str, dict[Key, dict[str, Any]]] = {}
+def _ours_by_table(cells_doc: Mapping[str, Any] | None
+                   ) -> dict[str, dict[Key, list[dict[str, Any]]]]:
+    """Our cells per table tag (``h2`` included) and key, each with ``comparable`` added; a key
+    has several cells only in a table that times several backends (Table 6), judged one
+    first (module docstring), then in backend order."""
+    out: dict[str, dict[Key, list[dict[str, Any]]]] = {}
     for cell in (cells_doc or {}).get("cells", []):
         ours = {**cell, "comparable": _comparable(cell)}
         for table in cell.get("tables", []):
-            out.setdefault(table, {})[(cell["task"], cell["algo"], cell["variant"])] = ours
+            out.setdefault(table, {}).setdefault(
+                (cell["task"], cell["algo"], cell["variant"]), []).append(ours)
+    for cells in out.values():
+        for same_key in cells.values():
+            same_key.sort(key=lambda c: (c.get("backend") != PAPER_BACKEND,
+                                         backend_sort_key(c.get("backend"))))
     return out
+
+
+def _judged(ours_by_table: Mapping[str, Mapping[Key, list[dict[str, Any]]]], table: str
+            ) -> dict[Key, dict[str, Any]]:
+    """The cell of ours the verdicts of ``table`` judge, per key (module docstring)."""
+    return {key: cells[0] for key, cells in ours_by_table.get(table, {}).items()}
+
+
+def _backend_note(cell: Mapping[str, Any], judged: bool, alternatives: int) -> str | None:
+    """Why a Table 6 row is or is not judged when several backends were timed."""
+    backend = cell.get("backend")
+    if alternatives < 2 or backend is None:
+        return None
+    if judged:
+        return (f"backend {backend}" + (" (the paper's Eq 6 programs)"
+                                        if backend == PAPER_BACKEND else "") + ": judged")
+    return f"backend {backend}: shown, not judged (the paper timed its Eq 6 programs)"
 
 
 def _delta(ours: Mapping[str, Any] | None, paper: Mapping[str, Any] | None,
@@ -100,6 +151,65 @@ def _archive_row(archive: Archive | None, table: str, key: Key) -> dict[str, Any
             "runs": metrics.runs}
 
 
+_TRAINING_QUANTITIES = ("steps", "reward", "stuck")
+
+
+def _longest_training_cells(cells_doc: Mapping[str, Any] | None) -> dict[Key, dict[str, Any]]:
+    """Our training cells by ``(task, algo, variant)``; of several budgets the longest."""
+    out: dict[Key, dict[str, Any]] = {}
+    for cell in (cells_doc or {}).get("cells", []):
+        if cell.get("kind") != "train":
+            continue
+        key = (cell["task"], cell["algo"], cell["variant"])
+        if (cell.get("interactions") or 0) >= (out.get(key, {}).get("interactions") or 0):
+            out[key] = {**cell, "comparable": _comparable(cell)}
+    return out
+
+
+def _archive_tables(cells_doc: Mapping[str, Any] | None, archive: Archive | None,
+                    paper: Mapping[str, Mapping[Key, Any]]) -> dict[str, Any]:
+    """Archived values next to ours for the registered tasks the paper's tables do not cover
+    (module docstring); a task appears when the archive or our results have a cell of it."""
+    covered = {key[0] for cells in paper.values() for key in cells} | set(paper_tasks())
+    ours = _longest_training_cells(cells_doc)
+    archived = archive.cells if archive is not None else {}
+    out: dict[str, Any] = {}
+    for task in task_names():
+        if task in covered:
+            continue
+        keys = sorted({k for k in (*archived, *ours) if k[0] == task},
+                      key=lambda k: cell_sort_key(*k))
+        if not keys:
+            continue
+        spec = get_task(task)
+        rows = []
+        for key in keys:
+            mine = ours.get(key)
+            reference = _archive_row(archive, "table2", key)
+            notes = []
+            if reference is None:
+                notes.append("not in the archive" if archive is not None
+                             else "archive not present")
+            if mine is None:
+                notes.append("not run in this profile")
+            elif mine.get("comparable") is False:
+                notes.append(f"budget {mine['interactions']} interactions (the archive's "
+                             f"{spec.budget}): deltas do not measure reproduction")
+            rows.append({"task": task, "algo": key[1], "variant": key[2], "ours": mine,
+                         "archive": reference,
+                         "delta": _delta(mine, reference, _TRAINING_QUANTITIES),
+                         "note": "; ".join(notes) or None})
+        out[task] = {
+            "title": f"{spec.label}: the reference's archived curves next to ours",
+            "label": spec.label,
+            "quantities": list(_TRAINING_QUANTITIES),
+            "archive": (f"{archive.curves_path} ('{spec.archive_label}')" if archive is not None
+                        else "not present"),
+            "rows": rows,
+        }
+    return out
+
+
 def build_tables(
     cells_doc: Mapping[str, Any] | None,
     *,
@@ -124,31 +234,39 @@ def build_tables(
         quantities = layout["quantities"]
         paper_cells = paper.get(table, {})
         shown = table_variants(table)
-        ours_table = {k: v for k, v in ours_by_table.get(table, {}).items() if k[2] in shown}
+        ours_all = {k: v for k, v in ours_by_table.get(table, {}).items() if k[2] in shown}
+        ours_table = {k: v for k, v in _judged(ours_by_table, table).items() if k[2] in shown}
         comparisons: list[CellComparison] = compare_tables(ours_table, alternatives=alternatives,
                                                            tables=[table])
         verdicts[table] = [c.to_dict() for c in comparisons]
         keys = sorted(set(paper_cells) | set(ours_table), key=lambda k: cell_sort_key(*k))
         rows = []
         for key in keys:
-            ours = ours_table.get(key)
             paper_values_ = paper_cells.get(key)
             paper_row = ({q: paper_values_[q] for q in quantities if q in paper_values_}
                          if paper_values_ else None)
-            note = (paper_values_ or {}).get("note")
-            if ours is None:
-                note = "; ".join(filter(None, [note, "not run in this profile"]))
-            elif ours.get("comparable") is False:
-                note = "; ".join(filter(None, [
-                    note, f"budget {ours['interactions']} interactions (paper "
-                          f"{get_task(key[0]).budget}): deltas do not measure reproduction"]))
-            rows.append({
-                "task": key[0], "algo": key[1], "variant": key[2],
-                "label": (paper_values_ or {}).get("label") or key[2],
-                "ours": ours, "paper": paper_row, "archive": _archive_row(archive, table, key),
-                "delta": _delta(ours, paper_row, quantities),
-                "note": note or None,
-            })
+            candidates: list[dict[str, Any] | None] = [*ours_all.get(key, [])] or [None]
+            for index, ours in enumerate(candidates):
+                note = (paper_values_ or {}).get("note")
+                if ours is None:
+                    note = "; ".join(filter(None, [note, "not run in this profile"]))
+                else:
+                    note = "; ".join(filter(None, [
+                        note, _backend_note(ours, index == 0, len(candidates))]))
+                    if ours.get("comparable") is False:
+                        note = "; ".join(filter(None, [
+                            note, f"budget {ours['interactions']} interactions (paper "
+                                  f"{get_task(key[0]).budget}): deltas do not measure "
+                                  "reproduction"]))
+                rows.append({
+                    "task": key[0], "algo": key[1], "variant": key[2],
+                    "label": (paper_values_ or {}).get("label") or key[2],
+                    "backend": (ours or {}).get("backend"), "judged": index == 0,
+                    "ours": ours, "paper": paper_row,
+                    "archive": _archive_row(archive, table, key),
+                    "delta": _delta(ours, paper_row, quantities),
+                    "note": note or None,
+                })
         tables_out[table] = {"title": layout["title"], "quantities": list(quantities),
                              "rows": rows}
     wallclock = (cells_doc or {}).get("wallclock")
@@ -161,9 +279,9 @@ def build_tables(
                f" (the paper timed {paper_timed}; scaled down to fit the profile's budget: "
                "ratios of equal interaction counts)"))
 
-    h1_cells = {**ours_by_table.get("table2", {}), **ours_by_table.get("table3", {})}
-    h2_cells = ours_by_table.get("h2") or {**ours_by_table.get("table2", {}),
-                                           **ours_by_table.get("table4", {})}
+    h1_cells = {**_judged(ours_by_table, "table2"), **_judged(ours_by_table, "table3")}
+    h2_cells = _judged(ours_by_table, "h2") or {**_judged(ours_by_table, "table2"),
+                                                **_judged(ours_by_table, "table4")}
     check = archive_check(archive, paper)
     if archive is not None:
         archived = {k: {"reward": v.reward, "stuck": v.stuck, "steps": v.steps}
@@ -174,9 +292,11 @@ def build_tables(
         "format": TABLES_FORMAT,
         "profile": doc.get("profile"),
         "safe_sets": doc.get("safe_sets"),
+        "env_options": doc.get("env_options"),
         "definitions": doc.get("definitions", {}),
         "tables": tables_out,
         "verdicts": verdicts,
+        "archive_tables": _archive_tables(cells_doc, archive, paper),
         "hypotheses": _hypotheses(h1_cells, h2_cells),
         "hypotheses_note": (
             "computed from cells whose budget is below the paper's: these verdicts are not "
@@ -209,16 +329,18 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
     if table.get("note"):
         lines += [f"_{table['note']}_", ""]
     if table_id == "table6":
-        lines += ["| Algorithm | Safeguard | ours | paper | Δ | archive | ours seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| Algorithm | Safeguard | Backend | ours | paper | Δ | archive | ours seconds | "
+                  "note |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in table["rows"]:
             ours, paper, arch = row["ours"] or {}, row["paper"] or {}, row["archive"] or {}
             delta = (row["delta"] or {}).get("wallclock_ratio")
             lines.append(
-                f"| {row['algo'].upper()} | {row['variant']} | "
+                f"| {row['algo'].upper()} | {row['variant']} | {row.get('backend') or '–'} | "
                 f"{_fmt(ours.get('wallclock_ratio'), 'ratio')} | "
                 f"{_fmt(paper.get('wallclock_ratio'), 'ratio')} | {_signed(delta, 'ratio')} | "
-                f"{_fmt(arch.get('wallclock_ratio'), 'ratio')} | {_fmt(ours.get('seconds'))} |")
+                f"{_fmt(arch.get('wallclock_ratio'), 'ratio')} | {_fmt(ours.get('seconds'))} | "
+                f"{row.get('note') or ''} |")
         return [*lines, ""]
     lines += [
         "| Task | Algorithm | Variant | Steps | Reward [95% CI] | Stuck | Stalled | "
@@ -235,6 +357,28 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
             f"{_fmt((ours or {}).get('stuck'))}{runs} | {_fmt((ours or {}).get('stalled'))} | "
             f"{_fmt(paper.get('steps'), 'steps')} | {_fmt(paper.get('reward'))} | "
             f"{_fmt(paper.get('stuck'))} | {_signed(delta.get('steps'), 'steps')} | "
+            f"{_signed(delta.get('reward'))} | {_signed(delta.get('stuck'))} | "
+            f"{row.get('note') or ''} |")
+    return [*lines, ""]
+
+
+def archive_table_lines(table: Mapping[str, Any], heading: str = "##") -> list[str]:
+    """Markdown of one table of ``archive_tables`` (a task beyond the paper's tables)."""
+    lines = [f"{heading} {table['title']}", "",
+             f"_Reference values: the metrics of the archived curves ({table['archive']}); the "
+             "paper prints none for this task, so there are deltas but no verdicts._", "",
+             "| Algorithm | Variant | Steps | Reward [95% CI] | Stuck | archive Steps | "
+             "archive Reward | archive Stuck | Δ Steps | Δ Reward | Δ Stuck | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table["rows"]:
+        ours, arch = row["ours"] or {}, row["archive"] or {}
+        delta = row["delta"] or {}
+        runs = f" / {ours.get('runs')}" if ours.get("runs") else ""
+        lines.append(
+            f"| {row['algo'].upper()} | {row['variant']} | {_fmt(ours.get('steps'), 'steps')} | "
+            f"{_reward_with_ci(ours or None)} | {_fmt(ours.get('stuck'))}{runs} | "
+            f"{_fmt(arch.get('steps'), 'steps')} | {_reward_with_ci(arch or None)} | "
+            f"{_fmt(arch.get('stuck'))} | {_signed(delta.get('steps'), 'steps')} | "
             f"{_signed(delta.get('reward'))} | {_signed(delta.get('stuck'))} | "
             f"{row.get('note') or ''} |")
     return [*lines, ""]
@@ -274,12 +418,15 @@ def render_markdown(tables: Mapping[str, Any]) -> str:
     """Markdown rendering of :func:`build_tables`' output."""
     lines = [f"# The paper's tables next to ours ({tables.get('profile') or 'no'} profile)", ""]
     lines += safe_sets_lines(tables.get("safe_sets") or {})
+    lines += env_options_lines(tables.get("env_options") or {})
     if tables.get("definitions"):
         lines += ["Definitions:", ""]
         lines += [f"- **{name}**: {text}" for name, text in tables["definitions"].items()]
         lines.append("")
     for table_id, table in tables.get("tables", {}).items():
         lines += _table_lines(table_id, table)
+    for table in (tables.get("archive_tables") or {}).values():
+        lines += archive_table_lines(table)
     lines += ["## Hypotheses", ""]
     if tables.get("hypotheses_note"):
         lines += [f"_{tables['hypotheses_note']}_", ""]

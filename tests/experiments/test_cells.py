@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -64,3 +65,23 @@ def test_timing_cells_are_ratios_to_the_unsafe_run():
     text = render_markdown({**doc, "checks": {"wallclock": {"passed": True, "summary": "ok"}}})
     assert text.startswith("# Reproduction cells") and "| SHAC | RM | 3.500 |" in text
     assert "**wallclock**: PASS" in text
+
+
+def test_timing_cells_per_backend_share_the_unsafe_baseline():
+    specs = [_spec("No Safeguard", 0, ("table6",), interactions=512, kind="wallclock")]
+    specs += [replace(_spec("RM", 0, ("table6",), interactions=512, kind="wallclock"),
+                      backend=b) for b in ("cvxpylayers", "exact")]
+    seconds = {None: 2.0, "exact": 3.0, "cvxpylayers": 40.0}
+    records = {s.run_id: _record(s, [-1.0], {"rollout": seconds[s.backend]}) for s in specs}
+    doc = measure_cells(specs, records)
+    timing = [c for c in doc["cells"] if c["kind"] == "wallclock"]
+    assert [(c["backend"], c["wallclock_ratio"]) for c in timing] == [
+        ("exact", pytest.approx(1.5)), ("cvxpylayers", pytest.approx(20.0))]  # BACKENDS order
+    assert all(c["run_ids"][1] == specs[0].run_id for c in timing)
+    text = render_markdown(doc)
+    assert "| SHAC | RM | 1.500 | 3.000 | 2.000 | exact |" in text
+    assert "| SHAC | RM | 20.000 | 40.00 | 2.000 | cvxpylayers |" in text
+    # training cells name their backend too (none for unsafe runs)
+    train = [_spec("BP", 0, ("table3",)), _spec("No Safeguard", 0, ("table2",))]
+    cells = measure_cells(train, {s.run_id: _record(s, [-2.0]) for s in train})["cells"]
+    assert {c["variant"]: c["backend"] for c in cells} == {"BP": "exact", "No Safeguard": None}

@@ -37,8 +37,18 @@ SPEC_TABLE = {
     ("quadrotor", "sac"): dict(policy_hidden=(359,) * 4, policy_lr=1e-3, critic_hidden=(977,) * 3,
                                critic_lr=5e-4, buffer_size=45000, polyak=0.323,
                                learning_starts=5000, policy_freq=10, target_freq=2),
+    # SPEC §10 (energy system)
+    ("energy", "shac"): dict(policy_hidden=(512,) * 3, policy_lr=1e-6, critic_hidden=(512,) * 3,
+                             critic_lr=2e-6, len_traj=550, polyak=0.7, td_weight=0.93,
+                             vf_num_fits=50, vf_fit_num_batches=100),
+    ("energy", "ppo"): dict(policy_hidden=(256,) * 3, policy_lr=5e-5, critic_hidden=(256,) * 4,
+                            critic_lr=6e-4, len_traj=2880, clip_coef=0.32, ent_coef=0.065,
+                            num_batches=30, num_fits=30),
+    ("energy", "sac"): dict(policy_hidden=(838,) * 2, policy_lr=1e-5, critic_hidden=(937,) * 3,
+                            critic_lr=2.5e-4, buffer_size=300000, polyak=0.3,
+                            learning_starts=6000, policy_freq=1, target_freq=1),
 }
-NUM_ENVS = {"pendulum": 8, "quadrotor": 16}
+NUM_ENVS = {"pendulum": 8, "quadrotor": 16, "energy": 8}
 
 
 @pytest.mark.parametrize("key", sorted(SPEC_TABLE))
@@ -56,7 +66,7 @@ def test_presets_are_the_spec_table(key):
 
 def test_evaluation_grid_and_budgets_of_the_paper():
     budgets = {task: get_task(task).budget for task in NUM_ENVS}
-    assert budgets == {"pendulum": 100_000, "quadrotor": 200_000}
+    assert budgets == {"pendulum": 100_000, "quadrotor": 200_000, "energy": 1_000_000}
     for task, n in NUM_ENVS.items():
         eval_every = get_task(task).eval_every
         assert get_task(task).num_envs == n
@@ -66,6 +76,8 @@ def test_evaluation_grid_and_budgets_of_the_paper():
         assert eval_every["sac"] % n == 0  # whole vector steps
     assert get_task("pendulum").eval_every["shac"] == 2560 == 5 * 64 * 8
     assert get_task("quadrotor").eval_every["sac"] == 5008
+    assert [get_task("energy").eval_every[a] for a in ("shac", "ppo", "sac")] == [13200, 23040,
+                                                                               10000]
 
 
 def test_defaults_come_from_the_task_and_algorithm():
@@ -89,9 +101,12 @@ def test_ray_mask_defaults_and_none_spellings():
 def test_safeguard_options():
     assert TrainConfig().safeguard_options(7) == {}
     assert TrainConfig(safeguard="bp", passthrough=True).safeguard_options(7) == {
-        "passthrough": True}
-    assert TrainConfig(safeguard="rm", centre="orthogonal").safeguard_options(7) == {
-        "mapping": "linear", "centre": "orthogonal", "seed": 7}
+        "passthrough": True, "backend": "exact"}
+    assert TrainConfig(safeguard="rm", centre="orthogonal",
+                       backend="cvxpylayers").safeguard_options(7) == {
+        "mapping": "linear", "centre": "orthogonal", "seed": 7, "backend": "cvxpylayers"}
+    with pytest.raises(ValueError, match="backend"):
+        TrainConfig(backend="scs").validate()
 
 
 @pytest.mark.parametrize("kwargs,match", [

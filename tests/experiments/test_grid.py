@@ -24,6 +24,7 @@ VARIANT_ORDER = variant_labels()
 SPEC_BUDGETS = {  # SPEC §8: interactions and evaluation interval per task and algorithm
     "pendulum": (100_000, {"shac": 2560, "ppo": 13600, "sac": 2504}),
     "quadrotor": (200_000, {"shac": 5504, "ppo": 22400, "sac": 5008}),
+    "energy": (1_000_000, {"shac": 13200, "ppo": 23040, "sac": 10000}),  # SPEC §10
 }
 MODIFICATIONS = ["BP", "BP Regularisation", "RM", "RM Regularisation", "RM Passthrough Gradient",
                  "RM Hyperbolic", "RM Hyperbolic and Regularisation", "RM Orthogonal"]
@@ -36,8 +37,8 @@ def paper_specs() -> list[RunSpec]:
 
 def test_paper_grid_covers_tables_2_to_6(paper_specs):
     training = [s for s in paper_specs if s.kind == "train"]
-    # Tables 2/3: 2 tasks x 3 algos x 3 variants x 10 seeds; Tables 4/5 add 6 SHAC variants
-    assert len(training) == 2 * 3 * 3 * 10 + 2 * 6 * 10
+    # Tables 2/3: 3 tasks x 3 algos x 3 variants x 10 seeds; Tables 4/5 add 6 SHAC variants
+    assert len(training) == 3 * 3 * 3 * 10 + 3 * 6 * 10
     cells = Counter(s.cell for s in training)
     assert set(cells.values()) == {10}
     for task in SPEC_BUDGETS:
@@ -52,8 +53,12 @@ def test_paper_grid_covers_tables_2_to_6(paper_specs):
         assert spec.eval_every == every[spec.algo]
         assert spec.hyper == {}  # the paper's presets
     table6 = [s for s in paper_specs if s.kind == "wallclock"]
-    assert sorted((s.algo, s.variant) for s in table6) == sorted(
-        (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM"))
+    # Table 6 times both safeguard backends; one unsafe run per algorithm is their baseline
+    for backend in ("exact", "cvxpylayers"):
+        timed = [s for s in table6 if s.backend in (backend, None)]
+        assert sorted((s.algo, s.variant) for s in timed) == sorted(
+            (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM"))
+    assert len(table6) == 3 + 3 * 2 * 2
     assert {s.interactions for s in table6} == {10_000} and {s.task for s in table6} == {"pendulum"}
 
 
@@ -115,8 +120,8 @@ def test_safe_sets_change_run_ids(tmp_path):
         (tmp_path / f"{task}.json").write_text(json.dumps({"task": task}))
     paths = resolve_safe_sets(tmp_path, ["pendulum", "quadrotor"])
     assert paths == {t: str((tmp_path / f"{t}.json").resolve()) for t in paths}
-    own = expand(grid)
-    given = expand(grid, safe_sets=paths)
+    own = [s for s in expand(grid) if s.task in paths]
+    given = [s for s in expand(grid, safe_sets=paths) if s.task in paths]
     assert not {s.run_id for s in own} & {s.run_id for s in given}
     assert all(s.safe_set == paths[s.task] and s.safe_set_sha256 for s in given)
     assert resolve_safe_sets(None, ["pendulum"]) == {"pendulum": None}
@@ -225,3 +230,59 @@ def test_populations_keep_runs_with_different_settings_apart(tmp_path):
         group_populations(a, 0)
     with pytest.raises(ValueError, match="listed twice"):
         group_populations([a[0], a[0]])
+
+
+def test_the_safeguard_backend_is_part_of_a_safeguarded_runs_identity(paper_specs):
+    training = [s for s in paper_specs if s.kind == "train"]
+    assert {s.backend for s in training if s.safeguarded} == {"exact"}  # the default
+    assert all(s.backend is None for s in training if not s.safeguarded)
+    bp = next(s for s in training if s.cell == ("pendulum", "shac", "BP"))
+    assert bp.run_id.startswith("pendulum-shac-bp-s0-")  # the default is not spelled out
+    other = RunSpec.from_dict({**bp.to_dict(), "run_id": None, "backend": "cvxpylayers"})
+    assert other.run_id != bp.run_id and other.run_id.startswith("pendulum-shac-bp-cvxpylayers-s0-")
+    assert RunSpec.from_dict(json.loads(json.dumps(other.to_dict()))) == other
+    assert (bp.train_config().backend, other.train_config().backend) == ("exact", "cvxpylayers")
+    # a record written before backends existed (no backend in its identity: the cvxpylayers
+    # programs were the only ones) is never reused for the exact backend
+    legacy = {k: v for k, v in bp.identity().items() if k != "backend"}
+    assert bp.identity() != legacy and bp.identity()["backend"] == "exact"
+    # an unsafe run is the same run whatever the backend
+    unsafe = next(s for s in training if not s.safeguarded)
+    assert RunSpec.from_dict({**unsafe.to_dict(), "run_id": None,
+                              "backend": "cvxpylayers"}) == unsafe
+    assert "backend" not in unsafe.identity()
+    with pytest.raises(ValueError, match="unknown safeguard backend"):
+        RunSpec.from_dict({**bp.to_dict(), "run_id": None, "backend": "scs"})
+
+
+def test_grids_choose_backends_and_a_cell_never_mixes_them(tmp_path):
+    blocks = [{"name": "a", "tables": ["table4"], "tasks": ["pendulum"], "algos": ["shac"],
+               "variants": ["none", "BP"], "seeds": [0]},
+              {"name": "b", "tables": ["table5"], "tasks": ["pendulum"], "algos": ["shac"],
+               "variants": ["RM"], "seeds": [0], "backend": "exact"}]
+    wallclock = {"task": "pendulum", "interactions": 512, "algos": ["shac"],
+                 "variants": ["none", "BP"]}
+    grid = load_grid(_write_grid(tmp_path / "g.json", experiments=blocks, wallclock=wallclock,
+                                 backend="cvxpylayers"))
+    assert grid.backend == "cvxpylayers" and grid.wallclock["backends"] == ["cvxpylayers"]
+    specs = expand(grid)
+    by_cell = {(s.kind, s.variant): s.backend for s in specs}
+    assert by_cell == {("train", "No Safeguard"): None, ("train", "BP"): "cvxpylayers",
+                       ("train", "RM"): "exact", ("wallclock", "No Safeguard"): None,
+                       ("wallclock", "BP"): "cvxpylayers"}
+    both = load_grid(_write_grid(tmp_path / "w.json", experiments=blocks,
+                                 wallclock={**wallclock, "backends": ["exact", "cvxpylayers"]}))
+    timing = [s for s in expand(both) if s.kind == "wallclock"]
+    assert sorted((s.variant, str(s.backend)) for s in timing) == [
+        ("BP", "cvxpylayers"), ("BP", "exact"), ("No Safeguard", "None")]
+    for bad, match in [({"backend": "scs"}, "unknown safeguard backend"),
+                       ({"wallclock": {**wallclock, "backends": []}}, "backends"),
+                       ({"wallclock": {**wallclock, "backends": ["exact", "exact"]}},
+                        "duplicate backends"),
+                       ({"experiments": [{**blocks[0], "backend": "qp"}]},
+                        "unknown safeguard backend")]:
+        with pytest.raises(ValueError, match=match):
+            load_grid(_write_grid(tmp_path / "bad.json", **{"experiments": blocks, **bad}))
+    mixed = [blocks[0], {**blocks[0], "name": "c", "seeds": [1], "backend": "cvxpylayers"}]
+    with pytest.raises(ValueError, match="mix runs"):
+        expand(load_grid(_write_grid(tmp_path / "m.json", experiments=mixed)))

@@ -32,7 +32,7 @@ def _spec(seed: int = 0) -> RunSpec:
 
 
 def test_monitor_counts_states_outside_the_safe_set():
-    env = _pendulum_env()
+    env = make_vec("pendulum", num_envs=4, seed=0)  # the project's set lies inside S
     zonotope = env.safe_set.state
     c = zonotope.center[0]
     G = zonotope.generators[0]
@@ -51,6 +51,10 @@ def test_monitor_counts_states_outside_the_safe_set():
     assert report["violations"] == 1 and report["env_steps"] == 2
     assert report["max_gauge"] == pytest.approx(1.5, rel=1e-6)
     assert report["examples"][0]["gauge"] == pytest.approx(1.5, rel=1e-6)
+    # the monitor also requires the box S (exact H-rep test, no LP)
+    beyond = torch.tensor([[0.0, 8.5]], dtype=G.dtype)
+    monitor.observe(env, {"state": beyond})
+    assert monitor.violations == 2
 
 
 def test_monitor_observes_env_steps_only_inside_the_block(tmp_path):

@@ -174,6 +174,17 @@ def test_existing_run_with_another_config_is_refused(tmp_path):
         train(tiny(seed=5), tmp_path, progress=False)
 
 
+def test_a_run_written_before_backends_resumes_only_as_cvxpylayers(tmp_path):
+    from safegbpo.experiments.runner import _check_same_config
+
+    legacy = {k: v for k, v in tiny(safeguard="bp").to_dict().items() if k != "backend"}
+    _check_same_config(tiny(safeguard="bp", backend="cvxpylayers"), legacy, tmp_path)
+    with pytest.raises(ValueError, match="backend: existing 'cvxpylayers' vs requested 'exact'"):
+        _check_same_config(tiny(safeguard="bp"), legacy, tmp_path)
+    unsafe = {k: v for k, v in tiny().to_dict().items() if k != "backend"}
+    _check_same_config(tiny(), unsafe, tmp_path)  # no safeguard: the backend is irrelevant
+
+
 def test_invalid_config_or_out_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="interactions must be a positive integer"):
         train(tiny(interactions=-1), tmp_path / "never", progress=False)

@@ -143,3 +143,18 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_curve(tmp_path, seeds):
         assert result["curve"] == reference_result["curve"]
         assert result["eval_set_curve"] == reference_result["eval_set_curve"]
         assert not list((out / run).glob(".*.tmp"))
+
+
+def test_backend_option_reaches_the_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--safeguard", "bp", "--backend", "cvxpylayers",
+            "--interactions", "32", "--eval-every", "32", "--out", str(out)]
+    assert main(argv) == 0
+    assert read_result(out)["config"]["backend"] == "cvxpylayers"
+    # the backend is part of the run's config: resuming with the other one is refused
+    assert main([a if a != "cvxpylayers" else "exact" for a in argv]) == 2
+    assert "different config (backend: existing 'cvxpylayers' vs requested 'exact'" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse lists the valid choices, exit code 2
+        main(["train", *TINY, "--backend", "scs", "--out", str(tmp_path / "never")])
+    assert "invalid choice: 'scs'" in capsys.readouterr().err

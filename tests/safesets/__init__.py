@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 from safegbpo.safesets import CACHE_ENV_VAR, SafeSet, get_safe_set
+from safegbpo.tasks import task_names
 from tests import helpers
 
-TASKS = ("pendulum", "quadrotor")
+#: The registered tasks (taken at import, before any test registers a fake task).
+TASKS = task_names()
+#: The tasks the reference implementation ships a safe-set file for (``safe_sets/<task>.json``;
+#: its energy system uses the state box instead, SPEC §10).
+REFERENCE_SET_TASKS = ("pendulum", "quadrotor")
 
 _SETS: dict[str, SafeSet] = {}
 
@@ -35,11 +40,15 @@ def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def project_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SafeSet]:
-    """The project's certified set of every task (computed once, via the session cache)."""
-    if not _SETS:
+def project_set(tmp_path_factory: pytest.TempPathFactory, task: str) -> SafeSet:
+    """The project's certified set of ``task`` (computed once, via the session cache)."""
+    if task not in _SETS:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv(CACHE_ENV_VAR, str(session_cache_dir(tmp_path_factory)))
-            for task in TASKS:
-                _SETS[task] = get_safe_set(task)
-    return dict(_SETS)
+            _SETS[task] = get_safe_set(task)
+    return _SETS[task]
+
+
+def project_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SafeSet]:
+    """The project's certified set of every task (computed once, via the session cache)."""
+    return {task: project_set(tmp_path_factory, task) for task in TASKS}

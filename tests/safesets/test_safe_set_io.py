@@ -12,7 +12,7 @@ import torch
 
 from safegbpo.safesets import SAFE_SET_FORMAT, SafeSet
 from safegbpo.sets import Zonotope
-from tests.safesets import reference_file
+from tests.safesets import REFERENCE_SET_TASKS, reference_file
 
 F64 = torch.float64
 
@@ -82,7 +82,7 @@ class TestRoundTrip:
         assert path.read_text() == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
 
-    @pytest.mark.parametrize("task", ["pendulum", "quadrotor"])
+    @pytest.mark.parametrize("task", REFERENCE_SET_TASKS)
     def test_reference_files_load(self, task):
         path = reference_file(task)
         safe = SafeSet.load(path)
