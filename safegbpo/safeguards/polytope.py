@@ -49,6 +49,16 @@ from torch import Tensor
 from safegbpo.safeguards.action_set import ActionSetData, ActionSetStructure
 from safegbpo.sets.hrep import HRep, zonotope_hrep
 
+
+def small_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for batches of small matrices ``(..., m, k) x (..., k, n)``, as a product and a
+    sum over ``k``: every batch row's result (and gradient) is computed by the same elementwise
+    and reduction kernels whatever the batch size and the row's position in it, bitwise.  A
+    batched BLAS product is not (its kernel choice depends on the sizes and on the memory
+    alignment of each row's block), which would make a seed's safe actions depend on the other
+    seeds of a population (:mod:`safegbpo.algorithms.population`)."""
+    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+
 __all__ = ["EXACT_MARGIN", "EXACT_TOL", "ActionPolytope", "ExactActionSet"]
 
 #: Default tightening of the exact backend (none: the rows are exact; module docstring).
@@ -75,10 +85,12 @@ class ActionPolytope:
             table is ``H_k = C_k + G_k B``, ``h_k = bound_k - G_k q`` with ``q = f0 - B a0``.
         owner: the :class:`ExactActionSet` (row tables).
         data: the linearisation (torch, with the state's graph).
-        bound: ``(T,)`` (or ``(N, T)`` when the noise reduction differs per state) offsets of
-            the row table for this call.
-        noise_varies: ``E G_W`` differs between states (then the reduction ``|G_k E G_W| 1``
-            is recomputed with autograd in :meth:`rows`).
+        bound: ``(T,)`` (or ``(N, T)``) offsets of the row table for this call; without the
+            noise reduction when ``noise_varies``.
+        noise_varies: :meth:`rows` subtracts the noise reduction ``|G_k E G_W| 1`` itself, with
+            autograd (:meth:`ExactActionSet.polytope` always sets it when there is noise, so a
+            state's rows do not depend on whether ``E G_W`` differs between the states of a
+            batch).
     """
 
     A: np.ndarray
@@ -105,7 +117,7 @@ class ActionPolytope:
             a0 = torch.as_tensor(self.owner.structure.box_center, dtype=like.dtype,
                                  device=like.device)
             f0, B, _, _ = self.data.linearisation
-            self._cache["q"] = f0 - B @ a0
+            self._cache["q"] = f0 - (B * a0).sum(-1)
         return self._cache["q"]
 
     def rows(self, index: np.ndarray, like: Tensor,
@@ -132,10 +144,10 @@ class ActionPolytope:
                 G_np = G_np / scale[..., None]
             G = torch.as_tensor(G_np, dtype=like.dtype, device=like.device)
             _, B, _, EG_W = self.data.linearisation
-            H = H + G @ B
-            h = h - (G @ self._q(like).unsqueeze(-1)).squeeze(-1)
+            H = H + small_matmul(G, B)
+            h = h - (G * self._q(like).unsqueeze(-2)).sum(-1)
             if self.noise_varies:
-                h = h - torch.abs(G @ EG_W).sum(-1)
+                h = h - torch.abs(small_matmul(G, EG_W)).sum(-1)
         return H, h
 
     def subset(self, rows: np.ndarray) -> ActionPolytope:
@@ -235,6 +247,7 @@ class ExactActionSet:
         self._noise_last: tuple[Any, ...] | None = None
         self._bound_key: np.ndarray | None = None
         self._bound = np.zeros(0)
+        self._raw_bound: np.ndarray | None = None
         self._a0 = s.box_center
         self._radius = radius
         # normalised fixed rows
@@ -295,7 +308,9 @@ class ExactActionSet:
                     or self._noise_key.shape != first.shape \
                     or not np.array_equal(self._noise_key, first):
                 self._noise_key = first.copy()
-                self._noise_reduction = np.abs(F @ first).sum(axis=1)
+                # the same product as the per-state branch (one slice of a stacked ``F @ W``),
+                # so a state's reduction does not depend on the other states of the batch
+                self._noise_reduction = np.abs(F @ first[None]).sum(axis=2)[0]
             out = (self._noise_reduction, False)
         else:
             out = (np.abs(F @ W).sum(axis=2), True)
@@ -365,7 +380,13 @@ class ExactActionSet:
         norm = np.concatenate([np.broadcast_to(self.fixed_norm, (N, R_fix)), scale], axis=1)
         source = np.concatenate([np.broadcast_to(np.arange(R_fix), (N, R_fix)),
                                  np.where(valid_ind, R_fix + order, -1)], axis=1)
-        return ActionPolytope(A, b, valid, norm, source, self, data, bound, varies)
+        # ActionPolytope.rows recomputes h in torch from the offsets without the noise
+        # reduction and subtracts |G_k E G_W| 1 itself, whether or not E G_W differs between the
+        # states: a state's rows are then computed the same way whatever the other states of the
+        # batch are (bitwise: the seeds of a population get their single-seed actions)
+        raw = self._raw_bound_table()
+        return ActionPolytope(A, b, valid, norm, source, self, data, raw,
+                              varies or bool(np.any(r)))
 
     def fixed_polytope(self) -> ActionPolytope:
         """The state-independent rows alone (box and ``U_s``) as a batch-1 polytope."""
@@ -375,6 +396,13 @@ class ExactActionSet:
                               np.arange(R_fix).reshape(1, -1), self,
                               ActionSetData.explicit_only(1),
                               np.concatenate([self.fixed_b, np.zeros(1)]))
+
+    def _raw_bound_table(self) -> np.ndarray:
+        """Offsets of the row table without the noise reduction."""
+        if self._raw_bound is None:
+            self._raw_bound = np.concatenate([self.fixed_b, self.upper, -self.lower,
+                                              np.zeros(1)])
+        return self._raw_bound
 
     def _bound_table(self, r: np.ndarray) -> np.ndarray:
         """Offsets of the row table for the (state-independent) noise reduction ``r``."""

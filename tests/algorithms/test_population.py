@@ -26,7 +26,7 @@ from safegbpo.tasks import task_names
 from .conftest import make_env, make_plain_env, task_safe_set
 
 F64 = torch.float64
-TASKS = ("pendulum", "quadrotor")
+TASKS = ("pendulum", "quadrotor", "energy")
 
 
 def actions_for(env, generator: torch.Generator) -> torch.Tensor:
@@ -105,6 +105,32 @@ def test_block_states_move_between_populations(task):
         merged.load_block_states([a.block_state(0), c.block_state(1)])
 
 
+def test_energy_blocks_carry_each_rows_hour():
+    """The energy env's per-row hour (its episode start, hence its exogenous inputs) moves with a
+    block: blocks at different hours, reassembled, continue exactly as in their populations,
+    through the time limit (autoresets keep each row's start hour)."""
+    a = make_env("energy", 2, members=2, episode_length=5)
+    b = make_env("energy", 2, members=1, episode_length=5)
+    a.reset(seed=[1, 2], options={"start_hour": torch.tensor([10, 20, 30, 40])})
+    b.reset(seed=[3], options={"start_hour": 500})
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        a.step(actions_for(a, g))
+        b.step(actions_for(b, g))
+    merged = make_env("energy", 2, members=2, episode_length=5)
+    merged.reset(seed=[0, 0])  # every row at the default hour 7800
+    merged.load_block_states([b.block_state(0), a.block_state(1)])
+    assert merged.hours.tolist() == [503, 503, 33, 43]
+    for _ in range(4):  # crosses the time limit
+        action = actions_for(merged, g)
+        out = merged.step(action)
+        ref_b = b.step(action[:2])
+        ref_a = a.step(torch.cat([torch.zeros(2, 2, dtype=F64), action[2:]]))
+        assert torch.equal(out[0][:2], ref_b[0]) and torch.equal(out[0][2:], ref_a[0][2:])
+        assert torch.equal(out[1][:2], ref_b[1]) and torch.equal(out[1][2:], ref_a[1][2:])
+    assert merged.hours.tolist() == [502, 502, 32, 42]
+
+
 @pytest.mark.parametrize("task", task_names())
 def test_per_row_state_of_every_task_is_declared(task):
     """Every tensor attribute of a task env with one row per environment is in ROW_ATTRIBUTES
@@ -181,7 +207,14 @@ def test_a_member_trains_bitwise_as_in_a_population_of_one(key, task):
 
 
 @pytest.mark.parametrize("task,safeguard,options", [
-    ("pendulum", "bp", {}), ("pendulum", "rm", {}), ("quadrotor", "rm", {"mapping": "hyperbolic"}),
+    ("pendulum", "bp", {}), ("pendulum", "rm", {}), ("energy", "bp", {}),
+    ("quadrotor", "bp", {}), ("pendulum", "bp", {"backend": "cvxpylayers"}),
+    ("quadrotor", "rm", {"mapping": "hyperbolic", "backend": "cvxpylayers"}),
+    pytest.param("quadrotor", "rm", {"mapping": "hyperbolic"}, marks=pytest.mark.xfail(
+        strict=True, reason="known: the exact backend's 2-D zonotopic centre (batched IPM + "
+        "one Newton step from its iterate) depends on the other rows of a batch at rounding "
+        "level (~1e-16), so an exact-backend ray-mask seed in a population is not bitwise its "
+        "single-seed run")),
 ])
 def test_safeguarded_member_is_independent_of_its_population(task, safeguard, options):
     """One batched safeguard call for all members; per-member counters from its row masks."""
