@@ -97,7 +97,7 @@ from safegbpo.io import (
     remove_stale_temporaries,
     torch_load,
 )
-from safegbpo.safeguards import PAPER_BACKEND
+from safegbpo.safeguards import DEFAULT_BACKEND, PAPER_BACKEND
 
 __all__ = [
     "train",
@@ -285,9 +285,11 @@ def _check_population(configs: Sequence[TrainConfig], out_dirs: Sequence[str | o
 def _check_same_config(config: TrainConfig, stored: Any, out: Path) -> None:
     if not isinstance(stored, dict):
         raise ValueError(f"{out} holds a run without a readable config; use another --out")
-    if "backend" not in stored and stored.get("safeguard") is not None:
-        # written before the exact backend existed: its safeguard ran the Eq 6 programs
-        stored = {**stored, "backend": PAPER_BACKEND}
+    if "backend" not in stored:
+        # written before the exact backend existed: its safeguard ran the Eq 6 programs (an
+        # unsafe run is the same under any backend: the default)
+        stored = {**stored, "backend": PAPER_BACKEND if stored.get("safeguard") is not None
+                  else DEFAULT_BACKEND}
     if "env_options" not in stored:
         # written before env options existed: the task's default environment
         stored = {**stored, "env_options": {}}
