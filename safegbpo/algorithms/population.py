@@ -14,7 +14,11 @@ the other members are and whatever ``P`` is (tests in ``tests/algorithms/test_po
 Every random draw of a member comes from the member's own generators, in the same order as in a
 population of one, and every batched kernel gives each member the result it gives a population
 of one (see :mod:`~safegbpo.algorithms.networks` for the matrix products and elementwise
-functions).  A single-seed run is a population of one through the same code.
+functions).  A single-seed run is a population of one through the same code.  The safeguard
+is one batched call for all rows; the exact backend's rows are computed per state
+(:meth:`~safegbpo.safeguards.polytope.ActionPolytope.rows`), except its 2-D zonotopic centre
+(ray mask), whose batched solver makes a row depend on the others at rounding level (a known
+exception, ``tests/algorithms/test_population.py``).
 
 This module provides
 
