@@ -29,9 +29,24 @@ Solvers:
   system from the (detached) solution, ``z = z* - J^+ R(z*; H, h)`` (``J`` detached), whose
   derivative is the implicit-function derivative ``-J^{-1} dR/dp``.
   **Tie-break** (decision): ``l*`` is unique (strictly concave objective) but ``c*`` is not
-  when the active rows pin ``c`` in one direction only (``Z`` squeezed between two parallel
-  edges, e.g. in a thin strip of ``A``); then the optimal centres form a segment and the
-  *midpoint* of that segment is returned (its derivative included).  The cvxpylayers backend
+  when two antiparallel rows pin ``c`` in one direction only (``Z`` squeezed between two
+  parallel edges, e.g. a thin strip of ``A``; frequent on the energy task); then the optimal
+  centres form a segment and its *midpoint* is returned.  The rule is a function of the rows
+  and ``l*`` alone (:func:`_pinch`), never of the solver's path: a state is *pinched* when
+  two rows tight at the solution have antiparallel action normals (within
+  :data:`_PINCH_ANGLE` ``= 1e-9``); the segment's ends are the ratio tests of the rows not
+  parallel to it within that angle (a nearly parallel row would make the end
+  ``slack / sin(angle)`` ill-conditioned: with ``sin ~ 1e-11`` rounding moved the centre by
+  ``~1e-6`` between calls, depending on the warm start); rows parallel within the angle
+  may then be violated at the midpoint by ``<= 1e-9 * length``, and ``l`` is scaled down by
+  the least factor that restores ``Z ⊆ P`` exactly.  Warm starts change the speed only: the
+  same states give the same ``(c, l)`` to rounding (``~1e-16``).  Gradient convention
+  there: ``l`` by the implicit derivative of the KKT system on *all* tight rows (tilt within
+  the angle removed, pseudo-inverse: a tight end row has a zero multiplier), ``c`` by the
+  derivative of the midpoint formula with the pinching and end rows held fixed (one
+  element of the Clarke generalised derivative; where the pinching or the end rows change,
+  the centre is continuous only if the segment shrinks to a point there — the argmax of
+  Eq 52–53 is set-valued, no selection is continuous everywhere).  The cvxpylayers backend
   returns an unspecified point of that segment.
 """
 
@@ -51,6 +66,8 @@ __all__ = ["inside", "project", "ray_distance", "zonotopic_centre", "zonotope_ra
 FEAS_TOL = 1e-12
 # pairs of rows with |det| below this are parallel (no vertex)
 _PARALLEL = 1e-12
+# action normals within this angle (|sin|) are parallel for the centre's tie-break (_pinch)
+_PINCH_ANGLE = 1e-9
 # interior-point method
 _IPM_MAX_ITER = 80
 _IPM_TOL = 1e-13
@@ -600,27 +617,134 @@ def _degenerate(A: np.ndarray, active: np.ndarray, d: int) -> tuple[np.ndarray, 
     return degenerate & present.any(1), first
 
 
-def _segment_midpoint(A: np.ndarray, b: np.ndarray, z: np.ndarray, active: np.ndarray,
-                      first: np.ndarray, degenerate: np.ndarray,
-                      d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For the ``degenerate`` states: ``(degenerate, u (N, 2), ends (N, 2), shift (N,))``:
-    the optimal centres form the segment ``c + t u``, ``-t_minus <= t <= t_plus`` (rows
-    ``ends`` bound it), and ``c + shift u`` is its midpoint; ``u`` is the perpendicular of
-    the normal of ``active[:, first]``."""
+def _pinch(A: np.ndarray, b: np.ndarray, z: np.ndarray, valid: np.ndarray,
+           d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Canonical centre on the optimal segment (``d = 2``; module docstring, *Tie-break*).
+
+    Decided from the rows and ``(c, l)`` alone, never from the solver's active set (which
+    depends on the warm start): a state is *pinched* when two rows that are tight at ``z``
+    (slack ``<= 1e-9 (1 + |b|)``) have antiparallel action normals (``|n_i x n_j| <=``
+    :data:`_PINCH_ANGLE`, ``n_i . n_j < 0``).  Then every optimal centre lies on the line
+    through ``c`` along ``u = perp(n_p)`` (``p`` the lowest-index pinching row); its ends
+    are the ratio tests of the rows *not* parallel to the line (``|n_k . u| >``
+    :data:`_PINCH_ANGLE`; a nearly parallel row as an end would make the end ill-conditioned,
+    ``slack / (n_k . u)`` with ``n_k . u -> 0``).
+
+    Returns ``(pinched (N,), p (N,), u (N, 2), ends (N, 2), shift (N,))``: ``c + shift u`` is
+    the midpoint of the segment between the rows ``ends`` (``-1`` where none bounds it).
+    """
     N = A.shape[0]
-    n = A[np.arange(N), np.maximum(active[np.arange(N), first], 0), :d]
-    n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+    Ac = A[:, :, :d]
+    slack = b - (A @ z[..., None])[..., 0]
+    tight = valid & (np.linalg.norm(Ac, axis=-1) > 0.5) & (slack <= 1e-9 * (1.0 + np.abs(b)))
+    # the (few) tight rows of each state, lowest index first
+    r = max(int(tight.sum(1).max()) if N else 0, 1)
+    take = np.arange(N)[:, None]
+    order = np.argsort(~tight, axis=1, kind="stable")[:, :r]
+    present = tight[take, order]
+    T = np.where(present[..., None], Ac[take, order], 0.0)  # (N, r, 2)
+    cross = np.abs(T[:, :, None, 0] * T[:, None, :, 1] - T[:, :, None, 1] * T[:, None, :, 0])
+    dot = np.einsum("nid,njd->nij", T, T)
+    anti = present[:, :, None] & present[:, None, :] & (cross <= _PINCH_ANGLE) & (dot < 0.0)
+    has = anti.any(2)
+    pinched = has.any(1)
+    p = order[np.arange(N), np.argmax(has, axis=1)]
+    n = Ac[np.arange(N), p]
     u = np.stack([-n[:, 1], n[:, 0]], axis=1)
-    slack = b - (A @ z[..., None])[..., 0]  # distances with l fixed
-    den = (A[:, :, :d] @ u[..., None])[..., 0]
+    den = (Ac @ u[..., None])[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        plus = np.where(den > _PARALLEL, slack / den, np.inf)
-        minus = np.where(den < -_PARALLEL, slack / -den, np.inf)
+        plus = np.where(valid & (den > _PINCH_ANGLE), np.maximum(slack, 0.0) / den, np.inf)
+        minus = np.where(valid & (den < -_PINCH_ANGLE), np.maximum(slack, 0.0) / -den, np.inf)
     kp, km = plus.argmin(1), minus.argmin(1)
     tp, tm = plus[np.arange(N), kp], minus[np.arange(N), km]
-    degenerate = degenerate & np.isfinite(tp) & np.isfinite(tm) & (tp + tm > 1e-12)
-    shift = np.where(degenerate, 0.5 * (tp - tm), 0.0)
-    return degenerate, u, np.stack([kp, km], axis=1), shift
+    pinched &= np.isfinite(tp) & np.isfinite(tm)
+    shift = np.where(pinched, 0.5 * (tp - tm), 0.0)
+    return pinched, np.where(pinched, p, -1), u, np.stack([kp, km], axis=1), shift
+
+
+def _pinch_active_set(A: np.ndarray, b: np.ndarray, z: np.ndarray, valid: np.ndarray,
+                      active: np.ndarray, lamI: np.ndarray, pinched: np.ndarray,
+                      pin: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical active set of the ``pinched`` states: *all* rows tight at ``z`` (slack
+    ``<= 1e-9 (1 + |b|)``; an independent subset, lowest index first) with their
+    minimum-norm least-squares multipliers of the stationarity ``A_I^T lam = (0, 1/l)``,
+    instead of the solver's active set (which depends on the warm start: a row ending the
+    segment is tight or not depending on where the solver landed).  A tight end row with
+    zero multiplier changes only ``c`` along the segment, which the midpoint rule sets."""
+    N, R, nz = A.shape
+    Ac = A[:, :, :d]
+    del pin
+    slack = b - (A @ z[..., None])[..., 0]
+    rows = pinched[:, None] & valid & (np.linalg.norm(Ac, axis=-1) > 0.5) \
+        & (slack <= 1e-9 * (1.0 + np.abs(b)))
+    width = max(int(rows.sum(1).max()), 1)
+    order = np.argsort(~rows, axis=1, kind="stable")[:, :width]
+    take = np.arange(N)[:, None]
+    cand = np.where(rows[take, order], order, -1)
+    cand = _independent(A, cand, np.zeros((N, R)))
+    # least-squares multipliers: A_I^T lam = -grad = (0, 1/l)
+    present = cand >= 0
+    AI = np.where(present[..., None], A[take, np.maximum(cand, 0)], 0.0)  # (N, r, nz)
+    target = np.concatenate([np.zeros((N, d)), 1.0 / z[:, d:]], axis=1)
+    lam = np.einsum("nij,nj->ni", np.linalg.pinv(np.transpose(AI, (0, 2, 1)), rcond=1e-12),
+                    target)
+    lam = np.where(present, lam, 0.0)
+    # widen the arrays and write the pinched states
+    w = max(active.shape[1], cand.shape[1])
+    out_a = np.full((N, w), -1)
+    out_l = np.zeros((N, w))
+    out_a[:, : active.shape[1]], out_l[:, : lamI.shape[1]] = active, lamI
+    sel = np.flatnonzero(pinched)
+    out_a[sel] = -1
+    out_l[sel] = 0.0
+    out_a[sel, : cand.shape[1]] = cand[sel]
+    out_l[sel, : cand.shape[1]] = lam[sel]
+    return out_a, out_l
+
+
+def _pinch_midpoint(poly: ActionPolytope, D: Tensor, c: Tensor, l: Tensor,
+                    pinched: np.ndarray, pin: np.ndarray, ends: np.ndarray,
+                    like: Tensor) -> tuple[Tensor, Tensor]:
+    """Torch (autograd) half of the tie-break for the ``pinched`` states: move ``c`` to the
+    midpoint of the optimal segment along ``u = perp(n_pin)`` between the rows ``ends``, then
+    scale ``l`` down by the least factor that keeps ``Z`` exactly inside every row (rows
+    parallel to the segment within :data:`_PINCH_ANGLE` are not ends; at the midpoint they
+    may be violated by ``<= _PINCH_ANGLE * length``, which the scaling removes)."""
+    N = c.shape[0]
+    device = like.device
+    pin_t = torch.as_tensor(pinched, device=device)
+    Hp, _ = poly.rows(np.where(pinched, pin, -1)[:, None], like, normalised=True)
+    n_t = Hp[:, 0]
+    u_t = torch.stack([-n_t[:, 1], n_t[:, 0]], dim=-1)
+    He, be = poly.rows(np.where(pinched[:, None], ends, -1), like, normalised=True)
+    slack = be - (He @ c.unsqueeze(-1)).squeeze(-1) \
+        - (torch.abs(He @ D) @ l.unsqueeze(-1)).squeeze(-1)
+    den = (He @ u_t.unsqueeze(-1)).squeeze(-1)
+    den = torch.where(pin_t.unsqueeze(-1), den, torch.ones_like(den))
+    t_plus, t_minus = slack[:, 0] / den[:, 0], slack[:, 1] / (-den[:, 1])
+    shift = torch.where(pin_t, 0.5 * (t_plus - t_minus), torch.zeros_like(t_plus))
+    c = c + shift.unsqueeze(-1) * u_t
+    # exact containment: l <- l (1 - kappa), kappa = max_k excess_k / (|H_k G_dir| l)
+    with torch.no_grad():
+        A, b = poly.A, poly.b
+        zc = np.concatenate([c.detach().cpu().numpy(), l.detach().cpu().numpy()], axis=1)
+        Afull = np.concatenate([A, np.abs(A @ D.detach().cpu().numpy())], axis=2)
+        excess = (Afull @ zc[..., None])[..., 0] - b
+        width = (Afull[:, :, A.shape[2]:] @ zc[:, A.shape[2]:, None])[..., 0]
+        ratio = np.where(poly.valid & (excess > 1e-14 * (1.0 + np.abs(b))) & (width > 0),
+                         excess / np.where(width > 0, width, 1.0), 0.0)
+        k = ratio.argmax(1)
+        shrink = pinched & (ratio[np.arange(N), k] > 0.0)
+    if shrink.any():
+        Hk, hk = poly.rows(np.where(shrink, k, -1)[:, None], like, normalised=True)
+        Hk, hk = Hk[:, 0], hk[:, 0]
+        wk = (torch.abs(Hk @ D) * l).sum(-1)
+        sh = torch.as_tensor(shrink, device=device)
+        wk = torch.where(sh, wk, torch.ones_like(wk))
+        kappa = ((Hk * c).sum(-1) + wk - hk) / wk
+        kappa = torch.where(sh, kappa, torch.zeros_like(kappa))
+        l = l * (1.0 - kappa).unsqueeze(-1)
+    return c, l
 
 
 def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.ndarray,
@@ -715,14 +839,24 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
     z = np.where(solved[:, None], z, np.concatenate([np.broadcast_to(box_center, (N, d)),
                                                      np.ones((N, K))], axis=1))
     active = np.where(solved[:, None], active, -1)
-    degenerate, first = _degenerate(A, active, d)
-    degenerate &= solved
-    if degenerate.any():
-        degenerate, u, ends, shift = _segment_midpoint(A, b, z, active, first, degenerate, d)
-        z[:, :d] += shift[:, None] * u
+    # canonical centre (tie-break): decided from (H, h, l) only, never from the warm start
+    pinched, pin, u, ends, _ = _pinch(A, b, z, poly.valid, d)
+    pinched &= solved
+    if pinched.any():
+        active, lamI = _pinch_active_set(A, b, z, poly.valid, active, lamI, pinched, pin, d)
     # -- torch: one Newton step of the active-set KKT system (implicit derivative) -------------
-    _, J = _kkt(A, z, active, d)
-    Jinv = _inverse_kkt(J, degenerate | ~solved)
+    A_kkt = A
+    if pinched.any():
+        # the position along the segment (direction u) is set by the midpoint rule: remove
+        # the <= _PINCH_ANGLE tilt of the rows parallel to it, so J is exactly singular along
+        # (u, 0) unless a tight end row pins it, and take J^+
+        A_kkt = A.copy()
+        Ac = A_kkt[pinched, :, :d]
+        uu = u[pinched][:, None, :]
+        along = (Ac * uu).sum(-1, keepdims=True)
+        A_kkt[pinched, :, :d] = np.where(np.abs(along) <= _PINCH_ANGLE, Ac - along * uu, Ac)
+    _, J = _kkt(A_kkt, z, active, d)
+    Jinv = _inverse_kkt(J, ~solved | pinched)
     Jp = torch.as_tensor(Jinv, dtype=like.dtype, device=device)
     lam_t = torch.as_tensor(np.where(active >= 0, lamI, 0.0), dtype=like.dtype, device=device)
     z_t = torch.as_tensor(z, dtype=like.dtype, device=device)
@@ -735,19 +869,8 @@ def zonotopic_centre(poly: ActionPolytope, directions: Tensor, box_center: np.nd
                                  torch.zeros_like(bI))], dim=1)
     z_new = z_t - (Jp @ res.unsqueeze(-1)).squeeze(-1)[:, : d + K]
     c, l = z_new[:, :d], z_new[:, d:]
-    if bool(degenerate.any()):
-        deg = torch.as_tensor(degenerate, device=device)
-        n_t = HI[torch.arange(N, device=device), torch.as_tensor(first, device=device)]
-        n_t = n_t / torch.linalg.vector_norm(n_t, dim=-1, keepdim=True).clamp_min(1e-300)
-        u_t = torch.stack([-n_t[:, 1], n_t[:, 0]], dim=-1)
-        He, be = poly.rows(np.where(degenerate[:, None], ends, -1), like, normalised=True)
-        slack = be - (He @ c.unsqueeze(-1)).squeeze(-1) \
-            - (torch.abs(He @ D) @ l.unsqueeze(-1)).squeeze(-1)
-        den = (He @ u_t.unsqueeze(-1)).squeeze(-1)
-        den = torch.where(deg.unsqueeze(-1), den, torch.ones_like(den))
-        t_plus, t_minus = slack[:, 0] / den[:, 0], slack[:, 1] / (-den[:, 1])
-        shift_t = torch.where(deg, 0.5 * (t_plus - t_minus), torch.zeros_like(t_plus))
-        c = c + shift_t.unsqueeze(-1) * u_t
+    if bool(pinched.any()):
+        c, l = _pinch_midpoint(poly, D, c, l, pinched, pin, ends, like)
     ok = torch.as_tensor(solved, device=device)
     c = torch.where(ok.unsqueeze(-1), c,
                     torch.as_tensor(box_center, dtype=like.dtype, device=device).expand_as(c))

@@ -177,6 +177,33 @@ def centre_is_unique(H: np.ndarray, h: np.ndarray, directions: np.ndarray, c: np
     return extent <= tol
 
 
+def optimal_centre_segment(H: np.ndarray, h: np.ndarray, directions: np.ndarray,
+                           c: np.ndarray, l: np.ndarray) -> tuple[float, float]:
+    """``(t_plus, t_minus)``: how far ``c`` can move either way along the segment of optimal
+    centres ``{c : H c <= h - |H G_dir| l}`` (``d = 2``; equal at its midpoint).  The
+    direction ``u`` of the segment is the one of largest extent of the set relaxed by
+    ``1e-10`` (HiGHS LPs); the ends are the ratio tests over the rows not parallel to ``u``
+    (``|H_k u| > 1e-6``: rows parallel to the segment within that angle do not end it)."""
+    from scipy.optimize import linprog
+
+    b = h - np.abs(H @ directions) @ l
+    best = None
+    for k in range(H.shape[1]):
+        e = np.zeros(H.shape[1])
+        e[k] = 1.0
+        lo, hi = (linprog(sign * e, A_ub=H, b_ub=b + 1e-10, bounds=[(None, None)] * 2,
+                          method="highs").x for sign in (1.0, -1.0))
+        if best is None or np.linalg.norm(hi - lo) > np.linalg.norm(best):
+            best = hi - lo
+    assert best is not None
+    u = best / np.linalg.norm(best)
+    slack = np.maximum(b - H @ c, 0.0)
+    den = H @ u
+    t_plus = np.min(np.where(den > 1e-6, slack / np.where(den > 1e-6, den, 1.0), np.inf))
+    t_minus = np.min(np.where(den < -1e-6, slack / np.where(den < -1e-6, -den, 1.0), np.inf))
+    return float(t_plus), float(t_minus)
+
+
 def kkt_residual(H: np.ndarray, h: np.ndarray, directions: np.ndarray, c: np.ndarray,
                  l: np.ndarray) -> tuple[float, float]:
     """KKT certificate of ``(c, l)`` for ``max sum log l`` s.t. ``H c + |H G_dir| l <= h``:
