@@ -301,7 +301,7 @@ class TrainConfig:
         from safegbpo.safesets import SafeSet
 
         safe_set = SafeSet.load(path)
-        if safe_set.task != self.task:
+        if safe_set.task != get_task(self.task).key:
             raise ValueError(f"safe-set file {path!r} is for task {safe_set.task!r}, "
                              f"not {self.task!r}")
 

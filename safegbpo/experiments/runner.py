@@ -4,7 +4,7 @@ Output directory ``out_dir`` (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
-  seconds}, "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
+  seconds}, "safe_set_source", "safe_set_certification", "data_sources" (the env's exogenous data, e.g. the energy
   task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
@@ -276,6 +276,7 @@ class _Run:
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(),
             "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
+            "safe_set_certification": str(getattr(self.env.safe_set, "certification", "")),
             "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
             "policy": POLICY_FILE,
             "version": __version__,
