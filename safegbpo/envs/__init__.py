@@ -7,6 +7,8 @@ the household energy system.
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 import torch
@@ -63,8 +65,11 @@ def env_class(task: str) -> type[SafeVectorEnv]:
     if not cls.task:
         bound = _BOUND.get((cls, spec.key))
         if bound is None:
-            bound = type(cls.__name__, (cls,), {"task": spec.key, "__module__": cls.__module__,
-                                                "__qualname__": f"{cls.__qualname__}"})
+            # a module-level name, so that pickle (checkpoints) finds the bound class
+            name = f"{cls.__name__}_{re.sub(r'[^0-9a-zA-Z_]', '_', spec.key)}"
+            bound = type(name, (cls,), {"task": spec.key, "__module__": cls.__module__,
+                                        "__qualname__": name})
+            setattr(sys.modules[cls.__module__], name, bound)
             _BOUND[(cls, spec.key)] = bound
         return bound
     if cls.task != spec.key:

@@ -4,7 +4,8 @@ Output directory ``out_dir`` (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
-  seconds}, "safe_set_source", "safe_set_certification", "data_sources" (the env's exogenous data, e.g. the energy
+  seconds}, "safe_set_source", "safe_set_certification", "data_sources" (the env's exogenous
+  data, e.g. the energy
   task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);

@@ -184,9 +184,9 @@ def check_task_model(model: TaskModel, *, task: str | None = None, num_states: i
         pred = (f0.repeat_interleave(K, 0)
                 + (Bm.repeat_interleave(K, 0) @ (a_rep - a0).unsqueeze(-1)).squeeze(-1)
                 + (Em.repeat_interleave(K, 0) @ (w_rep - w0).unsqueeze(-1)).squeeze(-1))
-        err = (true - pred).abs() / (1.0 + true.abs())
-        if float(err.max()) > AFFINE_RTOL:
-            flat = int(torch.argmax(err))
+        rel = (true - pred).abs() / (1.0 + true.abs())
+        if float(rel.max()) > AFFINE_RTOL:
+            flat = int(torch.argmax(rel))
             row, comp = divmod(flat, n)
             raise fail(
                 f"dynamics is not affine in {label} (Eq 12: f(s, a, w) = f(s, a0, w0) + "
