@@ -30,7 +30,7 @@ from rich.table import Table
 from safegbpo.cli.options import add_safe_set_option, add_task_option
 from safegbpo.console import make_console
 from safegbpo.io import atomic_write_text
-from safegbpo.tasks import get_task
+from safegbpo.tasks import get_task, same_task
 
 __all__ = ["register"]
 
@@ -91,11 +91,16 @@ def _reference(args: argparse.Namespace) -> Any:
 
 
 def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) -> None:
+    from safegbpo.safesets.safe_set import CERTIFIED
+
     table = Table(title=title, show_header=False)
     table.add_column("quantity", style="bold")
     table.add_column("value")
     verdict = "[green]VERIFIED[/green]" if report.verdict else "[red]VIOLATED[/red]"
     table.add_row("verdict", verdict)
+    certified = report.certification == CERTIFIED
+    table.add_row("certification", f"[green]{report.certification}[/green]" if certified
+                  else f"[yellow]{report.certification.upper()}[/yellow]")
     table.add_row("states checked", str(report.num_states))
     table.add_row("violations", str(report.num_violations))
     table.add_row("worst containment margin", _fmt(report.worst_margin))
@@ -116,6 +121,11 @@ def _print_report(report: Any, title: str, extra: dict[str, str] | None = None) 
     for key, value in (extra or {}).items():
         table.add_row(key, value)
     make_console().print(table)
+    if report.certification != CERTIFIED:
+        make_console().print(
+            f"[yellow]note[/yellow]: this set is {report.certification!r}: its RCI certificate "
+            "rests on a linearisation remainder estimated from samples (or it has none), so "
+            "VERIFIED above means no counterexample among the sampled states, not a proof")
     names = _state_names(report.task)
     for v in report.violations[:3]:
         state = (", ".join(f"{n}={x:.6g}" for n, x in zip(names, v["state"], strict=True))
@@ -178,7 +188,7 @@ def run_verify(args: argparse.Namespace) -> int:
     get_task(args.task)
     if args.safe_set is not None:
         safe = SafeSet.load(args.safe_set)
-        if safe.task != args.task:
+        if not same_task(safe.task, args.task):
             raise ValueError(f"{args.safe_set} is a {safe.task!r} set, but --task is "
                              f"{args.task!r}")
     else:
@@ -194,14 +204,15 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_box(args: argparse.Namespace) -> int:
-    from safegbpo.safesets.safe_set import SafeSet
+    from safegbpo.safesets.safe_set import NOT_CERTIFIED, SafeSet
     from safegbpo.sets import Zonotope
 
     model = get_task(args.task).model
     low, high = model.state_bounds()
     box = SafeSet(task=args.task, state=Zonotope.from_box(low, high), action=None,
                   source=f"feasible state box S of {args.task} (no action set)",
-                  metadata={"kind": "state box", "low": low.tolist(), "high": high.tolist()})
+                  metadata={"kind": "state box", "low": low.tolist(), "high": high.tolist()},
+                  certification=NOT_CERTIFIED)
     path = box.save(args.out)
     ranges = ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, lo, hi in
                        zip(model.state_names, low.tolist(), high.tolist(), strict=True))

@@ -7,6 +7,8 @@ the household energy system.
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 import torch
@@ -19,6 +21,7 @@ from safegbpo.envs.base import (
     resolve_safe_set,
 )
 from safegbpo.envs.energy import EnergyEnv
+from safegbpo.envs.generic import TaskEnv
 from safegbpo.envs.pendulum import PendulumEnv
 from safegbpo.envs.protocol import TrainingEnv
 from safegbpo.envs.quadrotor import QuadrotorEnv
@@ -32,6 +35,7 @@ __all__ = [
     "QuadrotorEnv",
     "SafeVectorEnv",
     "StepObserver",
+    "TaskEnv",
     "TaskModel",
     "TrainingEnv",
     "env_class",
@@ -42,12 +46,35 @@ __all__ = [
 ]
 
 
+_BOUND: dict[tuple[type, str], type[SafeVectorEnv]] = {}
+
+
 def env_class(task: str) -> type[SafeVectorEnv]:
-    """The environment class of ``task`` (its registry entry's ``env``)."""
+    """The environment class of ``task`` (its registry entry's ``env``).  A class without a
+    ``task`` of its own (the generic :class:`TaskEnv`, or a user's subclass of it) is bound to
+    the task: a subclass whose ``task`` is the entry's key (cached, one per class and task).
+
+    Raises:
+        ValueError: the entry's ``env`` is not a :class:`SafeVectorEnv` subclass, or it is bound
+            to another task.
+    """
     spec = get_task(task)
     cls = load_attr(spec.env, what="Class")
     if not (isinstance(cls, type) and issubclass(cls, SafeVectorEnv)):
         raise ValueError(f"task {spec.key!r}: env {spec.env!r} is not a SafeVectorEnv subclass")
+    if not cls.task:
+        bound = _BOUND.get((cls, spec.key))
+        if bound is None:
+            # a module-level name, so that pickle (checkpoints) finds the bound class
+            name = f"{cls.__name__}_{re.sub(r'[^0-9a-zA-Z_]', '_', spec.key)}"
+            bound = type(name, (cls,), {"task": spec.key, "__module__": cls.__module__,
+                                        "__qualname__": name})
+            setattr(sys.modules[cls.__module__], name, bound)
+            _BOUND[(cls, spec.key)] = bound
+        return bound
+    if cls.task != spec.key:
+        raise ValueError(f"task {spec.key!r}: env {spec.env!r} is the environment of task "
+                         f"{cls.task!r} (its class attribute 'task')")
     return cls
 
 

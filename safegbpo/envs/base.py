@@ -113,7 +113,7 @@ def resolve_safe_set(task: str, safe_set: Any, model: TaskModel | None = None) -
     elif not isinstance(safe_set, SafeSet):
         raise TypeError("safe_set must be None, a path to a safe-set file or a SafeSet, "
                         f"got {type(safe_set).__name__}")
-    if safe_set.task != task:
+    if safe_set.task != task and safe_set.task != get_task(task).key:  # key or import path
         raise ValueError(f"safe_set is for task {safe_set.task!r}, not {task!r}")
     centre = safe_set.state.center
     if centre.shape[0] != 1 or centre.shape[-1] != model.state_dim:

@@ -244,6 +244,14 @@ class TrainConfig:
                     put("hyper", preset(self.task, self.algo))
                 elif isinstance(self.hyper, Mapping):
                     put("hyper", override_hyper(preset(self.task, self.algo), self.hyper))
+            elif self.hyper is None or isinstance(self.hyper, Mapping):
+                # a task without a tuned preset (e.g. a user's task): the algorithm's defaults
+                try:
+                    defaults = get_algorithm(self.algo).config()
+                except ValueError:
+                    pass  # unknown algorithm: validate() reports it
+                else:
+                    put("hyper", override_hyper(defaults, self.hyper or {}))
         if self.eval_episodes is None:
             put("eval_episodes", SET_SIZE)
 
@@ -321,7 +329,7 @@ class TrainConfig:
         from safegbpo.safesets import SafeSet
 
         safe_set = SafeSet.load(path)
-        if safe_set.task != self.task:
+        if safe_set.task != get_task(self.task).key:
             raise ValueError(f"safe-set file {path!r} is for task {safe_set.task!r}, "
                              f"not {self.task!r}")
 

@@ -14,7 +14,8 @@ Output directory ``out_dir`` of a seed (created if needed):
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "eval_set_curve": [{"step", "reward", "std"}], "evaluation", "history",
   "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase: seconds},
-  "population", "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
+  "population", "safe_set_source", "safe_set_certification", "data_sources" (the env's
+  exogenous data, e.g. the energy
   task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
@@ -424,6 +425,7 @@ class _PopulationRun:
             "population": {"seeds": [m.config.seed for m in self.members],
                            "members": len(self.members)},
             "safe_set_source": str(getattr(self.safe_set, "source", "")),
+            "safe_set_certification": str(getattr(self.safe_set, "certification", "")),
             "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
             "policy": POLICY_FILE,
             "version": __version__,

@@ -32,7 +32,7 @@ import platformdirs
 from safegbpo.safesets.rci import ALGORITHM_VERSION, compute_rci, default_config
 from safegbpo.safesets.safe_set import SafeSet
 from safegbpo.safesets.verify import verify_safe_set
-from safegbpo.tasks import get_model
+from safegbpo.tasks import get_task, same_task, task_import_path
 
 __all__ = ["CACHE_ENV_VAR", "VERIFY_SAMPLES", "cache_key", "cache_path", "cache_root",
            "get_safe_set"]
@@ -53,20 +53,23 @@ def cache_root() -> Path:
 
 def cache_key(task: str) -> str:
     """16 hex digits of the SHA-256 of the algorithm version, model constants and config."""
-    model = get_model(task)
+    spec = get_task(task)
+    model = spec.model
     payload = {
         "algorithm": ALGORITHM_VERSION,
-        "task": task,
+        "task": spec.key,
         "model": dataclasses.asdict(model),
         "config": default_config(task).to_dict(),
     }
+    if task_import_path(task) is not None:  # a user's task: its code is part of the key
+        payload["model_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def cache_path(task: str) -> Path:
     """``<root>/safe_sets/<task>-<key>.json``."""
-    return cache_root() / "safe_sets" / f"{task}-{cache_key(task)}.json"
+    return cache_root() / "safe_sets" / f"{get_task(task).key}-{cache_key(task)}.json"
 
 
 @contextmanager
@@ -100,7 +103,7 @@ def _load(path: Path, task: str) -> SafeSet | None:
     except (ValueError, OSError) as err:
         warnings.warn(f"ignoring unreadable cached safe set {path}: {err}", stacklevel=3)
         return None
-    if safe.task != task:
+    if not same_task(safe.task, task):
         warnings.warn(f"ignoring cached safe set {path}: it is for task {safe.task!r}",
                       stacklevel=3)
         return None

@@ -117,7 +117,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from safegbpo.safesets.safe_set import SafeSet
+from safegbpo.safesets.safe_set import CERTIFIED, SAMPLED, SafeSet
 from safegbpo.sets import Zonotope, containment_margin_lp
 from safegbpo.tasks import LinearEnclosure, TaskModel, get_model, get_task
 from safegbpo.tasks.base import linearise
@@ -487,13 +487,16 @@ def _to_safe_set(sol: _Solution, task: str, model: TaskModel, config: RCIConfig,
         "volume": sol.volume,
         **extra,
     }
+    metadata["enclosure"] = enc.basis or "LDI sector enclosure derived by the task model"
     return SafeSet(
         task=task,
         state=Zonotope(torch.as_tensor(sol.center), torch.as_tensor(sol.G)),
         action=Zonotope(torch.as_tensor(sol.u_c), torch.as_tensor(sol.K)),
         source=f"safegbpo.safesets.rci ({ALGORITHM_VERSION}): SPEC §7 convex program with an "
-               f"LDI sector enclosure",
+               f"LDI {'enclosure' if enc.certified else 'enclosure ESTIMATED FROM SAMPLES'}",
         metadata=metadata,
+        # the certificate is a proof only if the enclosure is (SafeSet module docstring)
+        certification=CERTIFIED if enc.certified else SAMPLED,
     )
 
 

@@ -11,7 +11,20 @@ File format ``safegbpo-safe-set/1`` (JSON)::
     {"format": "safegbpo-safe-set/1", "task": "pendulum",
      "state_center": [n], "state_generators": [n][m],
      "action_center": [d], "action_generators": [d][m],     # optional (both or neither)
-     "source": "...", "metadata": {...}}                     # optional
+     "source": "...", "metadata": {...},                     # optional
+     "certification": "certified"}                           # optional (see below)
+
+Certification (the ``certification`` field, :data:`CERTIFICATIONS`).  ``"certified"``: the set
+was computed by the RCI program against a proven enclosure of the dynamics (exact for linear
+dynamics, derived sector bounds, or a linearisation-remainder bound the task supplies), so its
+invariance certificate is a proof.  ``"verified by sampling, not certified"``: the enclosure's
+remainder was *estimated from samples* (a task without a remainder bound), so the certificate
+and every check of the set rest on samples -- never present such a set as a proof.
+``"not certified"``: no RCI certificate at all (e.g. ``safegbpo safe-set box``).  Rule for files
+without the field (written before it existed, or by other tools): ``"certified"`` if the task
+says its sets rest on a proven enclosure (:meth:`safegbpo.tasks.TaskModel.enclosure_certified`),
+else ``"verified by sampling, not certified"``.  The ``task`` of a set is the task's registry
+key (a task loaded by import path is stored under its key).
 
 Validation policy (decision).  Shapes must match the task (``n``, ``d``) and each other (the
 same ``m`` columns), all numbers must be finite, ``m >= 1``.  The action set must lie in
@@ -51,11 +64,17 @@ from torch import Tensor
 from safegbpo.io import atomic_write_text
 from safegbpo.sets import HRep, Zonotope, zonotope_hrep
 from safegbpo.sets.containment import min_inf_norm_factors
-from safegbpo.tasks import TaskModel, get_model
+from safegbpo.tasks import TaskModel, get_model, get_task
 
-__all__ = ["SAFE_SET_FORMAT", "ACTION_TOLERANCE", "SafeSet", "resolve_safe_sets"]
+__all__ = ["SAFE_SET_FORMAT", "ACTION_TOLERANCE", "CERTIFIED", "CERTIFICATIONS", "NOT_CERTIFIED",
+           "SAMPLED", "SafeSet", "resolve_safe_sets"]
 
 SAFE_SET_FORMAT = "safegbpo-safe-set/1"
+#: Values of :attr:`SafeSet.certification` (module docstring).
+CERTIFIED = "certified"
+SAMPLED = "verified by sampling, not certified"
+NOT_CERTIFIED = "not certified"
+CERTIFICATIONS = (CERTIFIED, SAMPLED, NOT_CERTIFIED)
 #: Tolerance of the check "action set inside A = [-1, 1]^d" (interval hull).
 ACTION_TOLERANCE = 1e-6
 _REQUIRED_KEYS = ("format", "task", "state_center", "state_generators")
@@ -75,6 +94,8 @@ class SafeSet:
             generators is paired with column ``j`` of the state generators.
         source: free text naming where the set comes from.
         metadata: JSON-serialisable extra information (e.g. the RCI certificate).
+        certification: one of :data:`CERTIFICATIONS`; ``""`` (default) applies the rule for
+            sets without the field (module docstring).
 
     Raises:
         ValueError: on construction, with a message naming the problem (see module docstring
@@ -86,9 +107,18 @@ class SafeSet:
     action: Zonotope | None = None
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    certification: str = ""
 
     def __post_init__(self) -> None:
-        model = get_model(self.task)  # ValueError for an unknown task
+        spec = get_task(self.task)  # ValueError for an unknown task
+        object.__setattr__(self, "task", spec.key)  # an import path -> the task's key
+        model = spec.model
+        if not self.certification:
+            object.__setattr__(self, "certification",
+                               CERTIFIED if model.enclosure_certified() else SAMPLED)
+        if self.certification not in CERTIFICATIONS:
+            raise ValueError(f"certification must be one of {list(CERTIFICATIONS)}, got "
+                             f"{self.certification!r}")
         if not isinstance(self.state, Zonotope):
             raise ValueError(f"state must be a Zonotope, got {type(self.state).__name__}")
         n, d = model.state_dim, model.action_dim
@@ -141,6 +171,11 @@ class SafeSet:
     @property
     def model(self) -> TaskModel:
         return get_model(self.task)
+
+    @property
+    def certified(self) -> bool:
+        """``True`` iff :attr:`certification` is ``"certified"`` (module docstring)."""
+        return self.certification == CERTIFIED
 
     @property
     def dim(self) -> int:
@@ -270,6 +305,7 @@ class SafeSet:
             data["action_generators"] = Gu.tolist()
         if self.metadata:
             data["metadata"] = self.metadata
+        data["certification"] = self.certification
         return data
 
     @classmethod
@@ -317,9 +353,14 @@ class SafeSet:
         metadata = data.get("metadata", {})
         if not isinstance(metadata, dict):
             raise fail(f"'metadata' must be an object, got {type(metadata).__name__}")
+        certification = data.get("certification", "")
+        if not isinstance(certification, str) or (certification
+                                                  and certification not in CERTIFICATIONS):
+            raise fail(f"'certification' must be one of {list(CERTIFICATIONS)}, got "
+                       f"{certification!r}")
         try:
             return cls(task, Zonotope(torch.as_tensor(c), torch.as_tensor(G)), action,
-                       source, metadata)
+                       source, metadata, certification)
         except ValueError as err:
             raise fail(str(err)) from None
 
@@ -348,7 +389,7 @@ class SafeSet:
     def __repr__(self) -> str:
         act = "none" if self.action is None else f"d={self.action.dim}"
         return (f"SafeSet(task={self.task!r}, n={self.dim}, m={self.num_generators}, "
-                f"action={act}, source={self.source!r})")
+                f"action={act}, source={self.source!r}, certification={self.certification!r})")
 
 
 def _array(value: Any, key: str, shape: tuple[int | None, ...], fail) -> np.ndarray:

@@ -99,6 +99,8 @@ class VerificationReport:
             reference), ``None`` if not available.
         violations: up to 10 examples ``{"state", "margin", "reason"}``.
         state_box_fraction: volume of ``S_s`` divided by the volume of the state box ``S``.
+        certification: the set's :attr:`~safegbpo.safesets.SafeSet.certification`: a
+            ``verdict`` on a set "verified by sampling, not certified" is evidence, not a proof.
     """
 
     task: str
@@ -121,6 +123,7 @@ class VerificationReport:
     has_action_set: bool
     violations: list[dict[str, Any]] = field(default_factory=list)
     state_box_fraction: float | None = None
+    certification: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (``inf`` margins become the string ``"inf"``)."""
@@ -424,6 +427,7 @@ def verify_safe_set(
         has_action_set=safe_set.action is not None,
         violations=violations,
         state_box_fraction=volume / float(np.prod(high - low)),
+        certification=safe_set.certification,
     )
 
 

@@ -5,13 +5,22 @@
 * :mod:`safegbpo.tasks.pendulum`, :mod:`safegbpo.tasks.quadrotor` — the paper's tasks;
 * :mod:`safegbpo.tasks.energy` — the journal version's household energy system (SPEC §10), with
   its exogenous hourly data in :mod:`safegbpo.tasks.energy_profiles`;
+* :mod:`safegbpo.tasks.checks` — the load-time check of a model (boxes, batching, Eq 12);
 * :mod:`safegbpo.tasks.registry` — :class:`TaskSpec` and :func:`get_task`, the one place that
   resolves a task name.
 
 This package sits below ``envs`` and ``safesets`` (it imports neither).
 """
 
-from safegbpo.tasks.base import LinearEnclosure, TaskModel, affine_enclosure, wrap_angle
+from safegbpo.tasks.base import (
+    LinearEnclosure,
+    TaskModel,
+    affine_enclosure,
+    remainder_enclosure,
+    sampled_remainder,
+    wrap_angle,
+)
+from safegbpo.tasks.checks import TaskModelError, check_task_model
 from safegbpo.tasks.energy import EnergyModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
@@ -20,6 +29,8 @@ from safegbpo.tasks.registry import (
     get_model,
     get_task,
     register_task,
+    same_task,
+    task_import_path,
     task_names,
     tasks,
     unregister_task,
@@ -31,11 +42,17 @@ __all__ = [
     "PendulumModel",
     "QuadrotorModel",
     "TaskModel",
+    "TaskModelError",
     "TaskSpec",
     "affine_enclosure",
+    "check_task_model",
     "get_model",
     "get_task",
     "register_task",
+    "remainder_enclosure",
+    "same_task",
+    "sampled_remainder",
+    "task_import_path",
     "task_names",
     "tasks",
     "unregister_task",

@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 from torch.func import jacrev
 
-__all__ = ["LinearEnclosure", "TaskModel", "affine_enclosure", "linearise", "wrap_angle"]
+__all__ = ["LinearEnclosure", "TaskModel", "affine_enclosure", "linearisation_residuals",
+           "linearise", "remainder_enclosure", "sampled_remainder", "wrap_angle"]
 
 
 def wrap_angle(angle: Tensor) -> Tensor:
@@ -70,6 +71,14 @@ class LinearEnclosure:
         noise_radius: half-widths of ``W`` ``(n_w,)``.
         remainder_center, remainder_radius: box remainder ``r`` in noise coordinates ``(n_w,)``.
         bounded_index, bound: the coordinate whose range the enclosure assumes, and its bound.
+        state_remainder_center, state_remainder_radius: an additional box remainder in state
+            coordinates ``(n,)`` (``None``: none), ``f(...) in ... + <c_r, diag(r)>``: what a
+            task's bound on its linearisation remainder gives (:func:`remainder_enclosure`).
+        certified: ``True`` iff the enclosure is a proof (exact for linear dynamics, derived
+            sector bounds, or a remainder bound the task supplies); ``False`` when the
+            remainder was *estimated from samples* -- a set computed with it is labelled
+            "verified by sampling, not certified" (:mod:`safegbpo.safesets.rci`).
+        basis: one line saying what the enclosure rests on (recorded in set files).
     """
 
     x_e: np.ndarray
@@ -82,6 +91,10 @@ class LinearEnclosure:
     remainder_radius: np.ndarray
     bounded_index: int
     bound: float
+    state_remainder_center: np.ndarray | None = None
+    state_remainder_radius: np.ndarray | None = None
+    certified: bool = True
+    basis: str = ""
 
     @property
     def num_vertices(self) -> int:
@@ -91,11 +104,18 @@ class LinearEnclosure:
         """``E diag(w + r_rad)`` without zero columns, ``(n, p)``."""
         radius = self.noise_radius + self.remainder_radius
         cols = self.E * radius[None, :]
-        return cols[:, radius > 0]
+        cols = cols[:, radius > 0]
+        if self.state_remainder_radius is not None:  # + diag(r) of the state-space remainder
+            r = np.asarray(self.state_remainder_radius, dtype=np.float64)
+            cols = np.hstack([cols, np.diag(r)[:, r > 0]])
+        return cols
 
     def disturbance_offset(self) -> np.ndarray:
-        """``E r_c`` ``(n,)``."""
-        return self.E @ self.remainder_center
+        """``E r_c`` (plus the state-space remainder's centre) ``(n,)``."""
+        offset = self.E @ self.remainder_center
+        if self.state_remainder_center is not None:
+            offset = offset + np.asarray(self.state_remainder_center, dtype=np.float64)
+        return offset
 
 
 def linearise(
@@ -121,8 +141,20 @@ class TaskModel:
 
     Subclasses set the dimensions and constants as dataclass fields (they are hashed into the
     safe-set cache key, so only what the safe set depends on belongs here) and implement
-    :meth:`dynamics`, :meth:`reward`, :meth:`observe` and :meth:`linear_enclosure`.
-    ``enclosure_index`` names the state coordinate whose range :meth:`linear_enclosure` bounds.
+    :meth:`dynamics`, :meth:`reward` and :meth:`observe`.  The LDI enclosure the RCI program
+    certifies against (:meth:`linear_enclosure`) comes, in this order of preference, from
+
+    1. the model's own :meth:`linear_enclosure` (the paper's tasks: derived sector bounds);
+    2. ``linear = True``: the dynamics are affine in the state too, the enclosure is exact
+       (:func:`affine_enclosure`; the energy system);
+    3. :meth:`linearisation_remainder`: a box the task *proves* encloses the remainder of the
+       Jacobian linearisation over the region (:func:`remainder_enclosure`, certified);
+    4. otherwise the remainder is *estimated from samples* (:func:`sampled_remainder`) and every
+       set computed with it is labelled "verified by sampling, not certified".
+
+    ``enclosure_index`` names the state coordinate whose range the enclosure bounds.
+    ``exogenous_inputs``: ``reward``/``observe`` need data besides state and action (the
+    energy system), so the load-time check (:mod:`safegbpo.tasks.checks`) skips them.
     """
 
     name: str = ""
@@ -139,6 +171,12 @@ class TaskModel:
 
     #: State coordinate whose range the LDI enclosure assumes (SPEC §7; e.g. theta, phi).
     enclosure_index: ClassVar[int] = 0
+    #: The dynamics are affine in the state as well (exact one-vertex enclosure).
+    linear: ClassVar[bool] = False
+    #: ``reward``/``observe`` take exogenous data instead of a goal (skipped by the checks).
+    exogenous_inputs: ClassVar[bool] = False
+    #: Samples of the remainder estimate (:func:`sampled_remainder`; vertices of A x W added).
+    remainder_samples: ClassVar[int] = 20_000
 
     # -- boxes -----------------------------------------------------------------------------
     def state_bounds(self, dtype: torch.dtype = torch.float64,
@@ -173,13 +211,43 @@ class TaskModel:
     def observe(self, state: Tensor, goal: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bounds ``(low, high)`` of one observation ``(o,)`` each, or ``None`` (unbounded);
+        used by the generic environment :class:`safegbpo.envs.TaskEnv`."""
+        return None
+
+    def linearisation_remainder(self, bound: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """A *proven* box ``(low, high)`` ``(n,)`` enclosing the remainder
+        ``f(x, u, w) - [x_e + A (x - x_e) + B (u - u_e) + E (w - w0)]`` (``A, B, E`` the
+        Jacobians at the equilibrium and the centre ``w0`` of ``W``) for every ``x`` in ``S``
+        with ``|x_j - x_e,j| <= bound`` (``j = enclosure_index``), ``u`` in ``A``, ``w`` in
+        ``W``; ``None`` (default) when the task has no such bound.  Supplying it makes the
+        safe sets of the task certified (SPEC §7 "box remainder")."""
+        return None
+
     def linear_enclosure(self, bound: float) -> LinearEnclosure:
         """LDI enclosure of :meth:`dynamics` valid for ``|x_j - x_e,j| <= bound``,
-        ``j = enclosure_index`` (SPEC §7).  Models with dynamics affine in state and action
-        return :func:`affine_enclosure`; nonlinear models derive a sector enclosure."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no linear enclosure: implement "
-            "TaskModel.linear_enclosure to compute its certified safe set (SPEC §7)")
+        ``j = enclosure_index`` (SPEC §7); the default follows the order of the class
+        docstring (exact if ``linear``, the task's remainder bound, else a sampled estimate
+        with ``certified=False``)."""
+        if self.linear:
+            return affine_enclosure(self, bound)
+        proven = self.linearisation_remainder(bound)
+        if proven is not None:
+            return remainder_enclosure(self, bound, *proven, certified=True,
+                                       basis="linearisation remainder bound supplied by the "
+                                             "task (TaskModel.linearisation_remainder)")
+        low, high = sampled_remainder(self, bound)
+        return remainder_enclosure(self, bound, low, high, certified=False,
+                                   basis=f"linearisation remainder estimated from "
+                                         f"{self.remainder_samples} samples (not a bound)")
+
+    def enclosure_certified(self) -> bool:
+        """Whether the sets computed for this model rest on a proven enclosure (the class
+        docstring's cases 1-3); the rule for set files without a certification field."""
+        if self.linear or type(self).linear_enclosure is not TaskModel.linear_enclosure:
+            return True
+        return self.linearisation_remainder(self.enclosure_bound_limit()) is not None
 
     def equilibrium(self, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
@@ -241,4 +309,102 @@ def affine_enclosure(model: TaskModel, bound: float) -> LinearEnclosure:
     w_low, w_high = (t.numpy() for t in model.noise_bounds())
     zeros = np.zeros(model.noise_dim)
     return LinearEnclosure(x_e, u_e, A[None], B[None], E, (w_high - w_low) / 2.0, zeros,
-                           zeros.copy(), model.enclosure_index, float(bound))
+                           zeros.copy(), model.enclosure_index, float(bound),
+                           basis="exact: the dynamics are affine")
+
+
+def _region(model: TaskModel, bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """The states ``x`` of ``S`` with ``|x_j - x_e,j| <= bound`` as a box ``(low, high)``."""
+    low, high = (t.numpy().copy() for t in model.state_bounds())
+    x_e = model.equilibrium()[0].numpy()
+    j = model.enclosure_index
+    low[j], high[j] = max(low[j], x_e[j] - bound), min(high[j], x_e[j] + bound)
+    return low, high
+
+
+def linearisation_residuals(model: TaskModel, states: Tensor, actions: Tensor,
+                            noise: Tensor) -> Tensor:
+    """``f(x, u, w) - [x_e + A (x - x_e) + B (u - u_e) + E (w - w0)]`` ``(B, n)`` with the
+    Jacobians at the equilibrium (:meth:`TaskModel.equilibrium_jacobians`)."""
+    x_e, u_e, A, B, E = (torch.as_tensor(a, dtype=torch.float64)
+                         for a in model.equilibrium_jacobians())
+    w_low, w_high = model.noise_bounds()
+    w0 = 0.5 * (w_low + w_high)
+    with torch.no_grad():
+        f = model.dynamics(states, actions, noise)
+    lin = x_e + (states - x_e) @ A.T + (actions - u_e) @ B.T + (noise - w0) @ E.T
+    return f - lin
+
+
+def _remainder_points(model: TaskModel, bound: float, num: int, seed: int
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """States of the region and actions/noise of ``A x W``: uniform draws, draws paired with
+    vertices of ``A x W`` (the remainder is affine in ``(u, w)``, so its extremes over them
+    lie at vertices) and the vertices of the whole box when there are at most 4096."""
+    gen = torch.Generator().manual_seed(seed)
+    s_low, s_high = (torch.as_tensor(a) for a in _region(model, bound))
+    a_low, a_high = model.action_bounds()
+    w_low, w_high = model.noise_bounds()
+    low = torch.cat([s_low, a_low, w_low])
+    high = torch.cat([s_high, a_high, w_high])
+    k, n, d = low.numel(), model.state_dim, model.action_dim
+    u = torch.rand((num, k), generator=gen, dtype=torch.float64)
+    u[num // 2:, n:] = torch.round(u[num // 2:, n:])  # half of them at vertices of A x W
+    if 2**k <= 4096:
+        corners = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * k)
+        u = torch.cat([u, corners.reshape(-1, k)])
+    pts = low + (high - low) * u
+    return pts[:, :n], pts[:, n:n + d], pts[:, n + d:]
+
+
+def sampled_remainder(model: TaskModel, bound: float, *, num: int | None = None,
+                      seed: int = 0, inflation: float = 0.1
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """An *estimate* ``(low, high)`` ``(n,)`` of the linearisation remainder over the region
+    of ``bound`` (:meth:`TaskModel.linearisation_remainder` has the definition): the range of
+    the residuals at ``num`` sampled points (:func:`_remainder_points`), widened by
+    ``inflation`` times the range on each side.  Not a bound: a set computed with it is
+    labelled "verified by sampling, not certified"."""
+    num = model.remainder_samples if num is None else num
+    residual = linearisation_residuals(model, *_remainder_points(model, bound, num, seed))
+    lo, hi = residual.amin(0).numpy(), residual.amax(0).numpy()
+    pad = inflation * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def remainder_enclosure(model: TaskModel, bound: float, low: np.ndarray, high: np.ndarray,
+                        *, certified: bool, basis: str) -> LinearEnclosure:
+    """The one-vertex enclosure ``f in x_e + A (x - x_e) + B (u - u_e) + E (w - w0) + R`` with
+    the state-space box remainder ``R = [low, high]`` (SPEC §7's box remainder).
+
+    A remainder the task claims to bound (``certified``) is checked against sampled residuals
+    first: a residual outside the claimed box raises ``ValueError`` naming it.
+    """
+    if not bound > 0:
+        raise ValueError(f"{model.name} enclosure needs bound > 0, got {bound}")
+    low = np.asarray(low, dtype=np.float64).reshape(-1)
+    high = np.asarray(high, dtype=np.float64).reshape(-1)
+    n = model.state_dim
+    if low.shape != (n,) or high.shape != (n,) or not (np.isfinite(low).all()
+                                                        and np.isfinite(high).all()) \
+            or np.any(low > high):
+        raise ValueError(f"{model.name}: the linearisation remainder must be a finite box "
+                         f"(low <= high) of shape ({n},) each, got {low}, {high}")
+    if certified:
+        residual = linearisation_residuals(
+            model, *_remainder_points(model, bound, 2000, seed=1)).numpy()
+        outside = (residual < low - 1e-9) | (residual > high + 1e-9)
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            raise ValueError(
+                f"{model.name}: linearisation_remainder({bound:.6g}) is not a bound: the "
+                f"remainder of {model.state_names[col]!r} is {residual[row, col]:.6g} at a "
+                f"sampled point, outside [{low[col]:.6g}, {high[col]:.6g}]")
+    x_e, u_e, A, B, E = model.equilibrium_jacobians()
+    w_low, w_high = (t.numpy() for t in model.noise_bounds())
+    zeros = np.zeros(model.noise_dim)
+    return LinearEnclosure(x_e, u_e, A[None], B[None], E, (w_high - w_low) / 2.0, zeros,
+                           zeros.copy(), model.enclosure_index, float(bound),
+                           state_remainder_center=(low + high) / 2.0,
+                           state_remainder_radius=(high - low) / 2.0,
+                           certified=certified, basis=basis)

@@ -119,6 +119,8 @@ class EnergyModel(TaskModel):
     #: ``t_in``: the enclosure is exact for every state, so its bound is redundant (the RCI
     #: search uses the full half-width 3 of ``S`` around the equilibrium's 21).
     enclosure_index: ClassVar[int] = 1
+    linear: ClassVar[bool] = True  # exact enclosure (affine_enclosure)
+    exogenous_inputs: ClassVar[bool] = True  # reward/observe take the hour's data
 
     # -- derived constants -----------------------------------------------------------------
     @property

@@ -13,6 +13,18 @@ experiment grid, the metrics, the spec and its figures, the benchmark and every 
 ``--task``.  Adding a task is one model module and one :func:`register_task` call (see
 ``docs/ARCHITECTURE.md``); a task defined outside the package is named by import path,
 ``--task mypkg.mymodule:MY_TASK`` (a :class:`TaskSpec`), through the same function.
+
+User-defined tasks (``docs/user-tasks.md``).  A :class:`TaskSpec` needs only ``key``, ``model``
+and ``episode_length``; the other fields have defaults (the generic environment
+:class:`safegbpo.envs.TaskEnv`, 8 environments, a 100k budget, no algorithm presets, an RCI
+template of ``2 n`` directions).  Every :class:`TaskSpec` is checked when it is built
+(:func:`safegbpo.tasks.checks.check_task_model`: boxes, batching, Eq 12 affinity in the action
+and the noise, equilibrium), so a task loaded by import path fails at load time with a message
+naming the violation.  :func:`get_task` remembers a task it loaded by import path under its
+``key`` for the rest of the process (so environments, set files and safeguards can name it by
+key), without adding it to the registry's list of tasks (:func:`task_names` -- what "every task"
+means for the paper's reproduction); :func:`task_import_path` gives the path back, e.g. for
+recording it in results.
 """
 
 from __future__ import annotations
@@ -24,15 +36,19 @@ from typing import Any
 from safegbpo.loading import is_import_path, load_attr
 from safegbpo.registry import Registry
 from safegbpo.tasks.base import TaskModel
+from safegbpo.tasks.checks import check_task_model
 from safegbpo.tasks.energy import EnergyModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
 
-__all__ = ["TaskSpec", "get_model", "get_task", "register_task", "task_names", "tasks",
-           "unregister_task"]
+__all__ = ["DEFAULT_ENV", "TaskSpec", "get_model", "get_task", "register_task", "same_task",
+           "task_import_path", "task_names", "tasks", "unregister_task"]
+
+#: The environment class of a task that does not name its own (:class:`safegbpo.envs.TaskEnv`).
+DEFAULT_ENV = "safegbpo.envs.generic:TaskEnv"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """One task (module docstring).
 
@@ -63,16 +79,16 @@ class TaskSpec:
     """
 
     key: str
-    label: str
-    archive_label: str
     model: TaskModel
-    env: str
-    num_envs: int
     episode_length: int
-    budget: int
-    eval_every: Mapping[str, int]
-    presets: Mapping[str, Mapping[str, Any]]
-    rci: Mapping[str, Any]
+    label: str = ""
+    archive_label: str = ""
+    env: str = DEFAULT_ENV
+    num_envs: int = 8
+    budget: int = 100_000
+    eval_every: Mapping[str, int] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    rci: Mapping[str, Any] = field(default_factory=dict)
     env_options: Mapping[str, Any] = field(default_factory=dict)
     reproduce_env_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -82,6 +98,13 @@ class TaskSpec:
         if not isinstance(self.model, TaskModel):
             raise ValueError(f"task {self.key!r}: model must be a TaskModel, got "
                              f"{type(self.model).__name__}")
+        if not self.label:
+            object.__setattr__(self, "label", self.key)
+        if not self.archive_label:
+            object.__setattr__(self, "archive_label", self.label)
+        if "num_directions" not in self.rci:  # RCIConfig's one required field
+            object.__setattr__(self, "rci", {"num_directions": 2 * self.model.state_dim,
+                                             **self.rci})
         if not is_import_path(self.env):
             raise ValueError(f"task {self.key!r}: env must be 'module:Class', got {self.env!r}")
         for name in ("num_envs", "episode_length", "budget"):
@@ -93,6 +116,7 @@ class TaskSpec:
         if missing:
             raise ValueError(f"task {self.key!r}: no evaluation interval for {missing}")
         self.check_env_option_names(self.reproduce_env_options)
+        check_task_model(self.model, task=self.key)
 
     def check_env_option_names(self, names: Iterable[str]) -> None:
         """``ValueError`` listing the task's env options if ``names`` has another one."""
@@ -193,6 +217,8 @@ ENERGY = TaskSpec(
 )
 
 _TASKS: Registry[TaskSpec] = Registry("task")
+#: Tasks loaded by import path in this process: key -> (import path, spec).
+_LOADED: dict[str, tuple[str, TaskSpec]] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -228,13 +254,38 @@ def get_task(name: str) -> TaskSpec:
     spec = _TASKS.get(name)
     if spec is not None:
         return spec
+    if isinstance(name, str) and name in _LOADED:
+        return _LOADED[name][1]
     if isinstance(name, str) and is_import_path(name):
-        loaded = load_attr(name, what="TaskSpec")
+        loaded = load_attr(name, what="TaskSpec")  # building the TaskSpec checks its model
         if not isinstance(loaded, TaskSpec):
             raise ValueError(f"{name!r} is a {type(loaded).__name__}, not a TaskSpec")
+        known = _TASKS.get(loaded.key)
+        if known is not None and known is not loaded:
+            raise ValueError(f"{name!r} defines task {loaded.key!r}, which is the key of a "
+                             "registered task: choose another key")
+        previous = _LOADED.get(loaded.key)
+        if previous is not None and previous[1] is not loaded:
+            raise ValueError(f"{name!r} defines task {loaded.key!r}, already loaded from "
+                             f"{previous[0]!r}: two tasks cannot share a key")
+        if known is None and previous is None:
+            _LOADED[loaded.key] = (name, loaded)
         return loaded
     raise ValueError(f"unknown task {name!r}; expected one of {sorted(_TASKS.names())} or a "
                      "TaskSpec as 'package.module:ATTR'")
+
+
+def task_import_path(name: str) -> str | None:
+    """The import path a task was loaded from in this process (``None`` for a registered
+    task or one not loaded); ``name`` is its key or the path itself."""
+    spec = get_task(name)
+    entry = _LOADED.get(spec.key)
+    return entry[0] if entry is not None and entry[1] is spec else None
+
+
+def same_task(a: str, b: str) -> bool:
+    """Whether two task names (keys or import paths) name the same task."""
+    return a == b or get_task(a).key == get_task(b).key
 
 
 def get_model(task: str) -> TaskModel:

@@ -99,7 +99,9 @@ def audit(
         seed=seed,
         samples={"states": config.rounds * env.num_envs, "actions": ev.num_samples,
                  "batch": env.num_envs, "straddle_pairs": len(ev.straddle)},
-        checks=checks, seconds=time.perf_counter() - start)
+        checks=checks, seconds=time.perf_counter() - start,
+        safe_set={"source": env.safe_set.source,
+                  "certification": env.safe_set.certification})
 
 
 def run_all(

@@ -84,6 +84,13 @@ def print_audit(result: AuditResult, console: Console | None = None,
              f"{result.samples.get('states')} states, {result.samples.get('actions')} actions, "
              f"seed {result.seed}, {result.seconds:.0f} s")
     print_checks(result.checks, title, console, show_details)
+    certification = result.safe_set.get("certification")
+    if certification:
+        style = "green" if certification == "certified" else "yellow"
+        console.print(f"safe set: [{style}]{certification}[/] ({result.safe_set.get('source')})")
+        if certification != "certified":
+            console.print("[yellow]note[/]: the safe set is not certified, so P1/P2 below hold "
+                          "for a set whose invariance was only checked on samples")
     status = "[green]PASSED[/]" if result.passed else "[red]FAILED[/]"
     failed = [c.check for c in result.checks if c.failed_requirement]
     console.print(f"audit {status}" + (f" (required checks failing: {', '.join(failed)})"

@@ -130,6 +130,9 @@ class AuditResult:
         samples: the sample sizes used.
         checks: the :class:`CheckResult` list, in the order they were run.
         seconds: wall-clock duration of the audit.
+        safe_set: the audited safe set's ``source`` and ``certification`` (``{}`` for
+            task-free checks): an audit on a set "verified by sampling, not certified" is
+            reported as such, never as a proof.
     """
 
     task: str
@@ -140,6 +143,7 @@ class AuditResult:
     samples: dict[str, int]
     checks: list[CheckResult]
     seconds: float = 0.0
+    safe_set: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -168,6 +172,7 @@ class AuditResult:
             "passed": self.passed,
             "unexpected": [c.check for c in self.unexpected],
             "seconds": self.seconds,
+            "safe_set": dict(self.safe_set),
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -177,4 +182,5 @@ class AuditResult:
                    options=dict(data.get("options", {})), label=data.get("label", ""),
                    seed=int(data.get("seed", 0)), samples=dict(data.get("samples", {})),
                    checks=[CheckResult.from_dict(c) for c in data.get("checks", [])],
-                   seconds=float(data.get("seconds", 0.0)))
+                   seconds=float(data.get("seconds", 0.0)),
+                   safe_set=dict(data.get("safe_set", {})))
