@@ -121,7 +121,7 @@ def test_killed_reproduction_resumes_to_identical_tables_fake_runner(tmp_path):
     )
     env = {"FAKE_TRAIN_SLEEP": "0.15"}
     resumed = _kill_half_way_and_resume(grid, tmp_path, FAKE_TRAINER, 2, env_extra=env,
-                                        total=8, timeout=60)
+                                        total=8, timeout=300)
     os.environ["FAKE_TRAIN_SLEEP"] = "0"
     try:
         fresh = reproduce("quick", grid=grid, results=tmp_path / "fresh", trainer=FAKE_TRAINER,
@@ -230,7 +230,7 @@ def test_killed_reproduction_resumes_to_identical_tables_real_runner(tmp_path):
     )
     trainer = "safegbpo.experiments.runner:train"
     resumed = _kill_half_way_and_resume(grid, tmp_path, trainer, 2, env_extra={}, total=2,
-                                        timeout=90, safe_sets=sets)
+                                        timeout=300, safe_sets=sets)
     fresh = reproduce("quick", grid=grid, results=tmp_path / "fresh", trainer=trainer, jobs=2,
                       safe_sets=sets, monitor=False,
                       echo=lambda _: None)
