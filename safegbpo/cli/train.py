@@ -22,6 +22,7 @@ from safegbpo.algorithms import algorithm_names
 from safegbpo.cli.options import (
     add_backend_option,
     add_env_option_option,
+    add_strict_option,
     add_safe_set_option,
     add_task_option,
     parse_key_values,
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--regularisation", type=float, default=0.0,
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
     add_backend_option(parser, default=DEFAULT_BACKEND)
+    add_strict_option(parser)
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--interactions", type=int, default=None,
                         help="budget in env interactions (default: the task's budget)")
@@ -85,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         task=args.task, algo=args.algo, safeguard=args.safeguard, mapping=args.mapping,
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
-        backend=args.backend, seed=args.seed, interactions=args.interactions,
+        backend=args.backend, strict=args.strict, seed=args.seed, interactions=args.interactions,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, num_envs=args.num_envs,
         eval_seed=args.eval_seed, safe_set=args.safe_set,
         env_options=parse_key_values(args.env_option, "--env-option"), hyper=hyper,
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "final_reward": None if final is None else final["reward"],
         "interventions": result["interventions"],
         "fallbacks": result["fallbacks"],
+        "uncertified": result.get("uncertified"),
         "wallclock_total": result["wallclock"].get("total"),
         **({"data_sources": result["data_sources"]} if result.get("data_sources") else {}),
     }))

@@ -3,8 +3,9 @@
 Output directory ``out_dir`` (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
-  "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
-  seconds}, "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
+  "reward"}], "history", "interventions", "fallbacks", "uncertified" (steps without a
+  certified safe action: :mod:`safegbpo.safeguards.recovery`), "safeguard_steps",
+  "wallclock": {phase: seconds}, "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
   task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
@@ -256,9 +257,9 @@ class _Run:
     # -- bookkeeping -------------------------------------------------------------------------
     def _counters(self) -> dict[str, int]:
         if self.safeguard is None:
-            return {"interventions": 0, "fallbacks": 0, "steps": 0}
+            return {"interventions": 0, "fallbacks": 0, "uncertified": 0, "steps": 0}
         return {key: int(getattr(self.safeguard, key, 0))
-                for key in ("interventions", "fallbacks", "steps")}
+                for key in ("interventions", "fallbacks", "uncertified", "steps")}
 
     def _wallclock(self) -> dict[str, float]:
         seconds = dict(self.timer.seconds)
@@ -277,6 +278,7 @@ class _Run:
             "history": self.history,
             "interventions": counters["interventions"],
             "fallbacks": counters["fallbacks"],
+            "uncertified": counters["uncertified"],
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(),
             "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
@@ -296,6 +298,7 @@ class _Run:
         self.history.append({"step": self.interactions, "reward": reward,
                              "interventions": counters["interventions"],
                              "fallbacks": counters["fallbacks"],
+                             "uncertified": counters["uncertified"],
                              "seconds": self._wallclock()["total"]})
         return reward
 
