@@ -22,8 +22,8 @@ from safegbpo.algorithms import algorithm_names
 from safegbpo.cli.options import (
     add_backend_option,
     add_env_option_option,
-    add_strict_option,
     add_safe_set_option,
+    add_strict_option,
     add_task_option,
     parse_key_values,
 )

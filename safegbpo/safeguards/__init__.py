@@ -35,12 +35,12 @@ from safegbpo.safeguards.protocol import (
     SafeguardEnv,
     SafeguardProtocol,
 )
+from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
 from safegbpo.safeguards.recovery import (
     UncertifiedActionError,
     UncertifiedActionWarning,
     recovery_actions,
 )
-from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
 from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
 from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
 from safegbpo.safeguards.variants import (

@@ -162,9 +162,8 @@ def test_wrapper_reports_uncertified_rows():
 def test_reference_set_sticking_out_of_S_keeps_successors_in_S():
     """Issue 10 finding 3: the reference pendulum set exceeds S by 3.6 in theta_dot; the
     safeguards of both backends keep every applied action's successors in S ⊖ W (or flag)."""
-    from tests.helpers import reference_file
-
     from safegbpo.safesets import SafeSet
+    from tests.helpers import reference_file
     ref = SafeSet.load(reference_file("safe_sets", "pendulum.json"))
     env = _env("pendulum", 64, ref)
     gen = torch.Generator().manual_seed(3)

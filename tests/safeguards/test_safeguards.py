@@ -384,17 +384,20 @@ def test_lp_certification_agrees(env):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_state_outside_the_safe_set_falls_back_with_a_warning(env, backend):
-    """No certified safe action may exist there: the solvers fail or their outputs are not
-    certified, and the (uncertified) backup is returned with a warning — never a crash."""
+    """No certified safe action may exist there: the best-effort recovery action is returned,
+    flagged and counted as uncertified with an UncertifiedActionWarning — never a crash."""
+    from safegbpo.safeguards import UncertifiedActionWarning
+
     safeguard = BoundaryProjection(env, backend=backend)
     high = env.model.state_bounds()[1]
     far = (0.999 * high).expand(2, -1).clone()
     far[1] = -far[1]
     actions = torch.zeros(2, env.model.action_dim, dtype=F64)
-    with pytest.warns(RuntimeWarning, match="backup"):
+    with pytest.warns(UncertifiedActionWarning, match="no certified safe action"):
         out = safeguard(actions, state=far)
     assert bool(torch.isfinite(out).all()) and bool((out.abs() <= 1.0).all())
     assert safeguard.fallbacks == 2
+    assert safeguard.uncertified == int(safeguard.last_uncertified.sum()) >= 1
 
 
 # --------------------------------------------------------------------------------------------
