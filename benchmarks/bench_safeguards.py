@@ -1,7 +1,7 @@
 """Benchmark of the safeguards (SPEC §3 P5, §11): both backends side by side, and SHAC.
 
-**Safeguard calls.**  For every registered task at the paper's batch size (the task's ``num_envs``: 8
-pendulum, 16 quadrotor, 8 energy envs), every safeguard map of the variant registry
+**Safeguard calls.**  For every registered task at the paper's batch size (the task's
+``num_envs``: 8 pendulum, 16 quadrotor, 8 energy envs), every safeguard map of the variant registry
 (:func:`safegbpo.safeguards.variants.map_variants`, SPEC §5) plus the ray mask with a detached
 centre, and both backends (``exact``, the default, and ``cvxpylayers``, the paper's Eq 6
 programs) it measures the median wall-clock time of

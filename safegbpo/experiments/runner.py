@@ -6,7 +6,8 @@ Output directory ``out_dir`` (created if needed):
   "reward"}], "history", "interventions", "fallbacks", "uncertified" (steps without a
   certified safe action: :mod:`safegbpo.safeguards.recovery`), "safeguard_steps",
   "wallclock": {phase: seconds}, "safe_set_source", "data_sources" (the env's exogenous
-  data, e.g. the energy task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
+  data, e.g. the energy task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`),
+  "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue bit for bit: networks, optimisers, the
