@@ -122,7 +122,8 @@ def test_backend_option_reaches_the_config(tmp_path, capsys):
 
 def test_strict_option_reaches_the_safeguard(tmp_path):
     """``--strict`` (issue 10): the config's ``strict`` builds the safeguard with
-    ``strict=True``; it is an execution policy (not in the run's identity)."""
+    ``strict=True``; an execution policy: recorded when set, absent otherwise (identities of
+    existing runs unchanged), never a reason to refuse a resume."""
     from safegbpo.cli import build_parser
     from safegbpo.cli.train import config_from_args
 
@@ -130,8 +131,8 @@ def test_strict_option_reaches_the_safeguard(tmp_path):
                                       "--out", str(tmp_path / "run")])
     config = config_from_args(args)
     assert config.strict is True and config.safeguard_options(0)["strict"] is True
-    assert "strict" not in config.to_dict()
     lenient = config_from_args(build_parser().parse_args(
         ["train", *TINY, "--safeguard", "bp", "--out", str(tmp_path / "run")]))
     assert lenient.strict is False and "strict" not in lenient.safeguard_options(0)
+    assert config.to_dict()["strict"] is True and "strict" not in lenient.to_dict()
     assert config.differences(lenient) == {}  # resuming with(out) --strict is allowed
