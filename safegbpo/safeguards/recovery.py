@@ -105,6 +105,13 @@ def recovery_actions(exact: ExactActionSet, data: ActionSetData,
         b_ub = b_fix
         if exact.structure.has_induced:
             H, h = _slab_rows(exact, data, int(i))
+            # exact pruning: t* >= L = max_k min_{x in A} (H_k x - h_k); a row whose largest
+            # value over A stays below L can never be binding (the quadrotor has ~34k rows)
+            mid = H @ exact._a0 - h
+            spread = np.abs(H) @ exact._radius
+            lower = float((mid - spread).max())
+            keep = mid + spread >= lower - 1e-9 * (1.0 + abs(lower))
+            H, h = H[keep], h[keep]
             A_ub = np.concatenate([A_ub, np.concatenate([H, -np.ones((H.shape[0], 1))], 1)])
             b_ub = np.concatenate([b_ub, h])
         else:  # explicit only: nothing to trade off, any point of A ∩ U_s (t bounded below)
