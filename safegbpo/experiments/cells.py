@@ -141,10 +141,10 @@ def safeguard_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     the sum is then ``None`` too: "not reported", never a silent 0)."""
     out: dict[str, Any] = {}
     for key in ("fallbacks", "uncertified"):
-        values = [r.get(key) for r in records]
+        values: list[Any] = [r.get(key) for r in records]
         out[f"{key}_per_run"] = values
         out[key] = (None if any(v is None for v in values)
-                    else int(sum(int(v) for v in values)))
+                    else sum(int(v) for v in values))
     return out
 
 

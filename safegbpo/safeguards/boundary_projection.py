@@ -172,7 +172,7 @@ def _explicit_problem(dim: int, num_generators: int) -> ExplicitProjectionProble
 
 
 def _polish_explicit(x: Tensor, factors: Tensor, action: Tensor, center: Tensor,
-                     generators: Tensor) -> Tensor:
+                     generators: Tensor) -> tuple[Tensor, Tensor]:
     """Exact closed form of Lemma 1 on the active set the solver identified: with the
     saturated factors ``s_A = sign(b_A)`` (``|b_j| > 1 - 1e-5``) and the free generators
     ``G_F``, ``x = c + G_A s_A + P_F (a - c - G_A s_A)``, ``P_F`` the orthogonal projector onto

@@ -99,7 +99,7 @@ def recovery_actions(exact: ExactActionSet, data: ActionSetData,
     b_fix = exact.cert_b / exact.cert_scale
     cost = np.zeros(d + 1)
     cost[-1] = 1.0
-    bounds = [(None, None)] * (d + 1)
+    bounds: list[tuple[float | None, float | None]] = [(None, None)] * (d + 1)
     for j, i in enumerate(np.asarray(rows, dtype=np.int64)):
         A_ub = np.concatenate([A_fix, np.zeros((A_fix.shape[0], 1))], axis=1)
         b_ub = b_fix
