@@ -7,9 +7,9 @@ library's option vocabulary (:mod:`safegbpo.cli.options`).
 
 ``safegbpo audit --task T --safeguard NAME|module:Class [--mapping M] [--centre C]
 [--passthrough] [--backend B] [--option key=value ...] [--samples N] [--seed S]
-[--safe-set FILE] [--json OUT] [--require P3 ...] [--p1-actions N]`` prints a table of the P1–P5 verdicts of one
-safeguard on one task and exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on
-bad input).
+[--safe-set FILE] [--json OUT] [--require P3 ...] [--p1-actions N]`` prints a table of the
+P1–P5 verdicts of one safeguard on one task and exits 0 iff P1, P2 and every required property
+hold (1 otherwise, 2 on bad input).
 
 ``safegbpo report [--results DIR] [--out reports/] [--spec reports/spec.json]`` writes the
 compliance report (:mod:`spec.report`).

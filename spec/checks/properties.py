@@ -27,8 +27,9 @@ safeguard protocol.  The verdict rules (thresholds justified where they are defi
   central finite differences.  The rank outside ``A`` is reported, not judged.
 * **P4** — no intervention (``||g(a) - a|| > 1e-6``) on a clearly safe input (normalised margin
   ``<= 1 - SAFE_BAND``); reports the intervention rates.
-* **P5** — the median batched forward call costs at most :data:`P5_STEP_FACTOR` unsafe
-  environment steps of the same batch, timed on the same machine in the same process.
+* **P5** — the fastest timed batched forward call costs at most :data:`P5_STEP_FACTOR` unsafe
+  environment steps of the same batch (the fastest timed one), on the same machine in the same
+  process (minimum: the least-disturbed measurement on a shared machine).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ by design), and the band keeps such borderline actions out of the verdict."""
 
 P5_STEP_FACTOR = 50.0
 """P5 bound: one batched safeguard call may cost at most 50 unsafe env steps of the same batch
-(median times, same machine, same process: the ratio is independent of the machine's speed).
+(fastest timed call vs fastest timed step, same machine, same process: the ratio is
+independent of the machine's speed and robust to other load).
 Why 50: the paper's Table 6 reports safeguarded training at 5-10x the wall clock of unsafe
 training; a training iteration costs several env-step equivalents besides the step itself
 (policy forward/backward, the simulator's backward pass, the critic), so a safeguard at ~50
@@ -380,28 +382,34 @@ def check_p4(ev: Evidence, expectation: Expectation | None = None) -> CheckResul
 
 def check_p5(ev: Evidence, expectation: Expectation | None = None,
              factor: float = P5_STEP_FACTOR) -> CheckResult:
-    """P5: the median batched forward call costs at most ``factor`` unsafe env steps of the
-    same batch (:data:`P5_STEP_FACTOR`)."""
+    """P5: the fastest batched forward call costs at most ``factor`` unsafe env steps of the
+    same batch (:data:`P5_STEP_FACTOR`; module docstring)."""
     fwd = np.asarray(ev.times_forward)
     bwd = np.asarray(ev.times_backward)
     steps = np.asarray(ev.times_env_step)
     if fwd.size == 0 or steps.size == 0:
         return _expect(CheckResult("P5", "computes quickly", None, {}, "no timed call"),
                        expectation)
-    ratio = float(np.median(fwd) / np.median(steps))
+    # the fastest timed call against the fastest timed env step: on a shared machine the
+    # minimum is the least-disturbed measurement (timeit's rule); medians are reported too
+    ratio = float(np.min(fwd) / np.min(steps))
     measured = {
         "batch": ev.batch,
         "median_forward_s": float(np.median(fwd)),
         "median_forward_backward_s": float(np.median(bwd)) if bwd.size else None,
         "median_forward_per_action_s": float(np.median(fwd)) / ev.batch,
         "median_env_step_s": float(np.median(steps)),
+        "min_forward_s": float(np.min(fwd)),
+        "min_env_step_s": float(np.min(steps)),
         "env_steps_per_call": ratio,
+        "env_steps_per_call_median": float(np.median(fwd) / np.median(steps)),
         "bound_env_steps_per_call": factor,
         "timed_calls": int(fwd.size),
     }
     holds = ratio <= factor
-    details = (f"median {np.median(fwd) * 1e3:.2f} ms per batched call of {ev.batch} = "
-               f"{ratio:.1f} unsafe env steps ({np.median(steps) * 1e3:.3f} ms each; "
+    details = (f"fastest {np.min(fwd) * 1e3:.2f} ms per batched call of {ev.batch} = "
+               f"{ratio:.1f} unsafe env steps ({np.min(steps) * 1e3:.3f} ms each; medians "
+               f"{np.median(fwd) * 1e3:.2f} / {np.median(steps) * 1e3:.3f} ms; "
                f"forward+backward {np.median(bwd) * 1e3:.1f} ms); bound {factor:g} env steps")
     return _expect(CheckResult("P5", "computes quickly", holds, measured, details), expectation)
 

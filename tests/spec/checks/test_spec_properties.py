@@ -72,6 +72,10 @@ def test_builtin_safeguards_pass_p1_p2_and_meet_table1(name, options, backend):
     tp = checks["P1"].measured["training_path"]
     assert tp["applied_violations"] == 0 and tp["reconstruction_residual"] < 1e-9
     for c in checks.values():
+        if c.check == "P5":
+            # a timing verdict (relative to an env step): judged by `nox -s spec` and the
+            # benchmark, not asserted in a unit test on a shared machine (the brief's rule)
+            continue
         if (backend, name, c.check) == ("exact", "rm", "P4") \
                 and options.get("mapping", "linear") == "linear":
             # the exact pendulum safe set is all of A in many states (U_s = A), and the 1-D
@@ -148,8 +152,7 @@ def test_p5_is_judged_relative_to_an_unsafe_env_step():
     p5 = checks["P5"].measured
     assert ev.times_env_step and p5["median_env_step_s"] > 0
     assert p5["bound_env_steps_per_call"] == P5_STEP_FACTOR
-    assert p5["env_steps_per_call"] == pytest.approx(p5["median_forward_s"]
-                                                     / p5["median_env_step_s"])
+    assert p5["env_steps_per_call"] == pytest.approx(p5["min_forward_s"] / p5["min_env_step_s"])
     assert checks["P5"].holds is (p5["env_steps_per_call"] <= P5_STEP_FACTOR)
 
 
