@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from spec.checks.probe import HUGE_ACTION, OFFSET_FACTORS, call_safeguard
+from spec.checks.probe import _flags as last_flags
 from spec.checks.sampling import random_directions, sample_safe_states
 
 __all__ = ["VertexOracle", "ZonotopeFacets", "p1_at_scale"]
@@ -104,13 +105,6 @@ class VertexOracle:
                 nxt = self.model.dynamics(s, a, w.expand(a.shape[0], -1)).numpy()
                 worst = np.maximum(worst, self.state_facets.gauge(nxt))
         return np.where(np.isfinite(an).all(axis=1), worst, np.inf)
-
-
-def _flags(safeguard: Any, N: int) -> np.ndarray:
-    flags = getattr(safeguard, "last_uncertified", None)
-    if isinstance(flags, Tensor) and tuple(flags.shape) == (N,):
-        return flags.detach().cpu().numpy().astype(bool)
-    return np.zeros(N, dtype=bool)
 
 
 def _batch(env: Any, N: int, kind: int, gen: torch.Generator
@@ -187,7 +181,7 @@ def p1_at_scale(safeguard: Any, env: Any, num_actions: int, *, seed: int = 0,
             if out is None:
                 errors.append(f"batch {b}: {err}")
                 continue
-            flags = _flags(safeguard, N)
+            flags = last_flags(safeguard, N)
             t0 = time.perf_counter()
             margin = oracle.margin(state, out)
             oracle_seconds += time.perf_counter() - t0
