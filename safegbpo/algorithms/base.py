@@ -113,8 +113,9 @@ class Algorithm(abc.ABC):
     the caller).
 
     Safeguard counters of the training steps are kept per member (``interventions``,
-    ``fallbacks``, ``safeguard_steps``, each ``(members,)`` int64) from the safeguard's per-row
-    masks of every call.
+    ``fallbacks``, ``uncertified`` (rows without a certified safe action:
+    :mod:`safegbpo.safeguards.recovery`), ``safeguard_steps``, each ``(members,)`` int64) from
+    the safeguard's per-row masks of every call.
     """
 
     name: ClassVar[str] = ""
@@ -153,6 +154,7 @@ class Algorithm(abc.ABC):
         self.interventions, self.fallbacks, self.safeguard_steps = (zeros.clone(),
                                                                       zeros.clone(),
                                                                       zeros.clone())
+        self.uncertified = zeros.clone()
 
     def reset_env(self, seeds: Sequence[int] | None) -> None:
         """Start training episodes: ``env.reset(seed=seeds)`` (one seed per member's block of a
@@ -205,6 +207,9 @@ class Algorithm(abc.ABC):
             self.interventions += self.by_member(intervened.cpu()).sum(1)
             if fallback is not None:
                 self.fallbacks += self.by_member(fallback.cpu()).sum(1)
+            uncertified = getattr(self.safeguard, "last_uncertified", None)
+            if uncertified is not None:
+                self.uncertified += self.by_member(uncertified.cpu()).sum(1)
             self.safeguard_steps += self.num_envs
         return safe
 
@@ -235,6 +240,7 @@ class Algorithm(abc.ABC):
             "generators": [g.get_state() for g in self.generators],
             "obs": self.by_member(self.current_obs().detach()).clone(),
             "counters": {"interventions": self.interventions, "fallbacks": self.fallbacks,
+                         "uncertified": self.uncertified,
                          "safeguard_steps": self.safeguard_steps},
             "extra": self.extra_state(),
         })
@@ -258,6 +264,12 @@ class Algorithm(abc.ABC):
         self.interventions = counters["interventions"].clone()
         self.fallbacks = counters["fallbacks"].clone()
         self.safeguard_steps = counters["safeguard_steps"].clone()
+        # checkpoints before the uncertified counter (issue 10) had none: zero is what they saw
+        # only if the safeguard never flagged a row, which they could not record -- refuse
+        if "uncertified" not in counters:
+            raise ValueError("checkpoint has no 'uncertified' safeguard counter (written before "
+                             "the recovery contract): it cannot be resumed; start the run again")
+        self.uncertified = counters["uncertified"].clone()
         self.load_extra_state(state["extra"])
 
 

@@ -102,6 +102,16 @@ def add_backend_option(parser: argparse.ArgumentParser, *, default: str | None =
                              f"programs); {fallback}")
 
 
+def add_strict_option(parser: argparse.ArgumentParser) -> None:
+    """``--strict`` (``dest='strict'``): the safeguard raises
+    :class:`~safegbpo.safeguards.UncertifiedActionError` at a state with no certified safe
+    action instead of applying the best-effort recovery action with a warning."""
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (UncertifiedActionError) at a state with no certified safe "
+                             "action instead of applying the best-effort recovery action with "
+                             "an UncertifiedActionWarning (counted as 'uncertified')")
+
+
 def env_options_help(*, reproduce: bool = False) -> str:
     """The env options of the registered tasks with their defaults (help of ``--env-option``;
     ``reproduce``: the defaults of a reproduction, ``TaskSpec.reproduce_env_options``)."""

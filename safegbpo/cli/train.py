@@ -29,6 +29,7 @@ from safegbpo.cli.options import (
     add_backend_option,
     add_env_option_option,
     add_safe_set_option,
+    add_strict_option,
     add_task_option,
     parse_key_values,
 )
@@ -93,6 +94,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--regularisation", type=float, default=0.0,
                         help="Eq 45 coefficient lambda_reg (the paper uses 0.1)")
     add_backend_option(parser, default=DEFAULT_BACKEND)
+    add_strict_option(parser)
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="run seed")
     seeds.add_argument("--seeds", default=None, metavar="LIST",
@@ -133,7 +135,7 @@ def config_from_args(args: argparse.Namespace, seed: int | None = None) -> Train
     config = TrainConfig(
         task=args.task, algo=args.algo, safeguard=args.safeguard, mapping=args.mapping,
         centre=args.centre, passthrough=args.passthrough, regularisation=args.regularisation,
-        backend=args.backend, seed=args.seed if seed is None else seed,
+        backend=args.backend, strict=args.strict, seed=args.seed if seed is None else seed,
         interactions=args.interactions, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, num_envs=args.num_envs, eval_seed=args.eval_seed,
         episode_length=args.episode_length, safe_set=args.safe_set,
@@ -163,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             "final_reward": None if final is None else final["reward"],
             "interventions": result["interventions"],
             "fallbacks": result["fallbacks"],
+            "uncertified": result.get("uncertified"),
             "wallclock_total": result["wallclock"].get("total"),
             **({"data_sources": result["data_sources"]} if result.get("data_sources") else {}),
         }))

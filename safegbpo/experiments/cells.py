@@ -44,7 +44,7 @@ from safegbpo.tasks import task_names
 
 __all__ = ["CELLS_FORMAT", "DEFINITIONS", "backend_sort_key", "cell_sort_key", "env_options_lines",
            "format_reward", "format_value", "json_safe", "measure_cells", "render_markdown",
-           "safe_sets_lines", "wallclock_seconds"]
+           "safe_sets_lines", "safeguard_counts", "wallclock_seconds"]
 
 CELLS_FORMAT = "safegbpo-cells/1"
 
@@ -60,6 +60,12 @@ DEFINITIONS = {
              "raised, or an evaluation reward is NaN/inf)",
     "stalled": "diagnostic only: runs whose curve never left the 5% band of its first "
                "evaluation (kept in the other columns, as the paper's archive does)",
+    "fallbacks": "safeguard steps (summed over the cell's runs, training and evaluation) that "
+                 "did not return the safeguard's own map: a certified backup or a recovery "
+                 "action (solver failure, inaccurate solve, uncertified output)",
+    "uncertified": "safeguard steps (summed over the runs) at which no certified safe action "
+                   "existed: the best-effort recovery action was applied and flagged "
+                   "(safegbpo.safeguards.recovery); any uncertified step fails the safety check",
     "wallclock_ratio": "training wall clock (evaluation excluded) of a safeguarded run divided by "
                        "that of the same algorithm without safeguard, same interactions",
 }
@@ -126,7 +132,20 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     if not done:
         return {**cell, "runs": 0}
     metrics = cell_metrics_from_records(done, key="/".join(first.cell))
-    return {**cell, **metrics.to_dict()}
+    return {**cell, **metrics.to_dict(), **safeguard_counts(done)}
+
+
+def safeguard_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``fallbacks`` / ``uncertified`` of a cell: sums over the records and the per-run values
+    (``None`` where a record does not report the counter, e.g. one written before it existed;
+    the sum is then ``None`` too: "not reported", never a silent 0)."""
+    out: dict[str, Any] = {}
+    for key in ("fallbacks", "uncertified"):
+        values: list[Any] = [r.get(key) for r in records]
+        out[f"{key}_per_run"] = values
+        out[key] = (None if any(v is None for v in values)
+                    else sum(int(v) for v in values))
+    return out
 
 
 def _timing_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]]
@@ -281,8 +300,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     training = [c for c in doc.get("cells", []) if c.get("kind") == "train"]
     lines += ["## Training cells", "",
               "| Task | Algorithm | Variant | Tables | Interactions | Seeds | Steps | "
-              "Reward [95% CI] | Stuck | Stalled | Backend |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "Reward [95% CI] | Stuck | Stalled | Backend | Fallbacks | Uncertified |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in training:
         runs = f" / {cell.get('runs')}" if cell.get("runs") else ""
         lines.append(
@@ -290,7 +309,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"{', '.join(cell.get('tables', []))} | {_fmt(cell.get('interactions'))} | "
             f"{len(cell.get('seeds', []))} | {_fmt(cell.get('steps'), 'steps')} | "
             f"{_reward(cell)} | {_fmt(cell.get('stuck'))}{runs} | "
-            f"{_fmt(cell.get('stalled'))} | {cell.get('backend') or '–'} |")
+            f"{_fmt(cell.get('stalled'))} | {cell.get('backend') or '–'} | "
+            f"{_fmt(cell.get('fallbacks'))} | {_fmt(cell.get('uncertified'))} |")
     lines.append("")
     timing = [c for c in doc.get("cells", []) if c.get("kind") == "wallclock"]
     if timing:

@@ -1,7 +1,10 @@
 """The checks a reproduction profile declares (``checks`` of its grid file), run after training.
 
-* ``safety`` -- every safeguarded run finished and its monitored realised states
-  (:mod:`.monitor`) all lie in the safe state set (unsafe runs are reported for comparison);
+* ``safety`` -- every safeguarded run finished, its monitored realised states
+  (:mod:`.monitor`) all lie in the safe state set, and its safeguard reported **no uncertified
+  step** (a step with no certified safe action, :mod:`safegbpo.safeguards.recovery`; a run
+  that does not report the counter fails too); fallbacks are listed per run (unsafe runs are
+  reported for comparison);
 * ``improvement`` -- the seed-mean reward of the named cells improved by at least
   ``min_relative_gain`` of its first value (the runs learn);
 * ``completed`` -- every run finished with a finite learning curve;
@@ -34,7 +37,9 @@ def _check_safety(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
         row = {"run_id": spec.run_id, "task": spec.task, "variant": spec.variant,
                "status": (record or {}).get("status", "missing"),
                "states": safety.get("states", 0), "violations": safety.get("violations"),
-               "max_gauge": safety.get("max_gauge")}
+               "max_gauge": safety.get("max_gauge"),
+               "fallbacks": (record or {}).get("fallbacks"),
+               "uncertified": (record or {}).get("uncertified")}
         rows.append(row)
         if record is None:
             problems.append(f"{spec.run_id}: no record")
@@ -44,6 +49,13 @@ def _check_safety(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
             problems.append(f"{spec.run_id}: no monitored states")
         elif safety.get("violations"):
             problems.append(f"{spec.run_id}: {safety['violations']} realised states outside S_s")
+        if record is not None and record.get("status") == "finished":
+            uncertified = record.get("uncertified")
+            if uncertified is None:
+                problems.append(f"{spec.run_id}: the safeguard reports no 'uncertified' count")
+            elif uncertified:
+                problems.append(f"{spec.run_id}: {uncertified} uncertified safeguard steps (no "
+                                f"certified safe action; best-effort recovery applied)")
     unsafe = [records[s.run_id].get("safety") or {} for s in specs
               if s.kind == "train" and not s.variant_fields.get("safeguard")
               and s.run_id in records]
@@ -52,7 +64,9 @@ def _check_safety(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
         "passed": bool(runs) and not problems,
         "summary": (f"{len(runs)} safeguarded runs ({len(cells)} task x variant cells), "
                     f"{sum(r['states'] or 0 for r in rows)} realised states checked, "
-                    f"{sum(r['violations'] or 0 for r in rows)} outside the safe state set"
+                    f"{sum(r['violations'] or 0 for r in rows)} outside the safe state set, "
+                    f"{sum(r['fallbacks'] or 0 for r in rows)} safeguard fallbacks, "
+                    f"{sum(r['uncertified'] or 0 for r in rows)} uncertified steps"
                     + (f"; unsafe runs for comparison: "
                        f"{sum(u.get('violations') or 0 for u in unsafe)} of "
                        f"{sum(u.get('states') or 0 for u in unsafe)} states outside"

@@ -166,6 +166,12 @@ class TrainConfig:
         regularisation: Eq 45 coefficient ``lambda_reg`` (0: off; the paper uses 0.1).
         backend: safeguard backend, ``'exact'`` (default, SPEC §11) or ``'cvxpylayers'``
             (the paper's Eq 6 programs); passed to the built-in safeguards.
+        strict: the safeguard raises
+            :class:`~safegbpo.safeguards.UncertifiedActionError` (and the run fails) at a step
+            with no certified safe action, instead of applying the best-effort recovery action
+            with an :class:`~safegbpo.safeguards.UncertifiedActionWarning` (counted in the
+            result's ``uncertified``; CLI ``--strict``).  An execution policy, not part of the
+            run's identity: :meth:`to_dict` omits it when ``False``.
         seed: run seed; network initialisation, sampling, training env and the ray mask's
             directions use independent streams derived from it.
         interactions: budget in interactions; training stops at the first iteration boundary
@@ -195,6 +201,7 @@ class TrainConfig:
     passthrough: bool = False
     regularisation: float = 0.0
     backend: str = DEFAULT_BACKEND
+    strict: bool = False
     seed: int = 0
     interactions: int | None = None
     eval_every: int | None = None
@@ -287,6 +294,8 @@ class TrainConfig:
                                  f"{list(CENTRES)}")
         if not isinstance(self.passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {self.passthrough!r}")
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"strict must be a bool, got {self.strict!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; expected one of {list(BACKENDS)}")
         if self.passthrough and sg is None:
@@ -346,6 +355,8 @@ class TrainConfig:
             options.update(mapping=self.mapping, centre=self.centre, seed=seed)
         if self.safeguard in SAFEGUARDS:
             options["backend"] = self.backend
+        if self.strict:
+            options["strict"] = True
         return options
 
     # -- serialisation -----------------------------------------------------------------------
@@ -357,6 +368,8 @@ class TrainConfig:
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 value = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(value).items()}
+            if f.name == "strict" and not value:
+                continue  # execution policy: absent unless set (identities stay unchanged)
             out[f.name] = value
         return out
 
@@ -375,4 +388,5 @@ class TrainConfig:
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ, ``{name: (self's, other's)}``."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+        return {k: (mine.get(k), theirs.get(k)) for k in {**mine, **theirs}
+                if k != "strict" and mine.get(k) != theirs.get(k)}

@@ -13,7 +13,8 @@ Output directory ``out_dir`` of a seed (created if needed):
 
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "eval_set_curve": [{"step", "reward", "std"}], "evaluation", "history",
-  "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase: seconds},
+  "interventions", "fallbacks", "uncertified" (steps without a certified safe action:
+  :mod:`safegbpo.safeguards.recovery`), "safeguard_steps", "wallclock": {phase: seconds},
   "population", "safe_set_source", "safe_set_certification", "data_sources" (the env's
   exogenous data, e.g. the energy
   task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
@@ -388,6 +389,7 @@ class _PopulationRun:
         algo = self.algorithm
         return {"interventions": int(algo.interventions[index]),
                 "fallbacks": int(algo.fallbacks[index]),
+                "uncertified": int(algo.uncertified[index]),
                 "steps": int(algo.safeguard_steps[index])}
 
     def _wallclock(self, member: _Member) -> dict[str, float]:
@@ -420,6 +422,7 @@ class _PopulationRun:
             "history": member.history,
             "interventions": counters["interventions"],
             "fallbacks": counters["fallbacks"],
+            "uncertified": counters["uncertified"],
             "safeguard_steps": counters["steps"],
             "wallclock": self._wallclock(member),
             "population": {"seeds": [m.config.seed for m in self.members],
@@ -446,6 +449,7 @@ class _PopulationRun:
             member.history.append({"step": self.interactions, "reward": reward,
                                    "interventions": counters["interventions"],
                                    "fallbacks": counters["fallbacks"],
+                                   "uncertified": counters["uncertified"],
                                    "seconds": self._wallclock(member)["total"]})
         return float(result.paper.mean())
 

@@ -4,7 +4,10 @@
   explicitly, differentiable, counting ``interventions`` and ``fallbacks``;
   :class:`SafeguardEnv` — what a safeguard reads from its environment;
 * :class:`Safeguard` — base class of the built-in safeguards: built for a vector env, fail-safe
-  (independent certification + backup action).
+  (independent certification + backup action; where no certified safe action exists, the
+  best-effort recovery action, flagged, counted in ``uncertified``, warned with
+  :class:`UncertifiedActionWarning` or raised as :class:`UncertifiedActionError` with
+  ``strict=True``: :mod:`~safegbpo.safeguards.recovery`).
 * backends: ``'exact'`` (default; exact H-representation, :mod:`~safegbpo.safeguards.polytope`,
   :mod:`~safegbpo.safeguards.exact`) and ``'cvxpylayers'`` (the paper's Eq 6 programs);
   :func:`compare_safe_action_sets` measures how much larger the exact safe set is.
@@ -33,6 +36,11 @@ from safegbpo.safeguards.protocol import (
     SafeguardProtocol,
 )
 from safegbpo.safeguards.ray_mask import MAPPINGS, RayMask, radial_scale, ray_mask, ray_mask_map
+from safegbpo.safeguards.recovery import (
+    UncertifiedActionError,
+    UncertifiedActionWarning,
+    recovery_actions,
+)
 from safegbpo.safeguards.registry import SAFEGUARDS, make_safeguard
 from safegbpo.safeguards.regularisation import DEFAULT_REGULARISATION, regularisation_loss
 from safegbpo.safeguards.variants import (
@@ -69,6 +77,8 @@ __all__ = [
     "SafeguardEnv",
     "SafeguardProtocol",
     "SafeguardActionWrapper",
+    "UncertifiedActionError",
+    "UncertifiedActionWarning",
     "Variant",
     "ZonotopicCentre",
     "boundary_projection",
@@ -80,6 +90,7 @@ __all__ = [
     "radial_scale",
     "ray_mask",
     "ray_mask_map",
+    "recovery_actions",
     "regularisation_loss",
     "register_variant",
     "unregister_variant",

@@ -18,6 +18,26 @@ compensates.
   ``S_s`` through Eq 12–14 and Eq 6, or their intersection, always within the box ``A``).
 * :func:`boundary_projection` — the standalone map onto an explicit zonotope ``<c, G>`` (Eq 5;
   no box, no tightening), used to check Lemma 1.
+
+**Optimality, not only feasibility** (issue 10).  diffcp never checks Clarabel's status, and
+for large actions (``|a| >~ 300``) the second-order-cone form returns feasible points that are
+*not* the projection (error ``9e-3`` at ``|a| = 1e3``, points deep inside the set at ``1e6``);
+the certification proves feasibility only.  The cvxpylayers backend therefore checks every
+row that moved (:meth:`BoundaryProjection._check_optimality`, ``d <= 2``):
+
+1. against the exact projection ``x_e`` onto the exact polytope (SPEC §11, exact for any finite
+   input): where ``x_e`` also satisfies Eq 6 (the two sets agree there), the Eq 6 projection
+   *is* ``x_e`` up to the margin, so ``||x - x_e|| <= OPTIMALITY_TOL`` is required;
+2. elsewhere (Eq 6 strictly more conservative near ``x``) the Eq 47 ray LP from ``x``
+   towards the action must find no room: ``t* <= OPTIMALITY_TOL`` (a projection lies on the
+   boundary and every point towards the action is outside; catches interior answers).
+
+A row failing check 1 gets ``x_e`` (the optimum; counted in
+:attr:`BoundaryProjection.inaccurate`); a row failing check 2 is treated like a failed solve:
+it falls back (counted in ``fallbacks`` and ``inaccurate``, warned).  For ``d = 1`` the action
+is first clipped to ``A`` (exact: the set is an interval inside ``A``, ``P(a) = P(clip(a))``),
+which keeps the conic program well scaled.  :func:`boundary_projection` raises ``ValueError``
+for rows whose KKT conditions it cannot verify (instead of returning an unverified point).
 """
 
 from __future__ import annotations
@@ -30,15 +50,21 @@ from torch import Tensor
 
 from safegbpo.safeguards import exact
 from safegbpo.safeguards.action_set import ActionSetData
-from safegbpo.safeguards.certify import Certificate
+from safegbpo.safeguards.certify import Certificate, certify_actions
+from safegbpo.safeguards.geometry import box_distance, unit_direction
 from safegbpo.safeguards.problems import (
     SNAP_DISTANCE,
     ExplicitProjectionProblem,
     ProjectionProblem,
+    RayProblem,
 )
 from safegbpo.safeguards.protocol import Safeguard
 
-__all__ = ["BoundaryProjection", "boundary_projection"]
+__all__ = ["OPTIMALITY_TOL", "BoundaryProjection", "boundary_projection"]
+
+#: Largest accepted distance of a cvxpylayers projection from the optimum (module docstring);
+#: the programs are accurate to ``~1e-6`` and tightened by ``margin = 1e-6``.
+OPTIMALITY_TOL = 1e-5
 
 
 class BoundaryProjection(Safeguard):
@@ -54,14 +80,78 @@ class BoundaryProjection(Safeguard):
         super().__init__(env, **options)
         self.problem = (ProjectionProblem(self.structure, self.solver_args)
                         if self.exact is None else None)
+        self._ray: RayProblem | None = None
+        #: cvxpylayers rows rejected by the optimality check so far (module docstring).
+        self.inaccurate = 0
 
     def _map(self, action: Tensor,
              data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
         if self.exact is None:
             assert self.problem is not None  # built for the cvxpylayers backend
-            return self.problem(action, data)
+            if self.structure.action_dim == 1:
+                # d = 1: the set is an interval inside A, so P(a) = P(clip(a, A)) exactly;
+                # clipping keeps the conic program well scaled for any finite action
+                low = self.structure.tensor("box_low", action)
+                high = self.structure.tensor("box_high", action)
+                action = torch.clamp(action, low, high)
+            x, ok, certificate = self.problem(action, data)
+            if self.recovery_set is not None:
+                x, good = self._check_optimality(action, x, ok, data)
+                ok = ok & good
+            return x, ok, certificate
         x, solved, _ = exact.project(action, self.exact.polytope(data))
         return x, solved, None
+
+    def _check_optimality(self, action: Tensor, x: Tensor, ok: Tensor,
+                          data: ActionSetData) -> tuple[Tensor, Tensor]:
+        """Optimality check of the cvxpylayers projections ``x`` (module docstring).
+
+        Returns ``(x', good (N,))``: rows that did not move or did not solve pass through;
+        a row that is not optimal but whose exact projection satisfies Eq 6 gets that exact
+        projection (the optimum, with its closed-form gradient); other non-optimal rows are
+        ``good = False`` (they fall back).
+        """
+        assert self.recovery_set is not None
+        good = torch.ones_like(ok)
+        with torch.no_grad():
+            moved = ok & ((x.detach() - action.detach()).norm(dim=-1) > 0.0)
+        if not bool(moved.any()):
+            return x, good
+        rows = torch.nonzero(moved).flatten()
+        sub = data.subset(rows)
+        xe, solved, _ = exact.project(action[rows], self.recovery_set.polytope(sub))
+        with torch.no_grad():
+            a, xd = action.detach()[rows], x.detach()[rows]
+            agree = solved & certify_actions(xe.detach(), self.structure, sub, self.tol,
+                                             method="lp")
+            close = (xd - xe.detach()).norm(dim=-1) <= OPTIMALITY_TOL
+            verdict = torch.ones_like(close)
+            other = ~agree
+            if bool(other.any()):
+                if self._ray is None:
+                    self._ray = RayProblem(self.structure, self.solver_args)
+                idx = torch.nonzero(other).flatten()
+                origin = xd[idx]
+                direction, _ = unit_direction(a[idx] - origin)
+                low = self.structure.tensor("box_low", origin)
+                high = self.structure.tensor("box_high", origin)
+                t_max = box_distance(origin, direction, low, high).clamp(0.0, 1.0)
+                t, t_ok, _ = self._ray(origin, direction, t_max, sub.subset(idx))
+                verdict[idx] = t_ok & (t.detach() <= OPTIMALITY_TOL)
+            replace = agree & ~close
+            bad = int((~verdict).sum()) + int(replace.sum())
+        if bad:
+            self.inaccurate += bad
+            self._failure = (f"inaccurate projection: {bad} row(s) not optimal "
+                             f"(issue 10 optimality check)")
+        if bool(replace.any()):
+            full = torch.zeros_like(ok)
+            full[rows[replace]] = True
+            patched = x.clone()
+            patched[rows[replace]] = xe[replace].to(x.dtype)
+            x = torch.where(full.unsqueeze(-1), patched, x)
+        good[rows] = verdict
+        return x, good
 
 
 def _as_batch(x: Tensor, name: str, ndim: int) -> Tensor:
@@ -82,14 +172,14 @@ def _explicit_problem(dim: int, num_generators: int) -> ExplicitProjectionProble
 
 
 def _polish_explicit(x: Tensor, factors: Tensor, action: Tensor, center: Tensor,
-                     generators: Tensor) -> Tensor:
+                     generators: Tensor) -> tuple[Tensor, Tensor]:
     """Exact closed form of Lemma 1 on the active set the solver identified: with the
     saturated factors ``s_A = sign(b_A)`` (``|b_j| > 1 - 1e-5``) and the free generators
     ``G_F``, ``x = c + G_A s_A + P_F (a - c - G_A s_A)``, ``P_F`` the orthogonal projector onto
     ``span(G_F)``.  Used for the rows where it verifies the KKT conditions of the projection
     in factor space (free factors ``|G_F^+ r| <= 1``, multipliers ``s_A * G_A^T (a - x) >= 0``;
     sufficient, the problem is convex); the second-order-cone solution is only accurate to
-    ``~1e-6`` (worse far from the set).  Differentiable."""
+    ``~1e-6`` (worse far from the set).  Differentiable.  Returns ``(x, verified (N,))``."""
     batch, d = x.shape
     G = generators.expand(batch, -1, -1)
     c = center.expand(batch, -1)
@@ -108,7 +198,7 @@ def _polish_explicit(x: Tensor, factors: Tensor, action: Tensor, center: Tensor,
         mult = sign * (G.transpose(1, 2) @ (a - polished).unsqueeze(-1)).squeeze(-1)
         mult_ok = (mult >= -1e-9).where(active, True).all(-1)
         use = free_ok & mult_ok
-    return torch.where(use.unsqueeze(-1), polished, x)
+    return torch.where(use.unsqueeze(-1), polished, x), use
 
 
 def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> Tensor:
@@ -128,7 +218,9 @@ def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> T
         ``(B, d)`` projections.
 
     Raises:
-        ValueError: bad shapes, NaN/inf input, or a failed solve (the rows are named).
+        ValueError: bad shapes, NaN/inf input, or a failed or inaccurate solve (the rows are
+            named; every returned row is verified: inside, or KKT conditions of the polished
+            active set).
     """
     action = _as_batch(action, "action", 2)
     center = _as_batch(center, "center", 2)
@@ -144,7 +236,7 @@ def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> T
     if not bool(ok.all()):
         rows = torch.nonzero(~ok).flatten().tolist()
         raise ValueError(f"boundary_projection: the projection QP failed for rows {rows}")
-    x = _polish_explicit(x, factors, action, center, generators)
+    x, verified = _polish_explicit(x, factors, action, center, generators)
     # return actions inside the zonotope exactly (see ProjectionProblem.__call__): the factors
     # of the solution, corrected exactly to the action, prove membership
     with torch.no_grad():
@@ -156,4 +248,9 @@ def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> T
         exact = (G @ corrected.unsqueeze(-1)).squeeze(-1) - offset
         inside = ((x.detach() - action.detach()).norm(dim=-1) <= SNAP_DISTANCE) \
             & (corrected.abs().amax(-1) <= 1.0) & (exact.abs().amax(-1) <= 1e-12)
+    unverified = ~(verified | inside)
+    if bool(unverified.any()):
+        rows = torch.nonzero(unverified).flatten().tolist()
+        raise ValueError(f"boundary_projection: the projection QP is inaccurate for rows {rows} "
+                         "(its KKT conditions could not be verified; e.g. a huge action)")
     return torch.where(inside.unsqueeze(-1), action.expand_as(x), x)

@@ -109,7 +109,13 @@ def _project_working_set(a: np.ndarray, A: np.ndarray, b: np.ndarray,
     act = [np.full((M, 1, 2), -1)]
     # single rows (only violated ones move a)
     viol = np.einsum("mwd,md->mw", Aw, a) - bw
-    single = a[:, None, :] - viol[:, :, None] * Aw
+    if d == 2:
+        # foot point + tangent (t = A_perp, exactly orthogonal in floating point): the normal
+        # coordinate is b_k to rounding of |x|, not of |a| (exact for huge actions)
+        T = np.stack([-Aw[..., 1], Aw[..., 0]], -1)
+        single = bw[..., None] * Aw + T * np.einsum("mwd,md->mw", T, a)[..., None]
+    else:
+        single = a[:, None, :] - viol[:, :, None] * Aw
     cands.append(single)
     act.append(np.stack([np.where(present & (viol > 0), work, -2), np.full((M, w), -1)], -1))
     if d == 2 and w >= 2:
@@ -123,15 +129,33 @@ def _project_working_set(a: np.ndarray, A: np.ndarray, b: np.ndarray,
         vy = (A1[..., 0] * b2 - A2[..., 0] * b1) / safe
         cands.append(np.stack([vx, vy], -1))
         act.append(np.stack([np.where(ok, work[:, i], -2), np.where(ok, work[:, j], -2)], -1))
+        # KKT multipliers of the vertex: a - v = l1 A1 + l2 A2 (scale-free sign test)
+        rx, ry = a[:, None, 0] - vx, a[:, None, 1] - vy
+        l1 = (rx * A2[..., 1] - ry * A2[..., 0]) / safe
+        l2 = (A1[..., 0] * ry - A1[..., 1] * rx) / safe
+        slack = 1e-9 * (1.0 + np.hypot(rx, ry))
+        vertex_kkt = (l1 >= -slack) & (l2 >= -slack)
+    else:
+        vertex_kkt = np.zeros((M, 0), dtype=bool)
     X = np.concatenate(cands, axis=1)  # (M, C, d)
     ACT = np.concatenate(act, axis=1)  # (M, C, 2)
     usable = (ACT[:, :, 0] != -2) & (ACT[:, :, 1] != -2)
+    # rounding of A X is ~eps |X|: far candidates (huge actions, small working sets) get a
+    # tolerance relative to their size
+    size = np.abs(X).max(-1, keepdims=True)  # (M, C, 1)
     feas = (np.einsum("mwd,mcd->mcw", Aw, X) - bw[:, None, :]
-            <= FEAS_TOL * (1.0 + np.abs(bw[:, None, :]))).all(-1)
+            <= FEAS_TOL * (1.0 + np.abs(bw[:, None, :]) + size)).all(-1)
     dist = ((X - a[:, None, :]) ** 2).sum(-1)
     n_active = (ACT >= 0).sum(-1)
-    # prefer fewer active rows when two candidates coincide (kinks: single row over a vertex)
+    # Candidates that satisfy the KKT conditions of the working set (the action when feasible,
+    # a feasible foot of a violated row, a feasible vertex with multipliers >= 0) *are* the
+    # projection; comparing distances (~|a|^2) cannot resolve them for huge actions.  Among
+    # those (they coincide up to rounding) and otherwise, the nearest, preferring fewer active
+    # rows when two coincide (kinks: single row over a vertex).
+    kkt = np.concatenate([np.ones((M, 1 + w), dtype=bool), vertex_kkt], axis=1)
     score = np.where(usable & feas, dist * (1.0 + 1e-9 * n_active) + 1e-300 * n_active, np.inf)
+    preferred = np.where(usable & feas & kkt, score, np.inf)
+    score = np.where(np.isfinite(preferred).any(1, keepdims=True), preferred, score)
     best = np.argmin(score, axis=1)
     found = np.isfinite(score[np.arange(M), best])
     x = X[np.arange(M), best]
@@ -182,7 +206,14 @@ def projection_formula(action: Tensor, H: Tensor, h: Tensor, count: Tensor) -> T
     norm2 = (H1 * H1).sum(-1)
     one = count == 1
     norm2 = torch.where(one, norm2, torch.ones_like(norm2))
-    x1 = action - H1 * (((H1 * action).sum(-1) - h1) / norm2).unsqueeze(-1)
+    if d == 1:
+        # the bound itself, h/H: no cancellation for huge |a| (a - H (H a - h)/H^2 loses
+        # ~eps |a|; exact for any finite input, issue 10)
+        x1 = (h1 / torch.where(one, H1[:, 0], torch.ones_like(h1))).unsqueeze(-1)
+    else:  # d = 2: foot point + tangent component (exactly orthogonal; same reason)
+        T = torch.stack([-H1[:, 1], H1[:, 0]], -1)
+        x1 = (H1 * h1.unsqueeze(-1) + T * (T * action).sum(-1, keepdim=True)) \
+            / norm2.unsqueeze(-1)
     out = torch.where(one.unsqueeze(-1), x1, action)
     if d == 2 and bool((count == 2).any()):
         two = count == 2

@@ -19,7 +19,18 @@ below.  :class:`SafeguardEnv` is what a safeguard needs of the environment it is
 4. fail-safe: rows whose solve failed / was infeasible / non-finite, or whose output fails the
    certification, get the certified backup action of the safe set
    (``env.safe_set.backup_action(state)``, SPEC §7); they are counted in :attr:`fallbacks` and
-   the first such event of an instance is reported with :func:`warnings.warn` (with the states).
+   the first such event of an instance is reported with :func:`warnings.warn` (with the states);
+5. **no certified safe action** (the recovery contract, :mod:`~safegbpo.safeguards.recovery`):
+   where the backup action is not certified either (a state outside ``S_s``, a set without an
+   action part, a set sticking out of ``S``), the row gets the *best-effort recovery action*
+   (the action of ``A ∩ U_s`` minimising the exact containment violation, a small LP); if that
+   is certified the row is an ordinary fallback, otherwise it is flagged
+   (:attr:`last_uncertified`), counted in :attr:`uncertified` and **every** such call warns
+   with :class:`~safegbpo.safeguards.recovery.UncertifiedActionWarning` -- or raises
+   :class:`~safegbpo.safeguards.recovery.UncertifiedActionError` with ``strict=True``.
+   The certification of both backends includes the slabs of ``S ⊖ W_s`` where ``S_s`` sticks
+   out of the feasible state box ``S`` (the cvxpylayers programs encode only Eq 6 in ``S_s``;
+   an output whose successors may leave ``S`` is not certified and falls back).
 
 Environment protocol (:class:`SafeguardEnv`; :class:`~safegbpo.envs.SafeVectorEnv` satisfies
 it): ``linearise(state) -> (f0 (N, n), B (N, n, d), E (N, n, n_w))``, ``action_box`` and
@@ -64,6 +75,11 @@ from safegbpo.safeguards.certify import (
     certify_actions,
 )
 from safegbpo.safeguards.polytope import EXACT_MARGIN, EXACT_TOL, ExactActionSet
+from safegbpo.safeguards.recovery import (
+    UncertifiedActionError,
+    UncertifiedActionWarning,
+    recovery_actions,
+)
 
 if TYPE_CHECKING:
     from safegbpo.envs.base import Linearisation
@@ -71,7 +87,8 @@ if TYPE_CHECKING:
     from safegbpo.sets import Zonotope
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "INTERVENTION_THRESHOLD", "PAPER_BACKEND", "Safeguard",
-           "SafeguardEnv", "SafeguardProtocol", "validate_action"]
+           "SafeguardEnv", "SafeguardProtocol", "UncertifiedActionError",
+           "UncertifiedActionWarning", "validate_action"]
 
 #: Names of the safeguard backends (module docstring).
 BACKENDS = ("exact", "cvxpylayers")
@@ -112,6 +129,11 @@ class SafeguardProtocol(Protocol):
         fallbacks: env-steps that returned the safe set's backup action.
         last_safe_action: ``(N, d)`` output of the last call (detached), ``None`` before.
         last_intervened, last_fallback: ``(N,)`` bool masks of the last call.
+
+    Optional (the built-in safeguards have them; results, audits and the reproduction's safety
+    check read them with ``getattr`` and treat a missing counter as "not reported"):
+    ``uncertified`` (env-steps whose output could not be certified safe: no certified safe
+    action existed) and ``last_uncertified`` ``(N,)``.
     """
 
     interventions: int
@@ -168,14 +190,21 @@ class Safeguard(abc.ABC):
             Eq 5/6 certificates exactly, LPs for the rest) or ``'lp'`` (HiGHS LPs for every
             row); see :mod:`~safegbpo.safeguards.certify`.  The exact backend always checks
             all rows of the H-representation (``None`` or ``'hrep'``).
+        strict: raise :class:`~safegbpo.safeguards.recovery.UncertifiedActionError` when a
+            row has no certified safe action, instead of returning the best-effort recovery
+            action with an :class:`~safegbpo.safeguards.recovery.UncertifiedActionWarning`
+            (module docstring, item 5).
 
     Attributes:
         interventions: number of env-steps with ``||g(a) - a|| > 1e-6`` since the last
             :meth:`reset_counters` (SPEC §5).
-        fallbacks: number of env-steps that returned the safe set's backup action.
+        fallbacks: number of env-steps that did not return the safeguard's own map (backup or
+            recovery action).
+        uncertified: number of env-steps (a subset of ``fallbacks``) whose output could not be
+            certified safe (no certified safe action existed; best-effort recovery action).
         steps: number of env-steps processed (``calls x N``).
         last_safe_action: ``(N, d)`` output of the last call (detached), ``None`` before.
-        last_intervened, last_fallback: ``(N,)`` bool masks of the last call.
+        last_intervened, last_fallback, last_uncertified: ``(N,)`` bool masks of the last call.
     """
 
     #: registry name (``make_safeguard``).
@@ -191,6 +220,7 @@ class Safeguard(abc.ABC):
         tol: float | None = None,
         solver_args: dict[str, Any] | None = None,
         certification: str | None = None,
+        strict: bool = False,
     ) -> None:
         self.env = _base_env(env)
         safe_set = getattr(self.env, "safe_set", None)
@@ -199,6 +229,8 @@ class Safeguard(abc.ABC):
                              "backup_action(states) (the fail-safe of SPEC §3)")
         if not isinstance(passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {passthrough!r}")
+        if not isinstance(strict, bool):
+            raise ValueError(f"strict must be a bool, got {strict!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         exact = backend == "exact"
@@ -224,6 +256,15 @@ class Safeguard(abc.ABC):
         self.structure = ActionSetStructure.from_env(self.env, margin)
         self.exact: ExactActionSet | None = (
             ExactActionSet.from_env(self.env, self.structure) if exact else None)
+        # the exact set of the recovery program and of the S-check of the cvxpylayers backend
+        self.recovery_set: ExactActionSet | None = self.exact
+        if self.recovery_set is None and self.structure.action_dim <= 2:
+            try:
+                self.recovery_set = ExactActionSet.from_env(
+                    self.env, ActionSetStructure.from_env(self.env, 0.0))
+            except ValueError:  # no H-representation (flat set): clipped backup only
+                self.recovery_set = None
+        self.strict = strict
         self.passthrough = passthrough
         self.tol = tol
         self.certification = certification
@@ -237,10 +278,12 @@ class Safeguard(abc.ABC):
         """Zero :attr:`interventions`, :attr:`fallbacks`, :attr:`steps`; forget the last call."""
         self.interventions = 0
         self.fallbacks = 0
+        self.uncertified = 0
         self.steps = 0
         self.last_safe_action: Tensor | None = None
         self.last_intervened: Tensor | None = None
         self.last_fallback: Tensor | None = None
+        self.last_uncertified: Tensor | None = None
 
     # -- the map -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -286,13 +329,16 @@ class Safeguard(abc.ABC):
             certificate = None
         certified = self.certify(candidate, data, rows=solved, certificate=certificate)
         fallback = ~certified
+        uncertified = torch.zeros_like(fallback)
         if bool(fallback.any()):
-            safe = self._fall_back(candidate, fallback, state, data)
+            safe, uncertified = self._fall_back(candidate, fallback, state, data)
         else:
             safe = candidate
         if self.passthrough:
             safe = safe + (action - action.detach())
-        self._record(action, safe, fallback)
+        self._record(action, safe, fallback, uncertified)
+        if bool(uncertified.any()):
+            self._report_uncertified(safe, uncertified, state, data)
         return safe
 
     def certify(self, actions: Tensor, data: ActionSetData, rows: Tensor | None = None,
@@ -301,62 +347,114 @@ class Safeguard(abc.ABC):
         backend's independent check against all rows; see the module docstring)."""
         if self.exact is not None:
             return self.exact.certify(actions, data, self.tol, rows=rows)
-        return certify_actions(actions, self.structure, data, self.tol, rows=rows,
-                               certificate=certificate, method=self.certification)
+        ok = certify_actions(actions, self.structure, data, self.tol, rows=rows,
+                             certificate=certificate, method=self.certification)
+        if self.recovery_set is not None and self.recovery_set.state_box_rows:
+            # Eq 6 keeps the successors in S_s only: also keep them in S (exact slabs of S ⊖ W_s)
+            ok = ok & self.recovery_set.certify(actions, data, EXACT_TOL)
+        return ok
+
+    def violation(self, actions: Tensor, data: ActionSetData) -> np.ndarray:
+        """``(N,)`` largest normalised violation of the exact safe action set (``<= 0``
+        inside; :meth:`~safegbpo.safeguards.polytope.ExactActionSet.violation`); NaN when no
+        exact set is available (``d > 2`` with the cvxpylayers backend)."""
+        if self.recovery_set is None:
+            return np.full(actions.shape[0], np.nan)
+        return self.recovery_set.violation(actions, data)
 
     # -- internals ---------------------------------------------------------------------------
     def _fall_back(self, candidate: Tensor, fallback: Tensor, state: Tensor,
-                   data: ActionSetData) -> Tensor:
+                   data: ActionSetData) -> tuple[Tensor, Tensor]:
+        """Backup actions for the ``fallback`` rows, recovery actions where the backup is not
+        certified; returns ``(safe (N, d), uncertified (N,))`` (module docstring, 4-5)."""
         backup, exact = self._backup_action(state)
         backup = backup.to(dtype=candidate.dtype, device=candidate.device)
         if tuple(backup.shape) != tuple(candidate.shape):
             raise ValueError(f"safe_set.backup_action returned shape {tuple(backup.shape)}, "
                              f"expected {tuple(candidate.shape)}")
-        rows = torch.nonzero(fallback).flatten()
-        if not self._warned:
+        finite = torch.isfinite(backup).all(-1)
+        backup = torch.where(finite.unsqueeze(-1), backup, torch.zeros_like(backup))
+        backup_ok = self.certify(backup, data, rows=fallback & finite)
+        if not exact:
+            backup_ok = torch.zeros_like(backup_ok)
+        need = fallback & ~backup_ok
+        uncertified = need.clone()
+        if bool(need.any()) and self.recovery_set is not None:
+            rows = torch.nonzero(need).flatten()
+            recovered, solved = recovery_actions(self.recovery_set, data, rows.cpu().numpy())
+            if solved.any():
+                use = rows[torch.as_tensor(solved, device=rows.device)]
+                values = torch.as_tensor(recovered[solved], dtype=backup.dtype,
+                                         device=backup.device)
+                backup = backup.clone()
+                backup[use] = values
+                rec_ok = self.certify(backup, data, rows=need)
+                uncertified = need & ~rec_ok
+        fallback_rows = torch.nonzero(fallback & ~uncertified).flatten()
+        if fallback_rows.numel() and not self._warned:
             self._warned = True
-            backup_ok = self.certify(backup, data, rows=fallback)
-            uncertified = [int(i) for i in rows if not bool(backup_ok[i])]
-            note = ("" if not uncertified and exact else
-                    f" WARNING: the backup action itself is not certified for rows {uncertified}"
-                    " (state outside the safe state set?).")
             failure = "" if self._failure is None else f" ({self._failure})"
             warnings.warn(
                 f"{type(self).__name__}: solver failure{failure} or uncertified output for env "
-                f"rows {rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning "
-                f"the safe set's backup action (counted in .fallbacks; further fallbacks of this "
-                f"instance are counted silently).{note}",
+                f"rows {fallback_rows.tolist()} at states "
+                f"{state.detach()[fallback_rows].cpu().tolist()}; returning a certified backup "
+                f"action (counted in .fallbacks; further certified fallbacks of this instance "
+                f"are counted silently).",
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return torch.where(fallback.unsqueeze(-1), backup, candidate)
+        return torch.where(fallback.unsqueeze(-1), backup, candidate), uncertified
+
+    def _report_uncertified(self, safe: Tensor, uncertified: Tensor, state: Tensor,
+                            data: ActionSetData) -> None:
+        """Warn (every call) or raise (``strict``) for rows without a certified action."""
+        rows = torch.nonzero(uncertified).flatten()
+        viol = self.violation(safe.detach()[rows], data.subset(rows))
+        states = state.detach()[rows].cpu().tolist()
+        message = (
+            f"{type(self).__name__}: no certified safe action for env rows {rows.tolist()} "
+            f"(states {states[:5]}{' ...' if len(states) > 5 else ''}); normalised containment "
+            f"violation of the returned best-effort recovery action {viol.tolist()} "
+            f"(> 0: the successor set may leave the safe state set). Counted in .uncertified "
+            f"({self.uncertified} so far); flagged in .last_uncertified.")
+        if self.strict:
+            raise UncertifiedActionError(message + " (strict=True)", rows.tolist(),
+                                         viol.tolist())
+        warnings.warn(message, UncertifiedActionWarning, stacklevel=3)
 
     def _backup_action(self, state: Tensor) -> tuple[Tensor, bool]:
         """``(backup (N, d), exact)``: the safe set's backup actions.  For states outside the
         safe state set (no certified backup exists) the non-strict factor is used and the
-        result is clipped to ``A``; ``exact`` is then ``False``."""
+        result is clipped to ``A``; for a safe set without an action part the centre of ``A``
+        is a placeholder (the recovery program replaces it); ``exact`` is then ``False``."""
         safe_set = self.env.safe_set
         try:
             return safe_set.backup_action(state.detach()), True
         except ValueError:
+            low = self.structure.tensor("box_low", state)
+            high = self.structure.tensor("box_high", state)
+            if getattr(safe_set, "action", None) is None:
+                centre = 0.5 * (low + high)
+                return centre.expand(state.shape[0], -1).clone(), False
             backup = safe_set.backup_action(state.detach(), strict=False)
-            low = self.structure.tensor("box_low", backup)
-            high = self.structure.tensor("box_high", backup)
             backup = torch.nan_to_num(backup, nan=0.0, posinf=0.0, neginf=0.0)
             return torch.clamp(backup, low, high), False
 
-    def _record(self, action: Tensor, safe: Tensor, fallback: Tensor) -> None:
+    def _record(self, action: Tensor, safe: Tensor, fallback: Tensor,
+                uncertified: Tensor) -> None:
         with torch.no_grad():
             distance = torch.linalg.vector_norm(safe.detach() - action.detach(), dim=-1)
             intervened = distance > INTERVENTION_THRESHOLD
         self.interventions += int(intervened.sum())
         self.fallbacks += int(fallback.sum())
+        self.uncertified += int(uncertified.sum())
         self.steps += int(action.shape[0])
         self.last_safe_action = safe.detach()
         self.last_intervened = intervened
         self.last_fallback = fallback
+        self.last_uncertified = uncertified
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(backend={self.backend!r}, "
                 f"passthrough={self.passthrough}, margin={self.structure.margin}, "
-                f"tol={self.tol})")
+                f"tol={self.tol}, strict={self.strict})")

@@ -11,6 +11,9 @@ safeguard into the simulator is kept).  The step's ``info`` gains
 * ``"safe_action"`` ``(N, d)`` — the actions actually applied,
 * ``"intervened"`` ``(N,)`` bool — ``||safe - unsafe|| > 1e-6`` (SPEC §5),
 * ``"fallback"`` ``(N,)`` bool — the safeguard returned the safe set's backup action.
+* ``"uncertified"`` ``(N,)`` bool — no certified safe action existed; the row holds the
+  best-effort recovery action (:mod:`~safegbpo.safeguards.recovery`); ``None`` when the
+  safeguard does not report it.
 
 Attribute access that the wrapper does not define (``state``, ``cut_graph``, ``linearise``,
 ``model``, ``safe_set``, ...) is forwarded to the wrapped env, so differentiable-simulation
@@ -68,6 +71,7 @@ class SafeguardActionWrapper(VectorActionWrapper):
         info["safe_action"] = safe
         info["intervened"] = self.safeguard.last_intervened
         info["fallback"] = self.safeguard.last_fallback
+        info["uncertified"] = getattr(self.safeguard, "last_uncertified", None)
         return obs, reward, terminated, truncated, info
 
     def __getattr__(self, name: str) -> Any:

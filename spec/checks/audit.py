@@ -50,6 +50,7 @@ def audit(
     num_envs: int | None = None,
     config: ProbeConfig | None = None,
     label: str | None = None,
+    p1_actions: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> AuditResult:
     """Audit ``safeguard`` on ``task`` (module docstring).
@@ -67,6 +68,9 @@ def audit(
         num_envs: states per batch (default: the task's).
         config: probe parameters (default: :class:`ProbeConfig` with rounds from ``samples``).
         label: report label (default: the variant's row label, or the safeguard name).
+        p1_actions: also check P1 on this many actions with the vectorised oracle of
+            :mod:`spec.checks.scale` (``0``: skip); an unsafe unflagged row or an exception
+            fails P1; the count and the wall clock are in P1's ``measured["scale"]``.
 
     Raises:
         ValueError: unknown task/safeguard/option, ``samples < 1``, unknown required property.
@@ -93,12 +97,30 @@ def audit(
     checks, ev = check_properties(guard, env, config=config, seed=seed, tol=tol,
                                   expectations=expectations_for(safeguard, options),
                                   required=required, progress=progress)
+    scale = None
+    if p1_actions > 0:
+        from spec.checks.scale import p1_at_scale
+
+        scale = p1_at_scale(guard, env, p1_actions, seed=seed, tol=tol, progress=progress)
+        p1 = next(c for c in checks if c.check == "P1")
+        p1.measured["scale"] = scale
+        if not scale["holds"]:
+            p1.holds = False
+            p1.details = (f"at scale: {scale['violations_unflagged']}/{scale['actions']} "
+                          f"outputs unsafe and not flagged, {scale['num_errors']} raising "
+                          f"batch(es) (worst margin {scale['worst_unflagged_margin']}); "
+                          + p1.details)
+        else:
+            p1.details += (f"; at scale: {scale['actions']} actions, all safe or flagged "
+                           f"({scale['flagged']} flagged), {scale['seconds']:.1f} s")
     return AuditResult(
         task=task, safeguard=safeguard, options=options,
         label=label or (variant.label if variant is not None else safeguard),
         seed=seed,
         samples={"states": config.rounds * env.num_envs, "actions": ev.num_samples,
-                 "batch": env.num_envs, "straddle_pairs": len(ev.straddle)},
+                 "batch": env.num_envs, "straddle_pairs": len(ev.straddle),
+                 "p1_actions": ev.num_samples + len(ev.extra.get("violation", []))
+                 + (scale["actions"] if scale else 0)},
         checks=checks, seconds=time.perf_counter() - start,
         safe_set={"source": env.safe_set.source,
                   "certification": env.safe_set.certification})
@@ -115,11 +137,13 @@ def run_all(
     safe_sets: Mapping[str, Any] | None = None,
     backend: str | None = None,
     progress: Callable[[str], None] | None = None,
+    p1_actions: int = 0,
 ) -> dict[str, Any]:
     """Audit every registered map variant (``variants``: their keys, default all:
     :func:`spec.checks.expectations.audited_variants`) on every task (default: every
     registered task) and check Lemmas 1–3.  ``backend`` is the built-in safeguards' backend
     (default: theirs, :data:`safegbpo.safeguards.DEFAULT_BACKEND`; recorded in ``settings``).
+    ``p1_actions``: P1 at scale per audit (:func:`audit`; ``nox -s spec`` passes 10^4).
     Returns the ``reports/spec.json`` document::
 
         {"format", "metadata", "settings", "audits": [AuditResult.to_dict()],
@@ -143,7 +167,8 @@ def run_all(
                 options["backend"] = backend
             audits.append(audit(task, variant.safeguard, options=options,
                                 samples=samples, seed=seed, tol=tol,
-                                safe_set=(safe_sets or {}).get(task), label=variant.label))
+                                safe_set=(safe_sets or {}).get(task), label=variant.label,
+                                p1_actions=p1_actions))
     lemma_checks: list[CheckResult] = []
     if lemmas:
         from safegbpo.envs import make_vec
@@ -163,7 +188,8 @@ def run_all(
         "format": SPEC_FORMAT,
         "metadata": collect_metadata({"spec": seed}),
         "settings": {"samples": samples, "seed": seed, "tol": tol, "tasks": list(tasks),
-                     "variants": keys, "backend": backend or DEFAULT_BACKEND},
+                     "variants": keys, "backend": backend or DEFAULT_BACKEND,
+                     "p1_actions": p1_actions},
         "audits": [a.to_dict() for a in audits],
         "lemmas": [c.to_dict() for c in lemma_checks],
     }

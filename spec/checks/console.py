@@ -29,11 +29,11 @@ def key_numbers(check: CheckResult | Mapping[str, Any]) -> str:
     c = check if isinstance(check, CheckResult) else CheckResult.from_dict(check)
     m = c.measured
     picks = {
-        "P1": ("violations", "samples", "worst_margin"),
+        "P1": ("violations", "total_p1_samples", "flagged_uncertified", "worst_margin"),
         "P2": ("nonfinite_jacobians", "lipschitz_fd_max", "straddle_ratio_max"),
         "P3": ("full_rank_fraction", "gradcheck_agreement", "sigma_min_quantiles"),
         "P4": ("intervention_rate_uniform", "intervention_rate_safe_inputs"),
-        "P5": ("median_forward_s", "median_forward_per_action_s"),
+        "P5": ("median_forward_s", "env_steps_per_call"),
     }.get(c.check)
     if picks is None:
         picks = tuple(k for k, v in m.items() if isinstance(v, int | float))[:3]

@@ -15,7 +15,8 @@ Verdict semantics used by :mod:`spec.checks.properties` (the expectations below 
   agree with central finite differences (gradcheck) there.
 * **P4** holds iff the safeguard intervenes *only* on unsafe actions (``g(a) = a`` for every
   safe ``a``): the fewest interventions P1 allows.
-* **P5** holds iff the median time per safeguarded action stays within the budget.
+* **P5** holds iff the median batched safeguard call costs at most ``P5_STEP_FACTOR`` unsafe env
+  steps of the same batch (:mod:`spec.checks.properties`).
 
 Expectations beyond Table 1 (the modifications of SPEC §5 and the orthogonal centre) are
 derived in the comments next to them.  The variants themselves (keys, labels, safeguard options)
@@ -55,6 +56,8 @@ _NONE = Expectation(None, "no expectation for a user-supplied safeguard")
 
 _P5_BP = Expectation(True, "1 QP per action (explicit and induced sets)")
 _P5_RM = Expectation(True, "0-1 conic (centre) + 1 LP per action (induced set)")
+_P5_PAPER_PROGRAMS = Expectation(False, "the paper's programs through cvxpylayers/Clarabel: "
+                                        "measured 60-360 unsafe env steps per call (bound 50)")
 
 EXPECTATIONS: dict[str, dict[str, Expectation]] = {
     "bp": {
@@ -189,5 +192,11 @@ def expectations_for(safeguard: str, options: Mapping[str, Any] | None = None
     required ones (P1, P2 must hold; no statement on P3-P5)."""
     variant = variant_for(safeguard, options)
     if variant is not None:
-        return dict(variant.expectations)
+        out = dict(variant.expectations)
+        if (options or {}).get("backend") == "cvxpylayers" and "P5" in out:
+            # measured (issue 10, the benchmark): the paper's generic conic programs cost
+            # 60-360 unsafe env steps per batched call, beyond P5_STEP_FACTOR; Table 1's
+            # "1 QP" is a count of programs, not a speed
+            out["P5"] = _P5_PAPER_PROGRAMS
+        return out
     return {**_REQUIRED, "P3": _NONE, "P4": _NONE, "P5": _NONE}

@@ -6,7 +6,14 @@
   for actions outside, ``G_I`` the generators whose optimal factor is not at a bound.  The
   reference projection and its factors ``b*`` are computed independently with scipy's bounded
   least squares (BVLS: exact active set); zonotopes with random Gaussian generators are in
-  general position, so ``b*`` is unique for boundary points.
+  general position, so ``b*`` is unique for boundary points.  The interior statement is tested
+  *honestly* (issue 10), not through the autograd Jacobian alone (the implementation returns
+  interior actions unchanged, so that Jacobian is ``I`` by construction): at interior points,
+  including points just inside the boundary (gauge up to ``0.999``), the map is evaluated at
+  ``a ± h u`` (random unit ``u``, ``h = 1e-4``, perturbations that stay inside), those values
+  are checked against the independent BVLS projection, and the central difference quotient
+  ``(g(a + h u) - g(a - h u)) / 2h`` must equal ``u`` (``J = I``) -- a map that moved interior
+  points (a wrong snap, a tightened set) fails.
 * **Lemma 2** (induced set under Eq 12 is convex): on states of the task's safe set, convex
   combinations of pairs of *exactly* safe actions (Eq 7 without the Eq-6 relaxation: every
   noise vertex of ``W`` propagated through the nonlinear model lands in ``S_s``) are exactly
@@ -72,12 +79,31 @@ def _random_zonotope(d: int, m: int, gen: torch.Generator, scale: float = 0.4
     return c, G
 
 
+def _interior_fd_error(projection, a: Tensor, c: Tensor, G: Tensor, gen: torch.Generator,
+                       h: float = 1e-4) -> float:
+    """``max(|FD(u) - u|, |g(a ± h u) - P_BVLS(a ± h u)|)`` at an interior ``a`` (module
+    docstring): the central difference of the map along a random unit ``u``, with the map's
+    values at the perturbed points checked against the independent BVLS projection."""
+    u = random_directions(1, a.shape[0], gen)[0]
+    points = torch.stack([a + h * u, a - h * u])
+    with torch.no_grad():
+        values = projection(points, c, G)
+    Gn = G.numpy()
+    worst = 0.0
+    for p, v in zip(points.numpy(), values.numpy(), strict=True):
+        b = lsq_linear(Gn, p - c.numpy(), bounds=(-1.0, 1.0), method="bvls", tol=1e-12).x
+        worst = max(worst, float(np.abs(v - (c.numpy() + Gn @ b)).max()))
+    fd = (values[0] - values[1]) / (2 * h)
+    return max(worst / h, float((fd - u).abs().max()))
+
+
 def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) -> CheckResult:
     """Lemma 1 on random explicit zonotopes (module docstring)."""
     from safegbpo.safeguards import boundary_projection
 
     gen = torch.Generator().manual_seed(seed)
     errs_in, errs_out, proj_err, ranks_out = [], [], [], []
+    fd_in: list[float] = []
     skipped = 0
     shapes = []
     for k in range(num_sets):
@@ -87,8 +113,12 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
         c, G = _random_zonotope(d, m, gen)
         radius = G.abs().sum(dim=1)
         half = actions_per_set // 2
-        inside = c + (0.95 * (2 * torch.rand((half, m), generator=gen, dtype=torch.float64)
-                              - 1)) @ G.T
+        # interior points: uniform factors (gauge <= 0.95) and points just inside the
+        # boundary (gauge 0.999 along random factor directions)
+        factors = 0.95 * (2 * torch.rand((half, m), generator=gen, dtype=torch.float64) - 1)
+        near = factors[: half // 2]
+        factors[: half // 2] = 0.999 * near / near.abs().amax(-1, keepdim=True)
+        inside = c + factors @ G.T
         outside = c + 2.0 * radius * (2 * torch.rand((actions_per_set - half, d), generator=gen,
                                                      dtype=torch.float64) - 1)
         a = torch.cat([inside, outside])
@@ -105,6 +135,7 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
             gauge = gauge_lp(Gn, rhs)
             if gauge < 1.0 - 1e-6:
                 errs_in.append(float((J[i] - torch.eye(d)).abs().max()))
+                fd_in.append(_interior_fd_error(boundary_projection, a[i], c, G, gen))
                 continue
             if gauge <= 1.0 + 1e-6:
                 skipped += 1  # on the boundary: the Jacobian is one-sided there
@@ -119,6 +150,7 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
             ranks_out.append(int((np.linalg.svd(J[i].numpy(), compute_uv=False) > LEMMA_TOL)
                                  .sum()) - d)
     max_in = max(errs_in, default=0.0)
+    max_fd_in = max(fd_in, default=0.0)
     max_out = max(errs_out, default=0.0)
     max_proj = max(proj_err, default=0.0)
     rank_ok = all(r <= -1 for r in ranks_out)
@@ -128,6 +160,7 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
         "outside_samples": len(errs_out),
         "skipped_boundary_or_ambiguous": skipped,
         "max_error_inside_vs_identity": max_in,
+        "max_error_inside_finite_differences_vs_identity": max_fd_in,
         "max_error_outside_vs_projector": max_out,
         "max_projection_error_vs_bvls": max_proj,
         "outside_rank_minus_d": sorted(set(ranks_out)),
@@ -138,6 +171,9 @@ def check_lemma1(num_sets: int = 4, actions_per_set: int = 16, seed: int = 0) ->
         reasons.append("too few inside/outside samples")
     if max_in > LEMMA_TOL:
         reasons.append(f"Jacobian inside differs from I by {max_in:.3g}")
+    if max_fd_in > LEMMA_TOL:
+        reasons.append(f"finite differences inside (values checked against BVLS) differ from "
+                       f"I by {max_fd_in:.3g}")
     if max_out > LEMMA_TOL:
         reasons.append(f"Jacobian outside differs from G_I (G_I^T G_I)^+ G_I^T by {max_out:.3g}")
     if not rank_ok:

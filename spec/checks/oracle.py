@@ -7,10 +7,15 @@ The audit must never trust a safeguard's own solver to decide whether its output
 set has one, the explicit action zonotope ``U_s`` — and answers every question with scipy/HiGHS
 linear programs (never cvxpy/cvxpylayers):
 
-* :meth:`margins` — the P1 numbers of actions: box excess ``max_k |a_k| - 1`` (``A``), Eq-6
-  containment margin of the next-state set ``<f0 + B (a - a0), E G_W>`` in ``S_s`` (Eq 13–14,
-  :func:`safegbpo.sets.containment.induced_containment_margin`; ``<= 1`` certifies safety), and
-  the gauge of ``a`` in ``U_s`` (Eq 5; ``<= 1`` inside);
+* :meth:`margins` — the P1 numbers of actions, **sharing no code path with the safeguards**
+  (issue 10): box excess ``max_k |a_k| - 1`` (``A``); the *exact* induced margin of Eq 7 — the
+  task's **nonlinear model dynamics** evaluated at the ``2^{n_w}`` vertices of the noise box
+  ``W`` (exact: ``f`` is affine in ``w`` and ``S_s`` convex), each successor judged by exact
+  point containment in ``S_s`` (Eq 5, the gauge LP :func:`point_gauge` of this module, HiGHS);
+  and the gauge of ``a`` in ``U_s`` (same LP).  No linearisation (``env.linearise``), no Eq 6,
+  no H-representation and no solver or certificate of :mod:`safegbpo.safeguards` or
+  :mod:`safegbpo.sets.containment` is involved (the cvxpylayers backend's certification uses
+  the latter's LPs, so the oracle has its own);
 * :meth:`ray_distance` — Eq 47: ``max t s.t. origin + t v in A ∩ A_s(s)``;
 * :meth:`support_point` — ``argmax l^T a`` over ``A ∩ A_s(s)`` (a vertex: where set edges meet);
 * :meth:`interior_point` — a point of the set away from its boundary (mean of support points);
@@ -30,6 +35,8 @@ polyhedron in ``(a, Gamma±, beta±, b_U)``::
     Gamma±, beta± >= 0
 
 which is exactly the set certified by :func:`~safegbpo.sets.containment.induced_containment_margin`.
+These lifted LPs (built from ``env.linearise``) only *place samples* (rays, support points,
+boundary pairs); they never judge an output.
 """
 
 from __future__ import annotations
@@ -43,9 +50,28 @@ import torch
 from scipy.optimize import linprog
 from torch import Tensor
 
-from safegbpo.sets.containment import gauge_lp, induced_containment_margin
+__all__ = ["Margins", "SafeActionOracle", "point_gauge"]
 
-__all__ = ["Margins", "SafeActionOracle"]
+
+def point_gauge(generators: np.ndarray, v: np.ndarray) -> float:
+    """Exact gauge ``min { t : G b = v, ||b||_inf <= t }`` of ``v`` w.r.t. ``<0, G>`` (Eq 5 as
+    an LP over ``(b, t)``, HiGHS); ``<= 1`` iff ``c + v`` lies in ``<c, G>``; ``inf`` when
+    ``v`` is outside the span of ``G`` or the LP fails.  The spec's own implementation, so the
+    P1 oracle shares no code with the safeguards' certification."""
+    G = np.asarray(generators, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        return float("inf")
+    n, m = G.shape
+    cost = np.zeros(m + 1)
+    cost[-1] = 1.0
+    eye = np.eye(m)
+    A_ub = np.vstack([np.hstack([eye, -np.ones((m, 1))]), np.hstack([-eye, -np.ones((m, 1))])])
+    res = linprog(cost, A_ub=A_ub, b_ub=np.zeros(2 * m), A_eq=np.hstack([G, np.zeros((n, 1))]),
+                  b_eq=v, bounds=[(None, None)] * m + [(0.0, None)], method="highs")
+    if res.status != 0 or res.x is None:
+        return float("inf")
+    return float(res.x[-1])
 
 
 @dataclass(frozen=True)
@@ -54,8 +80,8 @@ class Margins:
 
     Attributes:
         box: ``max_k |a_k - a0_k| / r_k - 1`` — ``<= 0`` inside ``A``.
-        induced: Eq-6 containment margin where it certifies (``<= 1``), else the exact margin
-            of Eq 7 (:meth:`SafeActionOracle.exact_induced_margin`) — ``<= 1`` iff
+        induced: the exact margin of Eq 7 (:meth:`SafeActionOracle.exact_induced_margin`:
+            nonlinear model at the vertices of ``W``, exact point containment) — ``<= 1`` iff
             ``f(s, a, W) ⊆ S_s``.
         explicit: gauge of ``a - c_U`` in ``U_s`` — ``<= 1`` inside (zeros if no ``U_s``).
     """
@@ -137,16 +163,11 @@ class SafeActionOracle:
         if finite.any():
             af, ii = a[finite], idx[finite]
             box[finite] = np.max(np.abs(af - self.a0) / self.radius, axis=1) - 1.0
-            induced[finite] = induced_containment_margin(
-                self.f0[ii], self.B[ii], self.E[ii], self.W_G, af, self.S_c, self.S_G, self.a0)
-            # Eq 6 is only sufficient (SPEC §11): where it does not certify, use the exact
-            # margin of Eq 7 (largest gauge of the next states at the vertices of W)
-            loose = np.flatnonzero(finite)[induced[finite] > 1.0]
-            if loose.size:
-                induced[loose] = self.exact_induced_margin(a[loose], idx[loose])
+            # exact (Eq 7): the nonlinear model at the vertices of W, exact containment (Eq 5)
+            induced[finite] = self.exact_induced_margin(af, ii)
             if self.U is not None:
                 c_u, g_u = self.U
-                explicit[finite] = [gauge_lp(g_u, row - c_u) for row in af]
+                explicit[finite] = [point_gauge(g_u, row - c_u) for row in af]
         return Margins(box=box, induced=induced, explicit=explicit)
 
     def exact_induced_margin(self, actions: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -160,7 +181,7 @@ class SafeActionOracle:
         for signs in itertools.product((0, 1), repeat=self.env.model.noise_dim):
             w = torch.where(torch.tensor(signs, dtype=torch.bool), high_w, low_w)
             nxt = self.env.model.dynamics(states, a, w.expand(a.shape[0], -1)).numpy()
-            worst = np.maximum(worst, [gauge_lp(self.S_G, p - self.S_c) for p in nxt])
+            worst = np.maximum(worst, [point_gauge(self.S_G, p - self.S_c) for p in nxt])
         return worst
 
     def is_safe(self, actions: Tensor | np.ndarray, tol: float = 1e-9,
@@ -287,9 +308,9 @@ class SafeActionOracle:
         ok &= np.max(np.abs(a.numpy() - self.a0) / self.radius, axis=1) <= 1.0 + tol
         if self.U is not None:
             c_u, g_u = self.U
-            ok &= np.array([gauge_lp(g_u, row - c_u) <= 1.0 + tol for row in a.numpy()])
+            ok &= np.array([point_gauge(g_u, row - c_u) <= 1.0 + tol for row in a.numpy()])
         for signs in itertools.product((0, 1), repeat=model.noise_dim):
             w = torch.where(torch.tensor(signs, dtype=torch.bool), high_w, low_w)
             nxt = model.dynamics(states, a, w.expand(a.shape[0], -1)).numpy()
-            ok &= np.array([gauge_lp(self.S_G, p - self.S_c) <= 1.0 + tol for p in nxt])
+            ok &= np.array([point_gauge(self.S_G, p - self.S_c) <= 1.0 + tol for p in nxt])
         return ok

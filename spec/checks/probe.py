@@ -15,7 +15,14 @@ records
 * segments across the safe boundary (``(1 ± delta) t*`` along a ray) and across a face of
   ``A``, bisected towards the largest output change: a jump (discontinuity) of the map shows
   as a ratio that doubles with every step,
-* call times (P5), and whether NaN/inf inputs raise (P1).
+* call times (P5) and the time of one *unsafe* env step of the same batch on the same machine
+  (the reference of P5), and whether NaN/inf inputs raise (P1),
+* the rows the safeguard **flagged** as uncertified (``last_uncertified``: no certified safe
+  action existed; :mod:`safegbpo.safeguards.recovery`) -- P1 accepts a row that is safe or
+  flagged, never an unflagged unsafe one,
+* an extra P1-only pass (no derivatives) at states **on and outside** the boundary of ``S_s``
+  (``S_s`` vertex directions scaled by :data:`OFFSET_FACTORS`, clipped to ``S``) and with actions
+  of magnitude up to :data:`HUGE_ACTION` at states inside, on and outside the set.
 
 Any exception a safeguard raises on a finite input is recorded (it breaks P1: a safeguard must
 map *every* action) instead of aborting the audit.
@@ -24,6 +31,7 @@ map *every* action) instead of aborting the audit.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from safegbpo.sets.containment import gauge_lp
-from spec.checks.oracle import SafeActionOracle
+from spec.checks.oracle import SafeActionOracle, point_gauge
 from spec.checks.sampling import (
     CATEGORIES,
     boundary_pairs,
@@ -42,10 +49,19 @@ from spec.checks.sampling import (
     sample_safe_states,
 )
 
-__all__ = ["ProbeConfig", "Evidence", "probe", "call_safeguard", "INTERVENTION_THRESHOLD"]
+__all__ = ["HUGE_ACTION", "INTERVENTION_THRESHOLD", "OFFSET_FACTORS", "Evidence", "ProbeConfig",
+           "call_safeguard", "probe"]
 
 INTERVENTION_THRESHOLD = 1e-6
 """SPEC §5: an intervention is ``||g(a) - a|| > 1e-6``."""
+
+HUGE_ACTION = 1e6
+"""Largest action magnitude of the P1-only pass (log-uniform in ``[1, 1e6]``): P1 holds "for
+all a" (SPEC §3), and the paper's conic programs lost optimality above ``|a| ~ 300``."""
+
+OFFSET_FACTORS = (1.0, 1.05, 1.5, 3.0)
+"""Scales of the ``S_s`` vertex directions of the off-set states: ``1.0`` on the boundary, the
+others outside (where no safe action may exist: the row must be safe or flagged)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,8 @@ class ProbeConfig:
             warm-up and not timed.
         training_path: also step the env through ``SafeguardActionWrapper`` (P1 on the path
             that training uses).
+        extra_p1: run the P1-only pass at states on/outside ``S_s`` and with actions up to
+            :data:`HUGE_ACTION` (module docstring).
     """
 
     rounds: int = 4
@@ -85,6 +103,7 @@ class ProbeConfig:
     bisection_steps: int = 14
     timing_calls: int = 3
     training_path: bool = True
+    extra_p1: bool = True
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -128,6 +147,14 @@ class Evidence:
         counter_check: one call's measured interventions vs the change of the safeguard's
             ``interventions`` counter (``{"measured", "counter_delta"}``).
         batch: ``N`` (actions per call).
+        flagged: ``(S,)`` the safeguard flagged the output as uncertified (``last_uncertified``;
+            ``False`` when it reports nothing).
+        extra: the P1-only pass (module docstring): ``{"kind" (E,), "outputs" (E, d),
+            "violation" (E,), "flagged" (E,), "margin" (E,), "state_gauge" (E,),
+            "max_action" (float), "errors" [str]}``.
+        times_env_step: seconds of one unsafe, batched ``env.step`` (P5's reference).
+        fd_asymmetry: ``(S,)`` ``max |J_fwd - J_bwd|`` of the one-sided FD quotients (a kink
+            in the stencil when large; P3 excludes those samples explicitly).
     """
 
     tol: float
@@ -152,6 +179,10 @@ class Evidence:
     training_path: dict[str, Any] | None = None
     counters: dict[str, Any] = field(default_factory=dict)
     counter_check: dict[str, Any] = field(default_factory=dict)
+    flagged: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    fd_asymmetry: np.ndarray = field(default_factory=lambda: np.empty(0))
+    extra: dict[str, Any] = field(default_factory=dict)
+    times_env_step: list[float] = field(default_factory=list)
 
     @property
     def num_samples(self) -> int:
@@ -217,20 +248,112 @@ def call_safeguard(safeguard: Callable[[Tensor, Tensor], Tensor], action: Tensor
     return out, None
 
 
+def _flags(safeguard: Any, N: int) -> np.ndarray:
+    """``(N,)`` the rows of the last call the safeguard flagged as uncertified."""
+    flags = getattr(safeguard, "last_uncertified", None)
+    if isinstance(flags, Tensor) and tuple(flags.shape) == (N,):
+        return flags.detach().cpu().numpy().astype(bool)
+    return np.zeros(N, dtype=bool)
+
+
+def _offset_states(env, N: int, factor: float, generator: torch.Generator) -> Tensor:
+    """``N`` states ``c + factor * G s`` (``s`` random sign vectors: directions of ``S_s``'s
+    vertices), clipped to ``S`` (the env's reset accepts only states of ``S``)."""
+    c = env.safe_set.state.center[0].to(torch.float64)
+    G = env.safe_set.state.generators[0].to(torch.float64)
+    signs = torch.where(_rand((N, G.shape[1]), generator) < 0.5, -1.0, 1.0).to(torch.float64)
+    low, high = (x.to(torch.float64) for x in env.model.state_bounds())
+    return torch.clamp(c + factor * signs @ G.T, low, high)
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.rand(shape, generator=generator, dtype=torch.float64)
+
+
+def _huge_actions(N: int, d: int, generator: torch.Generator) -> Tensor:
+    """Random directions with magnitudes log-uniform in ``[1, HUGE_ACTION]``; the first row
+    exactly ``HUGE_ACTION``."""
+    direction = random_directions(N, d, generator)
+    scale = torch.exp(_rand((N,), generator) * float(np.log(HUGE_ACTION)))
+    scale[0] = HUGE_ACTION
+    return direction * scale.unsqueeze(-1)
+
+
+def _p1_extra(safeguard, env, rounds: int, tol: float, generator: torch.Generator
+              ) -> dict[str, Any]:
+    """The P1-only pass (module docstring): states on/outside ``S_s`` and huge actions."""
+    N, d = env.num_envs, env.model.action_dim
+    kinds, outs, bad, flags, margins, gauges, errors = [], [], [], [], [], [], []
+    max_action = 0.0
+    batches: list[tuple[str, Tensor, Tensor]] = []
+    for _ in range(rounds):
+        for factor in OFFSET_FACTORS:
+            where = "on S_s boundary" if factor == 1.0 else f"outside S_s (x{factor:g})"
+            states = _offset_states(env, N, factor, generator)
+            uniform = 2 * _rand((N, d), generator) - 1
+            batches.append((f"state {where}, uniform action", states, uniform))
+            batches.append((f"state {where}, huge action", states,
+                            _huge_actions(N, d, generator)))
+        inside = sample_safe_states(env, N, generator, 0.25)
+        batches.append(("state inside S_s, huge action", inside, _huge_actions(N, d, generator)))
+    for kind, states, actions in batches:
+        env.reset(options={"state": states})
+        state = env.state
+        a = actions.to(dtype=env.dtype, device=env.device)
+        max_action = max(max_action, float(a.abs().max()))
+        with torch.no_grad():
+            out, err = call_safeguard(safeguard, a, state)
+        if out is None:
+            errors.append(f"{kind}: {err}")
+            continue
+        oracle = SafeActionOracle(env, states)
+        m = oracle.margins(out)
+        kinds.extend([kind] * N)
+        outs.append(out.detach().double().cpu().numpy())
+        bad.append(m.violation(tol))
+        flags.append(_flags(safeguard, N))
+        margins.append(m.worst())
+        gauges.append([point_gauge(oracle.S_G, s - oracle.S_c)
+                       for s in states.detach().double().cpu().numpy()])
+    def cat(xs: list[Any], empty: np.ndarray) -> np.ndarray:
+        return np.concatenate(xs) if xs else empty
+
+    return {"kind": np.asarray(kinds, dtype=object),
+            "outputs": cat(outs, np.empty((0, d))),
+            "violation": cat(bad, np.empty(0, dtype=bool)),
+            "flagged": cat(flags, np.empty(0, dtype=bool)),
+            "margin": cat(margins, np.empty(0)),
+            "state_gauge": cat([np.asarray(g) for g in gauges], np.empty(0)),
+            "max_action": max_action, "errors": errors}
+
+
+def _env_step_time(env, generator: torch.Generator) -> float:
+    """Seconds of one unsafe batched ``env.step`` (uniform actions in ``A``, no autograd)."""
+    N, d = env.num_envs, env.model.action_dim
+    a = (2 * _rand((N, d), generator) - 1).to(dtype=env.dtype, device=env.device)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        env.step(a)
+        return time.perf_counter() - t0
+
+
 def _nan_rows(N: int, d: int) -> Tensor:
     return torch.full((N, d), float("nan"), dtype=torch.float64)
 
 
 def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidence: Evidence
-               ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(outputs, J_auto, J_fd)`` for the batch ``action (N, d)`` (NaN where unavailable)."""
+               ) -> tuple[Tensor, Tensor, Tensor, np.ndarray, np.ndarray]:
+    """``(outputs, J_auto, J_fd, flagged, asymmetry)`` for the batch ``action (N, d)`` (NaN
+    where unavailable; ``flagged``: the rows the safeguard flagged as uncertified;
+    ``asymmetry``: ``max |J_fwd - J_bwd|`` of the one-sided difference quotients)."""
     N, d = action.shape
     x = action.detach().clone().requires_grad_(True)
     out, err = call_safeguard(safeguard, x, state)
+    flags = _flags(safeguard, N)
     if out is None:
         evidence.call_errors.append(str(err))
         return _nan_rows(N, d), torch.full((N, d, d), float("nan")), \
-            torch.full((N, d, d), float("nan"))
+            torch.full((N, d, d), float("nan")), flags, np.full(N, np.nan)
     J_auto = torch.full((N, d, d), float("nan"), dtype=torch.float64)
     if out.requires_grad:
         for k in range(d):
@@ -244,6 +367,8 @@ def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidenc
     else:
         evidence.grad_errors.append("output carries no autograd graph (not differentiable)")
     J_fd = torch.empty((N, d, d), dtype=torch.float64)
+    asym = torch.zeros(N, dtype=torch.float64)
+    base = out.detach().double().cpu()
     with torch.no_grad():
         for k in range(d):
             e = torch.zeros(d, dtype=action.dtype, device=action.device)
@@ -255,7 +380,11 @@ def _jacobians(safeguard, action: Tensor, state: Tensor, fd_step: float, evidenc
                 J_fd[:, :, k] = float("nan")
                 continue
             J_fd[:, :, k] = ((plus - minus) / (2 * fd_step)).double().cpu()
-    return out.detach().double().cpu(), J_auto, J_fd
+            # one-sided quotients: a kink inside the stencil makes them disagree (P3)
+            fwd = (plus.double().cpu() - base) / fd_step
+            bwd = (base - minus.double().cpu()) / fd_step
+            asym = torch.maximum(asym, (fwd - bwd).abs().amax(-1))
+    return base, J_auto, J_fd, flags, asym.numpy()
 
 
 def _lipschitz(safeguard, action: Tensor, state: Tensor, out: Tensor, config: ProbeConfig,
@@ -395,7 +524,7 @@ def _training_path(safeguard, env, states: Tensor, actions: Tensor, tol: float,
     margins = oracle.margins(applied)
     applied_bad = margins.violation(tol)
     S_c, S_G = oracle.S_c, oracle.S_G
-    next_gauge = np.array([gauge_lp(S_G, p - S_c) for p in next_state.numpy()])
+    next_gauge = np.array([point_gauge(S_G, p - S_c) for p in next_state.numpy()])
     next_bad = next_gauge > 1.0 + tol
     last = getattr(safeguard, "last_safe_action", None)
     mismatch = None
@@ -433,7 +562,29 @@ def probe(
         wrapper_factory: ``(env, safeguard) -> wrapped env`` for the training-path check
             (default :class:`safegbpo.safeguards.SafeguardActionWrapper`).
         progress: optional callback receiving one-line status messages.
+
+    The safeguard's :class:`~safegbpo.safeguards.UncertifiedActionWarning` is silenced during
+    the probe: the flagged rows are evidence (counted by P1), not noise for the console.
     """
+    from safegbpo.safeguards import UncertifiedActionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncertifiedActionWarning)
+        return _probe(safeguard, env, config, seed=seed, tol=tol,
+                      wrapper_factory=wrapper_factory, progress=progress)
+
+
+def _probe(
+    safeguard: Any,
+    env: Any,
+    config: ProbeConfig = ProbeConfig(),
+    *,
+    seed: int = 0,
+    tol: float = 1e-6,
+    wrapper_factory: Callable[[Any, Any], Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Evidence:
+    """:func:`probe` without the warning filter."""
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -442,6 +593,8 @@ def probe(
     ev.counters["before"] = _counters(safeguard)
     cats, idx, states_all = [], [], []
     acts, outs, in_m, out_m, out_bad, ja, jf, lips = [], [], [], [], [], [], [], []
+    flagged: list[np.ndarray] = []
+    asymmetry: list[np.ndarray] = []
     warmed = False
     for r in range(config.rounds):
         states = sample_safe_states(env, N, gen, config.vertex_fraction)
@@ -457,7 +610,10 @@ def probe(
             if progress:
                 progress(f"round {r + 1}/{config.rounds}: {cat} actions")
             a = sample_actions(oracle, cat, gen).to(dtype=env.dtype, device=env.device)
-            out, J_auto, J_fd = _jacobians(safeguard, a, state, config.fd_step, ev)
+            out, J_auto, J_fd, flags, asym = _jacobians(safeguard, a, state, config.fd_step,
+                                                        ev)
+            flagged.append(flags)
+            asymmetry.append(asym)
             lip = _lipschitz(safeguard, a, state, out, config, gen, ev)
             m_in = oracle.margins(a)
             m_out = oracle.margins(out)
@@ -490,6 +646,11 @@ def probe(
             if timed is not None and timed.requires_grad:
                 timed.sum().backward()
             ev.times_backward.append(time.perf_counter() - t0)
+            env.reset(options={"state": states})
+            ev.times_env_step.append(_env_step_time(env, gen))
+            env.reset(options={"state": states})
+    ev.flagged = np.concatenate(flagged)
+    ev.fd_asymmetry = np.concatenate(asymmetry)
     ev.category = np.asarray(cats, dtype=object)
     ev.state_index = torch.cat(idx).numpy()
     ev.states = torch.cat(states_all).numpy()
@@ -505,6 +666,10 @@ def probe(
     if progress:
         progress("NaN/inf inputs")
     _nonfinite_inputs(safeguard, env, ev)
+    if config.extra_p1:
+        if progress:
+            progress("P1 at states on/outside S_s and huge actions")
+        ev.extra = _p1_extra(safeguard, env, config.rounds, tol, gen)
     ev.counters["after"] = _counters(safeguard)
     if config.training_path:
         if progress:

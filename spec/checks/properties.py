@@ -6,8 +6,12 @@ and the numbers it rests on;
 :func:`check_properties` runs the probe and all five checks for any object following the
 safeguard protocol.  The verdict rules (thresholds justified where they are defined):
 
-* **P1** (required) — no sampled output outside ``A ∩ A_s(s)`` (independent LPs, tolerance
-  ``tol`` on the normalised margins), no non-finite output, no exception on a finite input,
+* **P1** (required) — every sampled output is safe (the independent oracle of
+  :mod:`spec.checks.oracle`: nonlinear model at the vertices of ``W``, exact point containment;
+  tolerance ``tol`` on the normalised margins) **or explicitly flagged** by the safeguard as
+  uncertified (``last_uncertified``: no certified safe action exists there), also at states on
+  and outside the boundary of ``S_s`` and for actions up to ``1e6``
+  (:data:`spec.checks.probe.HUGE_ACTION`); no non-finite output, no exception on a finite input,
   NaN and inf inputs raise, and on the training path (``SafeguardActionWrapper``) the action the
   env actually applied — reconstructed from the realised transition — is safe and the realised
   next state lies in ``S_s``.
@@ -23,8 +27,9 @@ safeguard protocol.  The verdict rules (thresholds justified where they are defi
   central finite differences.  The rank outside ``A`` is reported, not judged.
 * **P4** — no intervention (``||g(a) - a|| > 1e-6``) on a clearly safe input (normalised margin
   ``<= 1 - SAFE_BAND``); reports the intervention rates.
-* **P5** — the median forward time per action (batched call / ``N``) is at most
-  ``p5_budget`` seconds.
+* **P5** — the fastest timed batched forward call costs at most :data:`P5_STEP_FACTOR` unsafe
+  environment steps of the same batch (the fastest timed one), on the same machine in the same
+  process (minimum: the least-disturbed measurement on a shared machine).
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ __all__ = [
     "GRADCHECK_RTOL",
     "GRADCHECK_MIN_AGREEMENT",
     "SAFE_BAND",
+    "NONSMOOTH_TOL",
     "P5_BUDGET",
+    "P5_STEP_FACTOR",
     "GENERIC_CATEGORIES",
     "check_p1",
     "check_p2",
@@ -77,22 +84,39 @@ with step ``1e-4`` of outputs accurate to ~1e-8 carries ~1e-4 noise; 1e-3 leaves
 ten while any wrong derivative (a dropped term, the identity instead of the mask's Jacobian) is
 off by O(0.1-1)."""
 
-GRADCHECK_MIN_AGREEMENT = 0.9
-"""Share of generic samples that must pass the gradcheck.  A sample within the FD step of a
-kink (set edge, active-set change: C1 fails there legitimately, "almost everywhere" in Table 1)
-disagrees; such samples have probability O(step) = O(1e-4), so 10% leaves ample margin while a
-systematically wrong gradient fails almost every sample."""
+GRADCHECK_MIN_AGREEMENT = 0.99
+"""Share of the *smooth* generic samples that must pass the gradcheck.  Non-smooth samples are
+excluded explicitly, not absorbed by a loose threshold: a sample whose one-sided difference
+quotients disagree (``max |J_fwd - J_bwd| > NONSMOOTH_TOL``) has a kink (set edge, active-set
+change, the tightened boundary: C1 fails there legitimately, "almost everywhere" in Table 1)
+inside its FD stencil; it is counted and reported, and the agreement is measured on the rest.
+Among smooth samples only FD noise can disagree (~1e-4 against the 1e-3 tolerance), so 99%
+leaves room for one noisy sample in a hundred, while a gradient bug on more than 1% of the
+smooth samples fails (the previous 90% let a bug on <10% of the samples pass)."""
+
+NONSMOOTH_TOL = 1e-2
+"""One-sided FD quotients (step ``1e-4``) of a C1 map differ by ``~h |g''| + noise/h``, i.e.
+~1e-4 here; a kink in the stencil makes them differ by O(0.1-1).  1e-2 separates the two."""
 
 SAFE_BAND = 1e-4
 """Inputs count as *clearly safe* for P4 when their normalised margin is ``<= 1 - 1e-4``: the
 built-in problems are tightened by 1e-6 (so actions within ~1e-6 of the boundary are projected
 by design), and the band keeps such borderline actions out of the verdict."""
 
-P5_BUDGET = 0.1
-"""Seconds per safeguarded action (median forward call time / N).  At this cost a run of the
-paper's largest budget (200k quadrotor interactions) spends at most ~5.5 h in the safeguard on
-one core; the paper's Table 6 reports 5-10x the cost of unsafe training, and our measured
-numbers are reported next to the verdict."""
+P5_STEP_FACTOR = 50.0
+"""P5 bound: one batched safeguard call may cost at most 50 unsafe env steps of the same batch
+(fastest timed call vs fastest timed step, same machine, same process: the ratio is
+independent of the machine's speed and robust to other load).
+Why 50: the paper's Table 6 reports safeguarded training at 5-10x the wall clock of unsafe
+training; a training iteration costs several env-step equivalents besides the step itself
+(policy forward/backward, the simulator's backward pass, the critic), so a safeguard at ~50
+steps keeps training within that range, while the generic conic solvers the brief measured at
+30-260 env steps make the paper's budgets infeasible on a laptop (the cvxpylayers backend
+fails this bound; the exact backend meets it with a wide margin: measured 2-17x)."""
+
+P5_BUDGET = P5_STEP_FACTOR
+"""Deprecated alias of :data:`P5_STEP_FACTOR` (P5 used to be an absolute 0.1 s per action,
+which no safeguard could miss)."""
 
 GENERIC_CATEGORIES = ("uniform",)
 """Categories P3 is judged on (module docstring)."""
@@ -111,7 +135,13 @@ def _by_category(ev: Evidence, mask: np.ndarray) -> dict[str, int]:
 
 def check_p1(ev: Evidence, expectation: Expectation | None = None) -> CheckResult:
     """P1: every output in ``A ∩ A_s(s)``; NaN/inf raise; training path safe."""
-    bad = ev.output_violation
+    flagged = ev.flagged if ev.flagged.shape == ev.output_violation.shape else \
+        np.zeros_like(ev.output_violation)
+    bad = ev.output_violation & ~flagged
+    extra = ev.extra or {}
+    x_bad = np.asarray(extra.get("violation", np.empty(0, dtype=bool)), dtype=bool)
+    x_flag = np.asarray(extra.get("flagged", np.zeros_like(x_bad)), dtype=bool)
+    x_unflagged = x_bad & ~x_flag
     nonfinite = ~np.all(np.isfinite(ev.outputs), axis=1)
     raises = {k: ev.nonfinite_input.get(k) for k in ("nan", "inf")}
     tp = ev.training_path
@@ -126,13 +156,30 @@ def check_p1(ev: Evidence, expectation: Expectation | None = None) -> CheckResul
         "nan_input_raises": raises["nan"],
         "inf_input_raises": raises["inf"],
         "tolerance": ev.tol,
+        "flagged_uncertified": int(flagged.sum()),
+        "unsafe_but_flagged": int((ev.output_violation & flagged).sum()),
+        "offset_and_huge_samples": int(x_bad.size),
+        "offset_and_huge_violations_unflagged": int(x_unflagged.sum()),
+        "offset_and_huge_flagged": int(x_flag.sum()),
+        "offset_and_huge_unsafe_but_flagged": int((x_bad & x_flag).sum()),
+        "max_action_magnitude": extra.get("max_action"),
+        "total_p1_samples": int(ev.num_samples + x_bad.size),
         "training_path": tp,
     }
     reasons = []
+    if x_unflagged.any():
+        kinds = extra["kind"][x_unflagged]
+        j = int(np.flatnonzero(x_unflagged)[np.argmax(extra["margin"][x_unflagged])])
+        reasons.append(f"{int(x_unflagged.sum())}/{x_bad.size} outputs at states on/outside "
+                       f"S_s or for huge actions unsafe and NOT flagged (worst margin "
+                       f"{extra['margin'][j]:.6g}, {extra['kind'][j]}; kinds "
+                       f"{sorted(set(kinds.tolist()))})")
+    for message in extra.get("errors", []):
+        reasons.append(f"raised on a finite input: {message}")
     if bad.any():
-        i = int(np.argmax(ev.output_margin))
-        reasons.append(f"{int(bad.sum())}/{bad.size} outputs not certified safe (worst normalised "
-                       f"margin {ev.output_margin[i]:.6g} > 1 + {ev.tol:g}; e.g. action "
+        i = int(np.flatnonzero(bad)[np.argmax(ev.output_margin[bad])])
+        reasons.append(f"{int(bad.sum())}/{bad.size} outputs unsafe and not flagged (worst "
+                       f"normalised margin {ev.output_margin[i]:.6g} > 1 + {ev.tol:g}; e.g. action "
                        f"{np.round(ev.actions[i], 6).tolist()} -> "
                        f"{np.round(ev.outputs[i], 6).tolist()} at state "
                        f"{np.round(ev.states[ev.state_index[i]], 6).tolist()}, "
@@ -241,9 +288,14 @@ def check_p3(ev: Evidence, expectation: Expectation | None = None,
     smin = sv[:, -1]
     ranks = (sv > rank_tol).sum(axis=1)
     full = ranks == d
-    err = np.abs(J[usable] - F[usable]).max(axis=(1, 2))
+    err_all = np.abs(J[usable] - F[usable]).max(axis=(1, 2))
     scale = np.abs(F[usable]).max(axis=(1, 2))
-    agree = err <= GRADCHECK_ATOL + GRADCHECK_RTOL * scale
+    asym = ev.fd_asymmetry[generic][usable] if ev.fd_asymmetry.shape == ev.category.shape \
+        else np.zeros(int(usable.sum()))
+    smooth = ~(asym > NONSMOOTH_TOL)  # NaN asymmetry (no FD) counts as smooth: judged
+    agree_all = err_all <= GRADCHECK_ATOL + GRADCHECK_RTOL * scale
+    agree = agree_all[smooth]
+    err = err_all[smooth] if smooth.any() else err_all
     unsafe_in = ev.input_margin[generic][usable] > 1.0 + ev.tol
     outside = (ev.category == "outside") & np.all(np.isfinite(ev.jac_auto), axis=(1, 2))
     outside_full = (np.linalg.svd(ev.jac_auto[outside], compute_uv=False)[:, -1] > rank_tol
@@ -260,7 +312,11 @@ def check_p3(ev: Evidence, expectation: Expectation | None = None,
                                           if (~unsafe_in).any() else None),
         "full_rank_fraction_outside_A": (float(outside_full.mean()) if outside_full.size
                                          else None),
-        "gradcheck_agreement": float(agree.mean()),
+        "gradcheck_agreement": float(agree.mean()) if agree.size else None,
+        "gradcheck_smooth_samples": int(smooth.sum()),
+        "gradcheck_nonsmooth_excluded": int((~smooth).sum()),
+        "gradcheck_agreement_all_samples": float(agree_all.mean()),
+        "gradcheck_min_agreement": GRADCHECK_MIN_AGREEMENT,
         "gradcheck_max_error": float(err.max()),
         "gradcheck_median_error": float(np.median(err)),
         "rank_tol": rank_tol,
@@ -270,13 +326,17 @@ def check_p3(ev: Evidence, expectation: Expectation | None = None,
         reasons.append(f"{int((~full).sum())}/{full.size} Jacobians rank-deficient "
                        f"(sigma_min <= {rank_tol:g}; "
                        f"{int((~full & unsafe_in).sum())} of them at unsafe inputs)")
-    if agree.mean() < GRADCHECK_MIN_AGREEMENT:
+    if not agree.size:
+        reasons.append("no smooth generic sample for the gradcheck")
+    elif agree.mean() < GRADCHECK_MIN_AGREEMENT:
         reasons.append(f"autograd disagrees with finite differences at "
-                       f"{int((~agree).sum())}/{agree.size} samples (max error {err.max():.3g})")
+                       f"{int((~agree).sum())}/{agree.size} smooth samples (max error "
+                       f"{err.max():.3g}; {int((~smooth).sum())} non-smooth samples excluded)")
     holds = not reasons
     details = "; ".join(reasons) if reasons else (
         f"full rank at all {full.size} generic samples (sigma_min >= {smin.min():.3g}); "
-        f"gradcheck agrees at {agree.mean():.0%}")
+        f"gradcheck agrees at {agree.mean():.0%} of {agree.size} smooth samples "
+        f"({int((~smooth).sum())} with a kink in the FD stencil excluded)")
     return _expect(CheckResult("P3", "C1 with full-rank Jacobians (local diffeomorphism)",
                                holds, measured, details), expectation)
 
@@ -321,26 +381,36 @@ def check_p4(ev: Evidence, expectation: Expectation | None = None) -> CheckResul
 
 
 def check_p5(ev: Evidence, expectation: Expectation | None = None,
-             budget: float = P5_BUDGET) -> CheckResult:
-    """P5: median forward time per action within ``budget`` seconds."""
+             factor: float = P5_STEP_FACTOR) -> CheckResult:
+    """P5: the fastest batched forward call costs at most ``factor`` unsafe env steps of the
+    same batch (:data:`P5_STEP_FACTOR`; module docstring)."""
     fwd = np.asarray(ev.times_forward)
     bwd = np.asarray(ev.times_backward)
-    if fwd.size == 0:
+    steps = np.asarray(ev.times_env_step)
+    if fwd.size == 0 or steps.size == 0:
         return _expect(CheckResult("P5", "computes quickly", None, {}, "no timed call"),
                        expectation)
-    per_action = float(np.median(fwd)) / ev.batch
+    # the fastest timed call against the fastest timed env step: on a shared machine the
+    # minimum is the least-disturbed measurement (timeit's rule); medians are reported too
+    ratio = float(np.min(fwd) / np.min(steps))
     measured = {
         "batch": ev.batch,
         "median_forward_s": float(np.median(fwd)),
         "median_forward_backward_s": float(np.median(bwd)) if bwd.size else None,
-        "median_forward_per_action_s": per_action,
+        "median_forward_per_action_s": float(np.median(fwd)) / ev.batch,
+        "median_env_step_s": float(np.median(steps)),
+        "min_forward_s": float(np.min(fwd)),
+        "min_env_step_s": float(np.min(steps)),
+        "env_steps_per_call": ratio,
+        "env_steps_per_call_median": float(np.median(fwd) / np.median(steps)),
+        "bound_env_steps_per_call": factor,
         "timed_calls": int(fwd.size),
-        "budget_per_action_s": budget,
     }
-    holds = per_action <= budget
-    details = (f"median {np.median(fwd) * 1e3:.1f} ms per batched call of {ev.batch} "
-               f"({per_action * 1e3:.2f} ms per action; forward+backward "
-               f"{np.median(bwd) * 1e3:.1f} ms); budget {budget * 1e3:.0f} ms per action")
+    holds = ratio <= factor
+    details = (f"fastest {np.min(fwd) * 1e3:.2f} ms per batched call of {ev.batch} = "
+               f"{ratio:.1f} unsafe env steps ({np.min(steps) * 1e3:.3f} ms each; medians "
+               f"{np.median(fwd) * 1e3:.2f} / {np.median(steps) * 1e3:.3f} ms; "
+               f"forward+backward {np.median(bwd) * 1e3:.1f} ms); bound {factor:g} env steps")
     return _expect(CheckResult("P5", "computes quickly", holds, measured, details), expectation)
 
 

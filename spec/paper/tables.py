@@ -14,7 +14,8 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
     {"format", "profile", "safe_sets", "definitions",
      "tables": {"table2".."table6": {"title", "quantities", "note",
                 "rows": [{"task", "algo", "variant", "label", "backend", "judged",
-                          "ours": {steps, reward, ci, stuck, runs, ..., comparable} | null,
+                          "ours": {steps, reward, ci, stuck, runs, fallbacks, uncertified,
+                                   ..., comparable} | null,
                           "paper": {quantity: value} | null, "archive": {...} | null,
                           "delta": {quantity: ours - paper} | null, "note"}]}},
      "verdicts": {table: [CellComparison.to_dict()]},   (every paper value: pass/fail/not run)
@@ -344,8 +345,9 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
         return [*lines, ""]
     lines += [
         "| Task | Algorithm | Variant | Steps | Reward [95% CI] | Stuck | Stalled | "
+        "Fallbacks | Uncertified | "
         "paper Steps | paper Reward | paper Stuck | Δ Steps | Δ Reward | Δ Stuck | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
         ours, paper = row["ours"], row["paper"] or {}
@@ -355,6 +357,7 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
             f"| {row['task']} | {row['algo'].upper()} | {row['label']} | "
             f"{_fmt((ours or {}).get('steps'), 'steps')} | {_reward_with_ci(ours)} | "
             f"{_fmt((ours or {}).get('stuck'))}{runs} | {_fmt((ours or {}).get('stalled'))} | "
+            f"{_fmt((ours or {}).get('fallbacks'))} | {_fmt((ours or {}).get('uncertified'))} | "
             f"{_fmt(paper.get('steps'), 'steps')} | {_fmt(paper.get('reward'))} | "
             f"{_fmt(paper.get('stuck'))} | {_signed(delta.get('steps'), 'steps')} | "
             f"{_signed(delta.get('reward'))} | {_signed(delta.get('stuck'))} | "

@@ -32,6 +32,24 @@ def _record(spec, rewards, wallclock=None):
                       for i, r in enumerate(rewards)]}
 
 
+def test_cells_report_fallbacks_and_uncertified_steps_per_run():
+    """Issue 10: fallbacks and uncertified steps are in the cells (sums and per run) and in
+    cells.md; a record without the counter gives ``None`` (not reported), never 0."""
+    specs = [_spec("BP", s, ("table3",)) for s in (0, 1)]
+    records = {s.run_id: {**_record(s, [-30.0, -10.0]), "fallbacks": 3 * i, "uncertified": i}
+               for i, s in enumerate(specs)}
+    doc = measure_cells(specs, records)
+    (cell,) = [c for c in doc["cells"] if c["variant"] == "BP"]
+    assert (cell["fallbacks"], cell["uncertified"]) == (3, 1)
+    assert cell["fallbacks_per_run"] == [0, 3] and cell["uncertified_per_run"] == [0, 1]
+    assert "fallbacks" in doc["definitions"] and "uncertified" in doc["definitions"]
+    text = render_markdown(doc)
+    assert "| Fallbacks | Uncertified |" in text and "| exact | 3 | 1 |" in text
+    del records[specs[1].run_id]["uncertified"]
+    (cell,) = [c for c in measure_cells(specs, records)["cells"] if c["variant"] == "BP"]
+    assert cell["uncertified"] is None and cell["uncertified_per_run"] == [0, None]
+
+
 def test_cells_are_measured_once_and_tagged_with_every_table():
     specs = [_spec("BP", s, ("table3", "table4")) for s in (0, 1)]
     specs += [_spec("No Safeguard", 0, ("table2",)),

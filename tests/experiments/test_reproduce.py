@@ -183,7 +183,8 @@ def test_safety_and_improvement_checks():
                              "curve": [{"step": 1024, "reward": first},
                                        {"step": 2048, "reward": last}],
                              "safety": {"monitored": True, "states": 100,
-                                        "violations": violations, "max_gauge": 1.2}}
+                                        "violations": violations, "max_gauge": 1.2},
+                             "fallbacks": 0, "uncertified": 0}
     checks = evaluate_checks(grid, specs, records, {"cells": []})
     assert not checks["safety"]["passed"]
     assert checks["safety"]["problems"] == [f"{specs[2].run_id}: 2 realised states outside S_s"]
@@ -192,6 +193,34 @@ def test_safety_and_improvement_checks():
     assert not improvement["passed"]
     assert [c["passed"] for c in improvement["cells"]] == [True, False]
     assert not checks["wallclock"]["passed"]
+
+
+def test_any_uncertified_step_fails_the_safety_check():
+    """Issue 10: a safeguarded run whose safeguard applied a best-effort (uncertified) action
+    fails the reproduction's safety check even when no realised state left S_s; a record
+    without the counter fails too (unverifiable); fallbacks are listed per run."""
+    grid = replace(load_grid("quick"), checks={"safety": {}})
+    specs = [RunSpec(task="pendulum", algo="shac", variant="BP", seed=seed,
+                     variant_fields=get_variant("BP").train_fields, interactions=2048,
+                     eval_every=1024, experiments=("safeguards",), tables=("table3",))
+             for seed in (0, 1, 2)]
+    counters = [{"fallbacks": 4, "uncertified": 0}, {"fallbacks": 5, "uncertified": 2}, {}]
+    records = {s.run_id: {"format": RECORD_FORMAT, "run_id": s.run_id, "status": "finished",
+                          "curve": [{"step": 1024, "reward": -1.0}],
+                          "safety": {"monitored": True, "states": 10, "violations": 0,
+                                     "max_gauge": 0.9}, **c}
+               for s, c in zip(specs, counters, strict=True)}
+    check = evaluate_checks(grid, specs, records, {"cells": []})["safety"]
+    assert not check["passed"]
+    assert check["problems"] == [
+        f"{specs[1].run_id}: 2 uncertified safeguard steps (no certified safe action; "
+        "best-effort recovery applied)",
+        f"{specs[2].run_id}: the safeguard reports no 'uncertified' count"]
+    assert [r["fallbacks"] for r in check["runs"]] == [4, 5, None]
+    assert "9 safeguard fallbacks, 2 uncertified steps" in check["summary"]
+    records[specs[1].run_id]["uncertified"] = 0
+    records[specs[2].run_id].update(fallbacks=0, uncertified=0)
+    assert evaluate_checks(grid, specs, records, {"cells": []})["safety"]["passed"]
 
 
 def test_cli_parses_the_documented_options():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -28,6 +30,11 @@ from safegbpo.io import (
     read_json,
     remove_stale_temporaries,
     torch_load,
+)
+from safegbpo.safeguards import (
+    BoundaryProjection,
+    UncertifiedActionError,
+    UncertifiedActionWarning,
 )
 
 TINY_HYPER = {
@@ -420,3 +427,26 @@ def test_stale_temporaries_are_removed_and_corrupt_json_is_named(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+class NeverCertified(BoundaryProjection):
+    """A safeguard whose certification never passes: every step is uncertified (issue 10)."""
+
+    def certify(self, actions, data, rows=None, certificate=None):
+        return torch.zeros(actions.shape[0], dtype=torch.bool, device=actions.device)
+
+
+def test_result_counts_uncertified_steps_and_strict_fails_the_run(tmp_path):
+    user = f"{__name__}:NeverCertified"
+    config = tiny(safeguard=user, interactions=32, eval_every=1000, eval_episodes=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncertifiedActionWarning)
+        result = train(config, tmp_path / "lenient", progress=False)
+    assert result["status"] == "finished"
+    assert result["uncertified"] == result["fallbacks"] == result["safeguard_steps"] > 0
+    assert result["history"][-1]["uncertified"] == result["uncertified"]
+    assert "strict" not in result["config"]  # an execution policy, not the run's identity
+    strict = replace(config, strict=True)
+    with pytest.raises(UncertifiedActionError):
+        train(strict, tmp_path / "strict", progress=False)
+    assert load_result(tmp_path / "strict")["status"] == "failed"

@@ -158,3 +158,21 @@ def test_backend_option_reaches_the_config(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse lists the valid choices, exit code 2
         main(["train", *TINY, "--backend", "scs", "--out", str(tmp_path / "never")])
     assert "invalid choice: 'scs'" in capsys.readouterr().err
+
+
+def test_strict_option_reaches_the_safeguard(tmp_path):
+    """``--strict`` (issue 10): the config's ``strict`` builds the safeguard with
+    ``strict=True``; an execution policy: recorded when set, absent otherwise (identities of
+    existing runs unchanged), never a reason to refuse a resume."""
+    from safegbpo.cli import build_parser
+    from safegbpo.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", *TINY, "--safeguard", "bp", "--strict",
+                                      "--out", str(tmp_path / "run")])
+    config = config_from_args(args)
+    assert config.strict is True and config.safeguard_options(0)["strict"] is True
+    lenient = config_from_args(build_parser().parse_args(
+        ["train", *TINY, "--safeguard", "bp", "--out", str(tmp_path / "run")]))
+    assert lenient.strict is False and "strict" not in lenient.safeguard_options(0)
+    assert config.to_dict()["strict"] is True and "strict" not in lenient.to_dict()
+    assert config.differences(lenient) == {}  # resuming with(out) --strict is allowed

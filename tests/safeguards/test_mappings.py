@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from safegbpo.safeguards import radial_scale, ray_mask_map
@@ -123,6 +123,27 @@ def test_unknown_mapping_is_rejected():
 # --------------------------------------------------------------------------------------------
 # Lemma 3: concentric balls (SPEC §5)
 # --------------------------------------------------------------------------------------------
+# r / R_S beyond which float64 cannot represent the hyperbolic radial derivative (see
+# test_lemma3_concentric_balls_jacobian): tanh(x) == 1.0 for x > ~18.7
+_HYPERBOLIC_MAX_RATIO = 15.0
+
+
+def test_lemma3_hyperbolic_saturation_is_float64_rounding():
+    """Beyond ``r/R_S ~ 18.7`` the computed radial derivative of Eq 64 is exactly 0 because
+    ``tanh`` rounds to 1 (what hypothesis found at ``r/R_S ~ 19``); at 15 it is still the
+    closed form to a relative 1e-3 and positive."""
+    centre = torch.zeros(1, 1, dtype=F64)
+    R_S, R_A = torch.tensor([0.05], dtype=F64), torch.tensor([1.0], dtype=F64)
+    for x, saturated in ((15.0, False), (19.5, True)):
+        action = torch.tensor([[x * 0.05]], dtype=F64, requires_grad=True)
+        ray_mask_map(action, centre, R_S, R_A, "hyperbolic").sum().backward()
+        exact = 4.0 * math.exp(-2.0 * x) / (1.0 + math.exp(-2.0 * x)) ** 2 / math.tanh(20.0)
+        if saturated:
+            assert math.tanh(x) == 1.0 and float(action.grad) == 0.0
+        else:
+            assert float(action.grad) == pytest.approx(exact, rel=1e-3)
+
+
 def _ball_eigen(mapping: str, r: float, R_S: float, R_A: float) -> tuple[float, float]:
     if mapping == "linear":
         return R_S / R_A, R_S / R_A
@@ -134,10 +155,23 @@ def _ball_eigen(mapping: str, r: float, R_S: float, R_A: float) -> tuple[float, 
 @SETTINGS
 @given(st.integers(1, 5), st.floats(0.05, 0.95), st.floats(0.2, 3.0), st.floats(0.02, 0.98),
        st.integers(0, 2**31 - 1), st.sampled_from(["linear", "hyperbolic"]))
+@example(2, 0.05, 1.0, 0.98, 0, "linear")  # r/R_S = 19.6: the edge of the domain
+@example(2, 0.0654, 1.0, 0.98, 0, "hyperbolic")  # r/R_S = 14.98: just inside
 def test_lemma3_concentric_balls_jacobian(d, ratio, R_A, radius_frac, seed, mapping):
     """With lam_S = R_S, lam_A = R_A the Jacobian at a has eigenvector v (eigenvalue dh/dr) and
-    the tangent space (eigenvalue h(r)/r); it is full rank."""
+    the tangent space (eigenvalue h(r)/r); it is full rank.
+
+    Domain (stated restriction): the hyperbolic radial derivative is
+    ``dh/dr = (1 - tanh^2(r/R_S)) / tanh(R_A/R_S)``; for ``r/R_S > ~18.7`` ``tanh(r/R_S)`` rounds
+    to exactly 1.0 in float64, so the *computed* Jacobian has ``dh/dr == 0`` although the map is
+    mathematically full rank (``dh/dr ~ 4 exp(-2 r/R_S) > 0``).  That saturation is a property
+    of float64, not of Lemma 3, so the hyperbolic case is checked where ``dh/dr`` is
+    representable with a relative error far below the tolerances: ``r/R_S <= 15``
+    (``dh/dr >= ~4e-13``); :func:`test_lemma3_hyperbolic_saturation_is_float64_rounding` pins
+    the saturated regime down explicitly.
+    """
     R_S = ratio * R_A
+    assume(mapping == "linear" or radius_frac / ratio <= _HYPERBOLIC_MAX_RATIO)
     rng = np.random.default_rng(seed)
     centre = torch.as_tensor(rng.normal(size=(1, d)), dtype=F64)
     v = rng.normal(size=d)

@@ -26,7 +26,7 @@ def test_builtin_names_and_options(env):
 
 def test_options_are_listed():
     assert set(safeguard_options(BoundaryProjection)) == {
-        "backend", "passthrough", "margin", "tol", "solver_args", "certification"}
+        "backend", "passthrough", "margin", "tol", "solver_args", "certification", "strict"}
     assert {"mapping", "centre", "seed", "num_directions", "centre_gradient",
             "passthrough"} <= set(
         safeguard_options(RayMask))

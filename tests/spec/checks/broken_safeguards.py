@@ -81,7 +81,8 @@ class InvertedRayMask(RayMask):
         geometry = self.centre.geometry(action, data)
         delta = action - geometry.centre  # = v * lam_a
         safe = geometry.centre + delta / geometry.lam_S.clamp_min(1e-9).unsqueeze(-1)
-        self._record(action, safe, torch.zeros(action.shape[0], dtype=torch.bool))
+        none = torch.zeros(action.shape[0], dtype=torch.bool)
+        self._record(action, safe, none, none)
         return safe
 
 

@@ -35,6 +35,29 @@ def test_lemma1_rejects_a_full_rank_projection(monkeypatch):
     assert "full rank" in result.details
 
 
+@pytest.mark.gradcheck
+def test_lemma1_tests_the_interior_derivative_by_finite_differences(monkeypatch):
+    """Issue 10 finding 6: 'J = I inside' held by construction (interior actions are returned
+    unchanged, so autograd gives I whatever the map does nearby).  A map that wiggles interior
+    points by 1e-5 (values pass every 1e-3 comparison) with derivative 0.1, while reporting the
+    identity Jacobian, now fails on its finite differences."""
+    original = safeguards.boundary_projection
+
+    def wiggles_inside(action, center, generators):
+        out = original(action, center, generators)
+        inside = (out.detach() - action.detach()).norm(dim=-1, keepdim=True) == 0
+        wiggle = 1e-5 * torch.sin(out.detach() / 1e-4)
+        return out + torch.where(inside, wiggle, torch.zeros_like(wiggle))
+
+    monkeypatch.setattr(safeguards, "boundary_projection", wiggles_inside)
+    result = lemmas.check_lemma1(num_sets=2, actions_per_set=8, seed=1)
+    assert result.holds is False, result.details
+    assert "finite differences inside" in result.details
+    m = result.measured
+    assert m["max_error_inside_vs_identity"] <= lemmas.LEMMA_TOL  # autograd alone: fooled
+    assert m["max_projection_error_vs_bvls"] <= lemmas.LEMMA_TOL  # values alone: fooled
+
+
 def test_lemma2_holds_on_both_tasks():
     for task in ("pendulum", "quadrotor"):
         env = make_env(task, num_envs=4)

@@ -115,3 +115,34 @@ def test_oracle_validates_input(setup):
         oracle.margins(np.zeros((2, oracle.action_dim + 1)))
     nan_margin = oracle.margins(np.full((1, oracle.action_dim), np.nan))
     assert nan_margin.violation(1e-6)[0]
+
+
+def test_p1_margins_share_no_code_path_with_the_safeguards(monkeypatch):
+    """Issue 10 finding 5: the P1 numbers come from the nonlinear model at the vertices of W
+    and the spec's own Eq 5 LP -- not from env.linearise, Eq 6, the H-representation or the
+    LPs of safegbpo.sets.containment that the cvxpylayers backend certifies with."""
+    import safegbpo.sets.containment as containment
+    from safegbpo.safeguards import BoundaryProjection
+    from spec.checks.oracle import SafeActionOracle
+
+    env = make_env()
+    states = env.state.clone()
+    oracle = SafeActionOracle(env, states)  # (its sampling LPs use the linearisation)
+    actions = torch.linspace(-1.5, 1.5, env.num_envs, dtype=torch.float64)[:, None]
+    before = oracle.margins(actions).worst()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the P1 oracle used a code path of the safeguards")
+
+    for name in ("gauge_lp", "induced_containment_margin", "containment_margin_lp",
+                 "point_in_zonotope"):
+        monkeypatch.setattr(containment, name, forbidden)
+    monkeypatch.setattr(env, "linearise", forbidden)
+    monkeypatch.setattr(type(env.safe_set), "hrep", property(forbidden))
+    after = oracle.margins(actions).worst()
+    np.testing.assert_array_equal(before, after)
+    # and it agrees with the safeguard: projections are safe (<= 1), raw outside actions not
+    monkeypatch.undo()
+    safe = BoundaryProjection(env)(actions, states)
+    assert np.all(oracle.margins(safe).worst() <= 1.0 + 1e-9)
+    assert np.any(before > 1.0)

@@ -133,6 +133,19 @@ def test_markdown_rendering(grid_and_records):
     assert "| pendulum | SHAC | BP | 7680 |" in text
     assert "| 25600 | -8.402 | 2 | -17920 |" in text  # counts print as integers
     assert "Not available" in text  # archive skipped
+    # issue 10: fallbacks and uncertified steps of our runs next to the metrics ("–": the
+    # records of this fixture do not report them)
+    assert "| Stalled | Fallbacks | Uncertified | paper Steps |" in text
+
+
+def test_tables_show_fallbacks_and_uncertified_steps(grid_and_records):
+    specs, records = grid_and_records
+    records = {k: {**r, "fallbacks": 2, "uncertified": 1} for k, r in records.items()}
+    tables = build_tables(specs, records)
+    row = _row(tables, "table3", "pendulum", "shac", "BP")
+    assert row["ours"]["fallbacks"] > 0 and row["ours"]["uncertified"] > 0
+    runs = len(row["ours"]["uncertified_per_run"])
+    assert f"| {2 * runs} | {runs} | " in render_markdown(tables)
 
 
 def test_paper_values_use_the_project_variant_names():
