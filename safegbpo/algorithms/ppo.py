@@ -111,6 +111,8 @@ class PPO(Algorithm):
     """PPO on a ``SafeVectorEnv`` (see the module docstring)."""
 
     name = "ppo"
+    extra_rollout_keys: tuple[str, ...] = ()
+    """Names of the per-step tensors :meth:`observe_step` adds to the rollout (none for PPO)."""
 
     def __init__(
         self,
@@ -154,6 +156,8 @@ class PPO(Algorithm):
         cfg = self.config
         keys = ("obs", "pre_tanh", "noise", "log_prob", "value", "reward", "done", "safe_action")
         data: dict[str, list[Tensor]] = {k: [] for k in keys}
+        for key in self.extra_rollout_keys:
+            data[key] = []
         obs = self.current_obs()
         for _ in range(cfg.len_traj):
             sample = self.policy.sample(obs, self.generator)
@@ -173,12 +177,27 @@ class PPO(Algorithm):
             data["reward"].append(reward)
             data["done"].append(done)
             data["safe_action"].append(safe_action)
+            for key, value in self.observe_step(obs, next_obs, done, timeout, info).items():
+                data[key].append(value)
             obs = next_obs
         self.env.cut_graph()
         self.obs = obs.detach()
         batch = {k: torch.stack(v) for k, v in data.items()}
         batch["last_value"] = self.critic(self.obs)
+        batch.update(self.finish_rollout(self.obs))
         return batch
+
+    # -- hooks of an algorithm built on PPO (PCRPO's cost signal); PPO records nothing more
+    def observe_step(self, obs: Tensor, next_obs: Tensor, done: Tensor, timeout: Tensor,
+                     info: dict[str, Any]) -> dict[str, Tensor]:
+        """Extra per-step data (``extra_rollout_keys``) of one rollout step, after
+        ``env.step``: ``obs`` / ``next_obs`` ``(N, o)`` (``next_obs`` after autoreset),
+        ``done`` / ``timeout`` ``(N,)``, the step's ``info``."""
+        return {}
+
+    def finish_rollout(self, obs: Tensor) -> dict[str, Tensor]:
+        """Extra rollout entries computed from the observations after the rollout."""
+        return {}
 
     def iterate(self) -> dict[str, float]:
         cfg = self.config
@@ -221,24 +240,36 @@ class PPO(Algorithm):
         data (``obs``, ``pre_tanh``, ``noise``, ``log_prob``, ``advantage``, ``safe_action``);
         returns the loss and diagnostics (entropy, approximate KL, clip fraction)."""
         cfg = self.config
-        advantage = batch["advantage"]
-        if cfg.normalise_advantages and advantage.numel() > 1:
-            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        log_ratio = self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) \
-            - batch["log_prob"]
+        log_ratio = self.log_ratio(batch)
         ratio = log_ratio.exp()
-        surrogate = torch.max(
-            -advantage * ratio,
-            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+        surrogate = self.clipped_surrogate(batch["advantage"], ratio)
         entropy = self.policy.entropy()
         loss = surrogate - cfg.ent_coef * entropy
         if self.regularisation > 0.0:
             loss = loss + stored_regularisation_loss(
                 self.policy, batch["obs"], batch["noise"], torch.tanh(batch["pre_tanh"]),
                 batch["safe_action"], self.regularisation)
-        with torch.no_grad():
-            info = {"entropy": float(entropy.detach()),
-                    "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
-                    "clip_fraction": float(((ratio - 1.0).abs() > cfg.clip_coef)
-                                           .to(ratio.dtype).mean())}
-        return loss, info
+        return loss, self.diagnostics(log_ratio, ratio, entropy)
+
+    @torch.no_grad()
+    def diagnostics(self, log_ratio: Tensor, ratio: Tensor, entropy: Tensor) -> dict[str, float]:
+        """Entropy, approximate KL and clip fraction of a mini-batch's update."""
+        return {"entropy": float(entropy.detach()),
+                "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+                "clip_fraction": float(((ratio - 1.0).abs() > self.config.clip_coef)
+                                       .to(ratio.dtype).mean())}
+
+    def log_ratio(self, batch: dict[str, Tensor]) -> Tensor:
+        """``log pi_theta(u|o) - log pi_old(u|o)`` ``(B,)`` of the stored samples."""
+        return self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) - batch["log_prob"]
+
+    def clipped_surrogate(self, advantage: Tensor, ratio: Tensor) -> Tensor:
+        """The clipped surrogate loss ``mean max(-A r, -A clip(r, 1 - eps, 1 + eps))`` of the
+        advantages ``(B,)`` (standardised per mini-batch if ``normalise_advantages``) and the
+        probability ratios ``(B,)``."""
+        cfg = self.config
+        if cfg.normalise_advantages and advantage.numel() > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        return torch.max(
+            -advantage * ratio,
+            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()

@@ -4,10 +4,10 @@ While a run trains, every :class:`~safegbpo.envs.SafeVectorEnv` step of the proc
 through the environments' explicit step-observer hook (:func:`safegbpo.envs.observe_steps`);
 after each step the *realised* next state of every environment (``info['final_state']`` on
 truncation, else ``info['state']``) is tested for membership in the env's safe state zonotope
-``S_s = <c, G>`` (Eq 5): a state is inside when a factor ``b`` with ``G b = s - c`` and
-``||b||_inf <= 1 + 1e-7`` exists -- first the minimum-norm factor ``pinv(G)(s - c)`` is tried as a
-certificate, otherwise the exact LP gauge (batched,
-:func:`safegbpo.sets.containment.min_inf_norm_factors`) decides.  The monitor is independent of
+``S_s = <c, G>`` (Eq 5) by the project's one membership test of realised states,
+:func:`safegbpo.sets.membership.state_membership` (a factor ``b`` with ``G b = s - c`` and
+``||b||_inf <= 1 + 1e-7`` exists: pseudo-inverse certificate, else the exact LP gauge) -- the
+same test that gives PCRPO its cost signal (SPEC §12).  The monitor is independent of
 the safeguard and of the runner; training and evaluation environments are both monitored.
 Counters are flushed to ``runs/<id>/safety_monitor.json`` at every episode end and accumulate
 over resumed attempts (steps replayed after a resume are checked again).
@@ -30,13 +30,11 @@ import numpy as np
 from safegbpo.envs import observe_steps
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.io import atomic_write_text
-from safegbpo.sets.containment import min_inf_norm_factors
+from safegbpo.sets.membership import SAFETY_TOLERANCE, StateMembership, state_membership
 
 __all__ = ["MONITOR", "SAFETY_TOLERANCE", "SafetyMonitor", "safety_monitor"]
 
 MONITOR = "safegbpo.experiments.monitor:safety_monitor"
-SAFETY_TOLERANCE = 1e-7
-"""Slack on the gauge ``||b||_inf <= 1 + tol`` (solver tolerance of the safeguards' programs)."""
 
 _MONITOR_FILE = "safety_monitor.json"
 _MAX_EXAMPLES = 5
@@ -57,43 +55,36 @@ class SafetyMonitor:
         self.env_steps = 0
         self.states = 0
         self.violations = 0
-        self.lp_checks = 0
+        self._lp_checks_before = 0
         self.max_gauge = 0.0
         self.examples: list[dict[str, Any]] = []
         self.attempts = 1
-        self._sets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._sets: dict[int, StateMembership] = {}
         if self.path is not None and self.path.is_file():
             previous = json.loads(self.path.read_text())
             self.env_steps = int(previous.get("env_steps", 0))
             self.states = int(previous.get("states", 0))
             self.violations = int(previous.get("violations", 0))
-            self.lp_checks = int(previous.get("lp_checks", 0))
+            self._lp_checks_before = int(previous.get("lp_checks", 0))
             self.max_gauge = float(previous.get("max_gauge", 0.0))
             self.examples = list(previous.get("examples", []))
             self.attempts = int(previous.get("attempts", 1)) + 1
 
-    def _set_of(self, env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _set_of(self, env: Any) -> StateMembership:
         key = id(env)
         if key not in self._sets:
-            zonotope = env.safe_set.state
-            c = zonotope.center.detach().cpu().numpy()[0].astype(np.float64)
-            G = zonotope.generators.detach().cpu().numpy()[0].astype(np.float64)
-            self._sets[key] = (c, G, np.linalg.pinv(G))
+            self._sets[key] = state_membership(env.safe_set.state, self.tol)
         return self._sets[key]
 
+    @property
+    def lp_checks(self) -> int:
+        """States decided by the LP (over resumed attempts)."""
+        return self._lp_checks_before + sum(m.lp_checks for m in self._sets.values())
+
     def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
-        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``: the
-        pseudo-inverse factor's inf-norm when it certifies membership, else the LP's."""
-        c, G, pinv = self._set_of(env)
-        v = states - c
-        factors = v @ pinv.T
-        exact = np.abs(factors @ G.T - v).max(axis=1) <= 1e-9 * (1.0 + np.abs(v).max(axis=1))
-        out = np.abs(factors).max(axis=1)
-        undecided = np.flatnonzero(~exact | (out > 1.0 + self.tol))
-        if undecided.size:
-            self.lp_checks += int(undecided.size)
-            out[undecided] = np.abs(min_inf_norm_factors(G, v[undecided])).max(axis=1)
-        return out
+        """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. the env's ``S_s``
+        (:meth:`safegbpo.sets.membership.StateMembership.gauges`)."""
+        return self._set_of(env).gauges(states)
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:
         """Check the realised states of one ``env.step`` (its ``info``)."""
