@@ -1,12 +1,12 @@
-"""Learning algorithms (SPEC §8): SHAC (analytic gradients through the simulator and the
-safeguard), PPO and SAC (safeguard as a post-processing step), with their networks, replay
-buffer and evaluation.
+"""Learning algorithms (SPEC §8, §12): SHAC (analytic gradients through the simulator and the
+safeguard), PPO and SAC (safeguard as a post-processing step), PCRPO (the soft-constraint
+baseline on top of PPO, no safeguard), with their networks, replay buffer and evaluation.
 
 Each algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
-dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`).  The registry below
-names every algorithm once (:class:`AlgorithmSpec`: name, report label, class, config
-dataclass); the tuned presets per task are plain mappings in the task registry
-(:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
+dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`,
+:class:`PCRPOConfig`).  The registry below names every algorithm once (:class:`AlgorithmSpec`:
+name, report label, class, config dataclass); the tuned presets per task are plain mappings in
+the task registry (:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
 :func:`safegbpo.experiments.config.preset`.
 """
 
@@ -20,6 +20,7 @@ from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_ge
 from safegbpo.algorithms.buffers import ReplayBuffer
 from safegbpo.algorithms.evaluation import Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
+from safegbpo.algorithms.pcrpo import PCRPO, PCRPOConfig
 from safegbpo.algorithms.ppo import PPO, PPOConfig
 from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
@@ -27,6 +28,7 @@ from safegbpo.registry import Registry
 
 __all__ = [
     "MLP",
+    "PCRPO",
     "PPO",
     "SAC",
     "SHAC",
@@ -34,6 +36,7 @@ __all__ = [
     "AlgorithmSpec",
     "Evaluator",
     "GaussianPolicy",
+    "PCRPOConfig",
     "PPOConfig",
     "PhaseTimer",
     "QCritic",
@@ -107,3 +110,4 @@ def algorithms() -> Mapping[str, AlgorithmSpec]:
 register_algorithm(AlgorithmSpec("shac", "SHAC", SHAC, SHACConfig))
 register_algorithm(AlgorithmSpec("ppo", "PPO", PPO, PPOConfig))
 register_algorithm(AlgorithmSpec("sac", "SAC", SAC, SACConfig))
+register_algorithm(AlgorithmSpec("pcrpo", "PCRPO", PCRPO, PCRPOConfig, safeguarded=False))

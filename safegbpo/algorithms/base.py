@@ -172,6 +172,11 @@ class Algorithm(abc.ABC):
         """Deterministic (evaluation) action ``tanh(mu(o))`` ``(batch, d)``."""
         return self.policy.deterministic(obs)
 
+    def summary(self) -> dict[str, Any]:
+        """Algorithm-specific entries of the run's ``result.json`` (``algorithm_summary``;
+        e.g. PCRPO's mode counts); JSON-ready, empty by default."""
+        return {}
+
     def extra_state(self) -> dict[str, Any]:
         """Algorithm-specific checkpoint content (buffers, counters); override if needed."""
         return {}

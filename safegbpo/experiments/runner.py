@@ -5,7 +5,8 @@ Output directory ``out_dir`` (created if needed):
 * ``result.json`` — ``{"format", "status", "config", "interactions", "curve": [{"step",
   "reward"}], "history", "interventions", "fallbacks", "safeguard_steps", "wallclock": {phase:
   seconds}, "safe_set_source", "data_sources" (the env's exogenous data, e.g. the energy
-  task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
+  task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "algorithm_summary"
+  (:meth:`safegbpo.algorithms.Algorithm.summary`, e.g. PCRPO's mode counts), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue bit for bit: networks, optimisers, the
@@ -277,6 +278,7 @@ class _Run:
             "wallclock": self._wallclock(),
             "safe_set_source": str(getattr(self.env.safe_set, "source", "")),
             "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
+            "algorithm_summary": self.algorithm.summary(),  # e.g. PCRPO's mode counts
             "policy": POLICY_FILE,
             "version": __version__,
         }
