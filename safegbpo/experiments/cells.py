@@ -16,7 +16,10 @@ paper: the paper's values, the deltas, the comparison rules and H1/H2 are the sp
      "cells": [{"task", "algo", "variant", "kind": "train", "tables", "interactions",
                 "eval_every", "seeds", "run_ids", "missing_runs", "runs", "steps", "reward",
                 "ci", "stuck", "converged", "stalled", "per_seed_steps", "per_seed_final",
-                "eval_steps", "mean_curve", "stuck_reasons"} |
+                "eval_steps", "mean_curve", "stuck_reasons", "unsafe_states",
+                "monitored_states", "monitored_runs", "training_seconds",
+                "pcrpo": {mode_counts, cos_mean, conflict_fraction, cost_limit, slack_*}
+                (PCRPO cells only)} |
                {"task", "algo", "variant", "kind": "wallclock", "tables", "interactions",
                 "run_ids", "wallclock_ratio", "seconds", "baseline_seconds"}],
      "wallclock": {"task", "interactions"} | null, "checks": {...}}
@@ -58,6 +61,12 @@ DEFINITIONS = {
              "raised, or an evaluation reward is NaN/inf)",
     "stalled": "diagnostic only: runs whose curve never left the 5% band of its first "
                "evaluation (kept in the other columns, as the paper's archive does)",
+    "unsafe_states": "realised states outside the safe state set S_s during a cell's runs "
+                     "(training and evaluation episodes), counted by the independent safety "
+                     "monitor and summed over the seeds",
+    "training_seconds": "mean over the finished seeds of the training wall clock (rollout, "
+                        "safeguard and update phases; evaluation, checkpoints and setup "
+                        "excluded)",
     "wallclock_ratio": "training wall clock (evaluation excluded) of a safeguarded run divided by "
                        "that of the same algorithm without safeguard, same interactions",
 }
@@ -119,7 +128,43 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     if not done:
         return {**cell, "runs": 0}
     metrics = cell_metrics_from_records(done, key="/".join(first.cell))
-    return {**cell, **metrics.to_dict()}
+    return {**cell, **metrics.to_dict(), **_safety_and_time(done)}
+
+
+def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Unsafe states counted by the independent monitor (summed over the seeds; ``None`` when
+    no run was monitored), the mean training wall clock of the finished runs, and -- for a
+    soft-constraint baseline -- PCRPO's mode counts (summed) and ``cos(g_r, g_c)``."""
+    monitored = [r["safety"] for r in done
+                 if isinstance(r.get("safety"), Mapping) and r["safety"].get("monitored")]
+    seconds = [wallclock_seconds(r) for r in done if r.get("status") == "finished"]
+    seconds = [t for t in seconds if t is not None]
+    out: dict[str, Any] = {
+        "unsafe_states": sum(int(m.get("violations") or 0) for m in monitored)
+        if monitored else None,
+        "monitored_states": sum(int(m.get("states") or 0) for m in monitored),
+        "monitored_runs": len(monitored),
+        "training_seconds": sum(seconds) / len(seconds) if seconds else None,
+    }
+    pcrpo = [(r.get("algorithm_summary") or {}).get("pcrpo") for r in done]
+    pcrpo = [p for p in pcrpo if isinstance(p, Mapping)]
+    if pcrpo:
+        modes: dict[str, int] = {}
+        for p in pcrpo:
+            for mode, count in (p.get("mode_counts") or {}).items():
+                modes[mode] = modes.get(mode, 0) + int(count)
+        cos = [p["cos"]["mean"] for p in pcrpo if (p.get("cos") or {}).get("mean") is not None]
+        conflicts = [p["cos"]["conflict_fraction"] for p in pcrpo
+                     if (p.get("cos") or {}).get("conflict_fraction") is not None]
+        first = pcrpo[0]
+        out["pcrpo"] = {
+            "mode_counts": modes,
+            "cos_mean": sum(cos) / len(cos) if cos else None,
+            "conflict_fraction": sum(conflicts) / len(conflicts) if conflicts else None,
+            "cost_limit": first.get("cost_limit"), "slack_upper": first.get("slack_upper"),
+            "slack_lower": first.get("slack_lower"),
+        }
+    return out
 
 
 def _timing_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]]
