@@ -137,8 +137,8 @@ def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     soft-constraint baseline -- PCRPO's mode counts (summed) and ``cos(g_r, g_c)``."""
     monitored = [r["safety"] for r in done
                  if isinstance(r.get("safety"), Mapping) and r["safety"].get("monitored")]
-    seconds = [wallclock_seconds(r) for r in done if r.get("status") == "finished"]
-    seconds = [t for t in seconds if t is not None]
+    seconds = [t for t in (wallclock_seconds(r) for r in done if r.get("status") == "finished")
+               if t is not None]
     out: dict[str, Any] = {
         "unsafe_states": sum(int(m.get("violations") or 0) for m in monitored)
         if monitored else None,
@@ -146,8 +146,9 @@ def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "monitored_runs": len(monitored),
         "training_seconds": sum(seconds) / len(seconds) if seconds else None,
     }
-    pcrpo = [(r.get("algorithm_summary") or {}).get("pcrpo") for r in done]
-    pcrpo = [p for p in pcrpo if isinstance(p, Mapping)]
+    pcrpo: list[Mapping[str, Any]] = [
+        p for p in ((r.get("algorithm_summary") or {}).get("pcrpo") for r in done)
+        if isinstance(p, Mapping)]
     if pcrpo:
         modes: dict[str, int] = {}
         for p in pcrpo:
