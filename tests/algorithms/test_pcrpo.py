@@ -291,3 +291,17 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, monkeyp
     assert resumed["status"] == "finished"
     assert resumed["curve"] == reference["curve"]
     assert resumed["algorithm_summary"] == reference["algorithm_summary"]
+
+
+def test_quick_profile_has_one_short_pcrpo_run_per_task():
+    from safegbpo.experiments.grid import expand
+    from safegbpo.experiments.profiles import get_profile
+
+    grid = get_profile("quick").load_grid()
+    specs = [s for s in expand(grid) if s.algo == "pcrpo"]
+    assert sorted(s.task for s in specs) == ["energy", "pendulum", "quadrotor"]
+    for spec in specs:
+        assert spec.variant_fields.get("safeguard") is None and spec.tables == ("pcrpo",)
+        per_iteration = spec.hyper["len_traj"] * get_task(spec.task).num_envs
+        assert spec.interactions == 2 * per_iteration == 2 * spec.eval_every
+    assert "pcrpo" in grid.checks["completed"]["experiments"]
