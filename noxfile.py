@@ -82,9 +82,11 @@ def report(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: safeguard call times per variant and task (writes reports/bench.json)."""
+    """Benchmarks: safeguard call times per variant and task (reports/bench.json); SHAC window
+    time of a 10-seed population vs one seed (reports/bench_populations.json)."""
     _install(session)
     session.run("python", "benchmarks/bench_safeguards.py", *session.posargs)
+    session.run("python", "benchmarks/bench_populations.py")
 
 
 @nox.session(python=PYTHON)

@@ -6,14 +6,16 @@
 library's option vocabulary (:mod:`safegbpo.cli.options`).
 
 ``safegbpo audit --task T --safeguard NAME|module:Class [--mapping M] [--centre C]
-[--passthrough] [--option key=value ...] [--samples N] [--seed S] [--safe-set FILE]
-[--json OUT] [--require P3 ...]`` prints a table of the P1–P5 verdicts of one safeguard on one
-task and exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on bad input).
+[--passthrough] [--backend B] [--option key=value ...] [--samples N] [--seed S]
+[--safe-set FILE] [--json OUT] [--require P3 ...]`` prints a table of the P1–P5 verdicts of one
+safeguard on one task and exits 0 iff P1, P2 and every required property hold (1 otherwise, 2 on
+bad input).
 
 ``safegbpo report [--results DIR] [--out reports/] [--spec reports/spec.json]`` writes the
 compliance report (:mod:`spec.report`).
 
-``python -m spec --all [--tasks T ...] [--variants KEY ...] [--safe-sets DIR] [--json OUT]``
+``python -m spec --all [--tasks T ...] [--variants KEY ...] [--safe-sets DIR] [--backend B]
+[--json OUT]``
 audits every registered safeguard map on every task (P1–P5 against Table 1), checks Lemmas 1–3,
 prints the verdicts and writes the JSON document of :func:`spec.checks.audit.run_all` (what
 ``nox -s spec`` runs).  Exit code 0 iff every verdict agrees with its expectation
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.cli.options import (
+    add_backend_option,
     add_safe_set_option,
     add_safe_sets_option,
     add_task_option,
@@ -62,6 +65,7 @@ def register_audit(subparsers: Any) -> None:
     p.add_argument("--mapping", choices=MAPPINGS, help="ray-mask mapping")
     p.add_argument("--centre", choices=CENTRES, help="ray-mask centre")
     p.add_argument("--passthrough", action="store_true", help="straight-through gradient")
+    add_backend_option(p, default=None)
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="further safeguard option (JSON value), repeatable")
     p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
@@ -87,6 +91,8 @@ def _audit(args: argparse.Namespace) -> int:
         options["centre"] = args.centre
     if args.passthrough:
         options["passthrough"] = True
+    if args.backend is not None:
+        options["backend"] = args.backend
     console = make_console()
     with console.status(f"auditing {args.safeguard} on {args.task}") as status:
         result = audit(args.task, args.safeguard, options=options, samples=args.samples,
@@ -165,6 +171,7 @@ def build_spec_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", choices=[v.key for v in audited_variants()],
                         metavar="KEY", help="variants to audit (registry keys; default: all)")
     add_safe_sets_option(parser)
+    add_backend_option(parser, default=None)
     parser.add_argument("--no-lemmas", action="store_true", help="skip Lemmas 1-3")
     parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
                         help=f"states per audit (default {DEFAULT_SAMPLES})")
@@ -196,7 +203,8 @@ def spec_main(argv: Sequence[str] | None = None) -> int:
     with console.status("running the specification") as status:
         doc = run_all(tasks=tasks, variants=args.variants, samples=args.samples,
                       seed=args.seed, tol=args.tol, lemmas=not args.no_lemmas,
-                      safe_sets=safe_sets, progress=lambda msg: status.update(msg))
+                      safe_sets=safe_sets, backend=args.backend,
+                      progress=lambda msg: status.update(msg))
     if not args.quiet:
         for a in doc["audits"]:
             print_audit(AuditResult.from_dict(a), console)

@@ -1,12 +1,15 @@
 """Learning algorithms (SPEC §8, §12): SHAC (analytic gradients through the simulator and the
 safeguard), PPO and SAC (safeguard as a post-processing step), PCRPO (the soft-constraint
-baseline on top of PPO, no safeguard), with their networks, replay buffer and evaluation.
+baseline on top of PPO, no safeguard), with their networks, replay buffer and evaluation
+(SPEC §13 protocol).
 
-Each algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
-dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`,
-:class:`PCRPOConfig`).  The registry below names every algorithm once (:class:`AlgorithmSpec`:
-name, report label, class, config dataclass); the tuned presets per task are plain mappings in
-the task registry (:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
+Every algorithm trains a *population* of independent seeds in lockstep in one process
+(:mod:`safegbpo.algorithms.population`); a single-seed run is a population of one.  Each
+algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
+dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`, :class:`PCRPOConfig`).
+The registry below names every algorithm once (:class:`AlgorithmSpec`: name, report label,
+class, config dataclass); the tuned presets per task are plain mappings in the task registry
+(:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
 :func:`safegbpo.experiments.config.preset`.
 """
 
@@ -18,9 +21,15 @@ from typing import Any
 
 from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_generator
 from safegbpo.algorithms.buffers import ReplayBuffer
-from safegbpo.algorithms.evaluation import Evaluator
+from safegbpo.algorithms.evaluation import EvaluationResult, Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
 from safegbpo.algorithms.pcrpo import PCRPO, PCRPOConfig
+from safegbpo.algorithms.population import (
+    member_rows,
+    merge_population_states,
+    population_env,
+    split_population_state,
+)
 from safegbpo.algorithms.ppo import PPO, PPOConfig
 from safegbpo.algorithms.sac import SAC, SACConfig
 from safegbpo.algorithms.shac import SHAC, SHACConfig
@@ -34,6 +43,7 @@ __all__ = [
     "SHAC",
     "Algorithm",
     "AlgorithmSpec",
+    "EvaluationResult",
     "Evaluator",
     "GaussianPolicy",
     "PCRPOConfig",
@@ -49,7 +59,11 @@ __all__ = [
     "derive_seed",
     "get_algorithm",
     "make_generator",
+    "member_rows",
+    "merge_population_states",
+    "population_env",
     "register_algorithm",
+    "split_population_state",
     "unregister_algorithm",
 ]
 
@@ -61,8 +75,9 @@ class AlgorithmSpec:
     Attributes:
         name: ``TrainConfig.algo`` / ``--algo`` (``'shac'``).
         label: its name in reports (``'SHAC'``).
-        cls: the :class:`Algorithm` subclass, built as ``cls(env, hyper, seed=, env_seed=,
-            safeguard=, regularisation=, timer=, device=)``.
+        cls: the :class:`Algorithm` subclass, built as ``cls(env, hyper, seeds=, env_seeds=,
+            safeguard=, regularisation=, timer=, device=)`` for a population of
+            ``len(seeds)`` members (:mod:`safegbpo.algorithms.population`).
         config: its hyper-parameter dataclass (default-constructible, with ``validate()``).
         safeguarded: whether it trains through a safeguard (``False`` for a soft-constraint
             method such as PCRPO, which must be configured without one).

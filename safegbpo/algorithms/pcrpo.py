@@ -8,13 +8,20 @@ beat (safety *during* training), and it is reported next to them with the same m
 same independent monitor (``safegbpo.experiments.monitor``).
 
 One iteration (:meth:`PCRPO.iterate`) = one PPO rollout of ``len_traj`` steps per env, then
-``num_fits`` epochs of ``num_batches`` mini-batches, as :class:`~safegbpo.algorithms.PPO`:
+``num_fits`` epochs of ``num_batches`` mini-batches, as :class:`~safegbpo.algorithms.PPO`, for
+every member of a seed population (:mod:`~safegbpo.algorithms.population`; a single-seed run
+is a population of one).  Everything below is *per member*: each seed has its own cost critic
+(an ensemble member), its own episode costs and ``J_c``, its own mode, its own ``g_r``, ``g_c``
+and projection, its own gradient clipping and its own counters, so a seed's run is bitwise the
+same whatever population it trains in (``tests/algorithms/test_pcrpo.py``):
 
-* **Cost signal** (rollout): ``c_t = 1`` if the realised next state ``s'`` (``info['final_state']``
-  on truncation, else ``info['state']``) lies outside the safe state set ``S_s``, tested by the
-  project's one membership test :func:`safegbpo.sets.membership.state_membership` -- the very
-  test of the safety monitor, so PCRPO's cost counts exactly the states the report counts as
-  unsafe.  ``cost='gauge'`` uses the continuous variant ``max(0, gauge(s') - 1)``.
+* **Cost signal** (rollout): ``c_t = 1`` if the realised next state ``s'``
+  (``info['final_state']`` on truncation, else ``info['state']``) lies outside the safe state
+  set ``S_s`` (or the box ``S``), tested by the project's one membership test
+  :func:`safegbpo.sets.membership.state_membership` (exact, from the H-representation of
+  ``S_s``) -- the very test of the safety monitor, so PCRPO's cost counts exactly the states
+  the report counts as unsafe.  ``cost='gauge'`` uses the continuous variant
+  ``max(0, gauge(s') - 1)``.
 * **Cost critic** ``V_c`` (same architecture and fitting as ``V_r``, own Adam optimiser), cost
   advantages by GAE (time-limit steps bootstrap ``gamma V_c(final_obs)`` like the reward);
   both advantages standardised per mini-batch.
@@ -49,6 +56,7 @@ algorithm registry marks it ``safeguarded=False`` so ``TrainConfig`` refuses ``-
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +73,8 @@ from safegbpo.algorithms.base import (
     make_generator,
 )
 from safegbpo.algorithms.networks import ValueCritic
-from safegbpo.algorithms.ppo import PPO, PPOConfig, gae
+from safegbpo.algorithms.population import clip_grad_norm_
+from safegbpo.algorithms.ppo import PPO, PPOConfig, minibatch
 from safegbpo.sets.membership import state_membership
 
 __all__ = ["MODES", "PCRPO", "PCRPOConfig", "combine_gradients", "select_mode"]
@@ -149,40 +158,64 @@ def select_mode(episode_cost: float, cost_limit: float, slack_upper: float,
 
 
 def combine_gradients(g_r: Tensor, g_c: Tensor, x_r: float = 0.5, x_c: float = 0.5) -> Tensor:
-    """The projection rule of PCRPO for the flattened gradients ``g_r``, ``g_c`` ``(P,)``
-    (SPEC §12; ESPO eqs. 2-5): if they conflict (``g_r . g_c < 0``) each is projected onto the
-    normal plane of the other,
+    """The projection rule of PCRPO for flattened gradients ``g_r``, ``g_c`` ``(P,)`` -- or
+    ``(M, P)``: one pair per population member, each combined on its own -- (SPEC §12; ESPO
+    eqs. 2-5): if they conflict (``g_r . g_c < 0``) each is projected onto the normal plane of
+    the other,
 
         ``g = x_r (g_r - (g_r.g_c / |g_c|^2) g_c) + x_c (g_c - (g_c.g_r / |g_r|^2) g_r)``,
 
     else ``g = x_r g_r + x_c g_c``.  In the conflicting case ``g . g_r = x_r (|g_r|^2 -
     (g_r.g_c)^2 / |g_c|^2) >= 0`` and likewise ``g . g_c >= 0`` (Cauchy-Schwarz): the step
-    does not decrease either objective to first order.
+    does not decrease either objective to first order.  The inner products of a row are plain
+    reductions over that row, so a member's result does not depend on the other rows.
     """
-    if g_r.shape != g_c.shape or g_r.ndim != 1:
-        raise ValueError(f"combine_gradients needs two flat gradients of equal length, got "
-                         f"{tuple(g_r.shape)} and {tuple(g_c.shape)}")
-    dot = torch.dot(g_r, g_c)
-    if bool(dot < 0):  # both norms are > 0 here
-        projected_r = g_r - dot / torch.dot(g_c, g_c) * g_c
-        projected_c = g_c - dot / torch.dot(g_r, g_r) * g_r
-        return x_r * projected_r + x_c * projected_c
-    return x_r * g_r + x_c * g_c
+    if g_r.shape != g_c.shape or g_r.ndim not in (1, 2) or g_r.shape[-1] == 0:
+        raise ValueError(f"combine_gradients needs two flat gradients (P,) or one per member "
+                         f"(M, P) of equal shape, got {tuple(g_r.shape)} and "
+                         f"{tuple(g_c.shape)}")
+    dot = (g_r * g_c).sum(-1, keepdim=True)
+    plain = x_r * g_r + x_c * g_c
+    conflict = dot < 0  # both norms are > 0 on these rows
+    if not bool(conflict.any()):
+        return plain
+    # rows without a conflict may have a zero gradient: divide by 1 there (value unused)
+    safe_r = torch.where(conflict, (g_r * g_r).sum(-1, keepdim=True), torch.ones_like(dot))
+    safe_c = torch.where(conflict, (g_c * g_c).sum(-1, keepdim=True), torch.ones_like(dot))
+    projected_r = g_r - dot / safe_c * g_c
+    projected_c = g_c - dot / safe_r * g_r
+    return torch.where(conflict, x_r * projected_r + x_c * projected_c, plain)
 
 
-def _flat_grad(loss: Tensor, params: list[torch.nn.Parameter], retain: bool) -> Tensor:
+def _flat_grads(loss: Tensor, params: list[torch.nn.Parameter], members: int,
+                retain: bool) -> Tensor:
+    """Every member's gradient of ``loss`` (a sum of per-member losses) w.r.t. the ensemble
+    ``params`` (each ``(members, ...)``), flattened: ``(members, D)``."""
     grads = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                      for g, p in zip(grads, params, strict=True)])
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(members, -1)
+                      for g, p in zip(grads, params, strict=True)], dim=1)
 
 
-def _cosine(a: Tensor, b: Tensor) -> float:
-    norms = float(torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
-    return float(torch.dot(a, b)) / norms if norms > 0.0 else math.nan
+def _cosines(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise ``cos(a_p, b_p)`` ``(M, D) -> (M,)`` (``nan`` where a norm is 0)."""
+    norms = (a * a).sum(-1).sqrt() * (b * b).sum(-1).sqrt()
+    dot = (a * b).sum(-1)
+    return torch.where(norms > 0, dot / torch.where(norms > 0, norms, torch.ones_like(norms)),
+                       torch.full_like(norms, math.nan))
+
+
+#: Columns of the per-iteration log (``PCRPO.iterations_log``, ``(P, iterations, K)`` float64;
+#: ``nan`` where no value exists).
+LOG_COLUMNS = ("mode", "episode_cost", "episode_cost_source", "finished_episodes",
+               "unsafe_states", "cos_mean", "cos_min", "cos_max", "conflict_fraction")
+SOURCES = ("episodes", "rate")
+#: Columns of the running cosine statistics (``PCRPO.cos_stats``, ``(P, K)`` float64).
+COS_COLUMNS = ("count", "sum", "min", "max", "conflicts")
 
 
 class PCRPO(PPO):
-    """PCRPO on a ``SafeVectorEnv`` (see the module docstring)."""
+    """PCRPO on a population env (see the module docstring, and :class:`PPO` for the
+    arguments)."""
 
     name = "pcrpo"
     extra_rollout_keys = ("cost", "cost_value")
@@ -192,8 +225,8 @@ class PCRPO(PPO):
         env: Any,
         config: PCRPOConfig,
         *,
-        seed: int,
-        env_seed: int | None,
+        seeds: Sequence[int],
+        env_seeds: Sequence[int] | None,
         safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
@@ -208,53 +241,60 @@ class PCRPO(PPO):
         if regularisation:
             raise ValueError("PCRPO trains without a safeguard: Eq 45 regularisation does not "
                              f"apply (got {regularisation!r})")
-        super().__init__(env, config, seed=seed, env_seed=None, timer=timer, device=device,
+        super().__init__(env, config, seeds=seeds, env_seeds=None, timer=timer, device=device,
                          dtype=dtype)
         self.config: PCRPOConfig = config
-        init = make_generator(derive_seed(seed, "pcrpo/cost-critic"))
-        self.cost_critic = ValueCritic(self.obs_dim, config.critic_hidden, generator=init,
+        inits = [make_generator(derive_seed(s, "pcrpo/cost-critic")) for s in seeds]
+        self.cost_critic = ValueCritic(self.obs_dim, config.critic_hidden, generators=inits,
                                        dtype=dtype, device=device)
         self.cost_critic_optimizer = torch.optim.Adam(self.cost_critic.parameters(),
                                                       lr=config.cost_critic_lr)
         self.modules["cost_critic"] = self.cost_critic
         self.optimizers["cost_critic"] = self.cost_critic_optimizer
-        self.membership = state_membership(env.safe_set.state)
+        self.membership = state_membership(env.safe_set, env.model.state_bounds())
         self.episode_length = int(env.episode_length)
-        # counters of the constraint (checkpointed: extra_state)
-        self.episode_cost = torch.zeros(self.num_envs, dtype=dtype, device=device)
-        self.finished_costs: list[float] = []  # episodes finished in the current rollout
-        self.unsafe_states = 0
-        self.mode_counts = dict.fromkeys(MODES, 0)
-        self.cos_stats = {"count": 0, "sum": 0.0, "min": math.inf, "max": -math.inf,
-                          "conflicts": 0}
-        self.iterations_log: list[dict[str, Any]] = []
-        if env_seed is not None:
-            self.reset_env(env_seed)
+        P = self.members
+        # per-member counters of the constraint (checkpointed: extra_state)
+        self.episode_cost = torch.zeros(P, self.num_envs, dtype=dtype, device=device)
+        self.unsafe_states = torch.zeros(P, dtype=torch.int64)
+        self.mode_counts = torch.zeros(P, len(MODES), dtype=torch.int64)
+        self.cos_stats = torch.tensor([[0.0, 0.0, math.inf, -math.inf, 0.0]] * P,
+                                      dtype=torch.float64)
+        self.iterations_log = torch.zeros(P, 0, len(LOG_COLUMNS), dtype=torch.float64)
+        # episode costs finished during the current rollout, per member (not checkpointed:
+        # a rollout never spans a checkpoint)
+        self.finished_costs: list[list[float]] = [[] for _ in range(P)]
+        if env_seeds is not None:
+            self.reset_env(env_seeds)
 
     # -- rollout: the cost signal ------------------------------------------------------------
     def observe_step(self, obs: Tensor, next_obs: Tensor, done: Tensor, timeout: Tensor,
                      info: dict[str, Any]) -> dict[str, Tensor]:
-        """Cost of the realised next states (module docstring), the cost critic's value of
-        ``obs`` and the episode cost bookkeeping."""
+        """Cost ``(P, N)`` of the realised next states (module docstring), the cost critic's
+        value of ``obs`` and the members' episode cost bookkeeping."""
         realised = info.get("final_state", info.get("state"))
         if realised is None:
             raise ValueError("env.step info has neither 'final_state' nor 'state'")
         gauges = self.membership.gauges(realised)
-        unsafe = ~(gauges <= 1.0 + self.membership.tol)
+        unsafe = self.membership.outside_gauges(gauges)
         if self.config.cost == "indicator":
             raw = unsafe.astype(np.float64)
         else:
             raw = np.where(np.isfinite(gauges), np.maximum(gauges - 1.0, 0.0), 1.0)
         cost = torch.as_tensor(raw, dtype=self.episode_cost.dtype,
-                               device=self.episode_cost.device)
-        self.unsafe_states += int(unsafe.sum())
-        self.episode_cost += cost
+                               device=self.episode_cost.device).view(self.members, self.num_envs)
+        self.unsafe_states += torch.as_tensor(unsafe.reshape(self.members, -1).sum(axis=1),
+                                              dtype=torch.int64)
+        self.episode_cost = self.episode_cost + cost
         if bool(done.any()):
-            self.finished_costs += self.episode_cost[done].tolist()
+            for p in range(self.members):
+                self.finished_costs[p] += self.episode_cost[p][done[p]].tolist()
             self.episode_cost = torch.where(done, torch.zeros_like(self.episode_cost),
                                             self.episode_cost)
         if bool(timeout.any()):  # bootstrap the time limit, as the reward
-            final_value = self.cost_critic(final_observations(next_obs, done, info))
+            rows = self.members * self.num_envs
+            final = final_observations(next_obs.reshape(rows, -1), done.reshape(rows), info)
+            final_value = self.cost_critic(self.by_member(final))
             cost = cost + self.config.gamma * torch.where(timeout, final_value,
                                                           torch.zeros_like(final_value))
         return {"cost": cost, "cost_value": self.cost_critic(obs)}
@@ -262,148 +302,187 @@ class PCRPO(PPO):
     def finish_rollout(self, obs: Tensor) -> dict[str, Tensor]:
         return {"last_cost_value": self.cost_critic(obs)}
 
-    def episode_cost_estimate(self, rollout_cost: float) -> tuple[float, str, int]:
-        """``J_c`` of the rollout just collected: the mean cost of its finished episodes, else
-        ``rollout_cost`` (the rollout's raw cost per env-step) times the episode length;
-        returns ``(J_c, source, finished episodes)``."""
-        finished = self.finished_costs
+    def episode_cost_estimate(self, member: int, rollout_cost: float) -> tuple[float, str, int]:
+        """``J_c`` of member ``member``'s rollout just collected: the mean cost of its finished
+        episodes, else ``rollout_cost`` (the rollout's raw cost per env-step) times the episode
+        length; returns ``(J_c, source, finished episodes)``."""
+        finished = self.finished_costs[member]
         if finished:
             return float(np.mean(finished)), "episodes", len(finished)
         return rollout_cost * self.episode_length, "rate", 0
 
     # -- the iteration -----------------------------------------------------------------------
     def iterate(self) -> dict[str, float]:
-        cfg = self.config
-        self.finished_costs = []
-        unsafe_before = self.unsafe_states
-        cost_before = float(self.episode_cost.sum())
+        cfg, P = self.config, self.members
+        self.finished_costs = [[] for _ in range(P)]
+        unsafe_before = self.unsafe_states.clone()
+        cost_before = [float(self.episode_cost[p].sum()) for p in range(P)]
         with self.timer("rollout"):
             batch = self.collect()
         with self.timer("update"):
             steps = batch["reward"].shape[0] * self.num_envs
-            raw_cost = sum(self.finished_costs) + float(self.episode_cost.sum()) - cost_before
-            episode_cost, source, finished = self.episode_cost_estimate(raw_cost / steps)
-            iteration = len(self.iterations_log)
-            mode = select_mode(episode_cost, cfg.cost_limit, cfg.slack_upper, cfg.slack_lower,
-                               warmup=iteration < cfg.warmup_iterations)
-            advantages = gae(batch["reward"], batch["value"], batch["done"], batch["last_value"],
-                             cfg.gamma, cfg.gae_lambda)
-            cost_advantages = gae(batch["cost"], batch["cost_value"], batch["done"],
-                                  batch["last_cost_value"], cfg.gamma, cfg.gae_lambda)
-            flat = {k: v.flatten(0, 1) for k, v in batch.items() if not k.startswith("last_")}
-            flat["advantage"] = advantages.flatten()
-            flat["return"] = (advantages + batch["value"]).flatten()
-            flat["cost_advantage"] = cost_advantages.flatten()
-            flat["cost_return"] = (cost_advantages + batch["cost_value"]).flatten()
-            stats, cosines = self.update_modes(flat, mode)
-        finite = [c for c in cosines if math.isfinite(c)]
-        self.mode_counts[mode] += 1
-        self.iterations_log.append({
-            "iteration": iteration, "mode": mode, "episode_cost": episode_cost,
-            "episode_cost_source": source, "finished_episodes": finished,
-            "unsafe_states": self.unsafe_states - unsafe_before,
-            "cos_mean": float(np.mean(finite)) if finite else None,
-            "cos_min": min(finite) if finite else None,
-            "cos_max": max(finite) if finite else None,
-            "conflict_fraction": (sum(c < 0 for c in finite) / len(finite)) if finite else None,
-        })
-        stats.update(rollout_reward=float(batch["reward"].mean()), episode_cost=episode_cost,
-                     mode=float(MODES.index(mode)))
+            iteration = self.iterations_log.shape[1]
+            modes, estimates = [], []
+            for p in range(P):  # each member decides its own mode from its own cost
+                raw_cost = sum(self.finished_costs[p]) + float(self.episode_cost[p].sum()) \
+                    - cost_before[p]
+                estimate = self.episode_cost_estimate(p, raw_cost / steps)
+                modes.append(select_mode(estimate[0], cfg.cost_limit, cfg.slack_upper,
+                                         cfg.slack_lower,
+                                         warmup=iteration < cfg.warmup_iterations))
+                estimates.append(estimate)
+            advantages = self.advantages(batch["reward"], batch["value"], batch["done"],
+                                         batch["last_value"])
+            cost_advantages = self.advantages(batch["cost"], batch["cost_value"], batch["done"],
+                                              batch["last_cost_value"])
+            flat = {k: self.per_member(v) for k, v in batch.items() if not k.startswith("last_")}
+            flat["advantage"] = self.per_member(advantages)
+            flat["return"] = self.per_member(advantages + batch["value"])
+            flat["cost_advantage"] = self.per_member(cost_advantages)
+            flat["cost_return"] = self.per_member(cost_advantages + batch["cost_value"])
+            stats, cosines = self.update_modes(flat, modes)
+        self._record(modes, estimates, cosines, self.unsafe_states - unsafe_before)
+        stats.update(rollout_reward=float(batch["reward"].mean()),
+                     episode_cost=float(np.mean([e[0] for e in estimates])),
+                     mode=float(np.mean([MODES.index(m) for m in modes])))
         return stats
 
-    def update_modes(self, flat: dict[str, Tensor], mode: str
-                     ) -> tuple[dict[str, float], list[float]]:
-        """``num_fits`` epochs of ``num_batches`` mini-batches in ``mode``; returns the last
-        mini-batch's statistics and ``cos(g_r, g_c)`` of every mini-batch."""
-        cfg = self.config
+    def update_modes(self, flat: dict[str, Tensor], modes: Sequence[str]
+                     ) -> tuple[dict[str, float], Tensor]:
+        """``num_fits`` epochs of ``num_batches`` mini-batches, member ``p`` in ``modes[p]``
+        (every member's gradients are combined on their own); returns the last mini-batch's
+        statistics (member means) and ``cos(g_r, g_c)`` ``(mini-batches, P)``."""
+        cfg, P = self.config, self.members
+        if len(modes) != P or any(m not in MODES for m in modes):
+            raise ValueError(f"need one mode of {list(MODES)} per member, got {list(modes)}")
         params = list(self.policy.parameters())
-        size = flat["advantage"].shape[0]
-        cosines: list[float] = []
+        size = flat["advantage"].shape[1]
+        device = flat["obs"].device
+        follow_r = torch.tensor([m == "reward" for m in modes], device=device).view(P, 1)
+        follow_c = torch.tensor([m == "cost" for m in modes], device=device).view(P, 1)
+        combine = "both" in modes
+        cosines: list[Tensor] = []
         for _ in range(cfg.num_fits):
-            order = torch.randperm(size, generator=self.generator, device=flat["obs"].device)
-            for idx in torch.tensor_split(order, cfg.num_batches):
-                if idx.numel() == 0:
+            order = torch.stack([torch.randperm(size, generator=g, device=device)
+                                 for g in self.generators])
+            for idx in torch.tensor_split(order, cfg.num_batches, dim=1):
+                if idx.shape[1] == 0:
                     continue
-                batch = {k: v[idx] for k, v in flat.items()}
+                batch = minibatch(flat, idx)
                 log_ratio = self.log_ratio(batch)
                 ratio = log_ratio.exp()
                 entropy = self.policy.entropy()
-                # gradients of the losses (-g_r, -g_c): module docstring
-                grad_r = _flat_grad(self.clipped_surrogate(batch["advantage"], ratio), params,
-                                    retain=True)
-                grad_c = _flat_grad(self.clipped_surrogate(-batch["cost_advantage"], ratio),
-                                    params, retain=True)
-                grad_e = _flat_grad(-cfg.ent_coef * entropy, params, retain=False)
-                cosine = _cosine(grad_r, grad_c)
-                cosines.append(cosine)
-                self._record_cosine(cosine)
-                if mode == "reward":
-                    direction = grad_r
-                elif mode == "cost":
-                    direction = grad_c
-                else:
-                    direction = combine_gradients(grad_r, grad_c, cfg.reward_weight,
-                                                  cfg.cost_weight)
+                # gradients of the losses (-g_r, -g_c), (P, D): module docstring
+                grad_r = _flat_grads(self.clipped_surrogate(batch["advantage"], ratio).sum(),
+                                     params, P, retain=True)
+                grad_c = _flat_grads(
+                    self.clipped_surrogate(-batch["cost_advantage"], ratio).sum(), params, P,
+                    retain=True)
+                grad_e = _flat_grads((-cfg.ent_coef * entropy).sum(), params, P, retain=False)
+                cosines.append(_cosines(grad_r, grad_c))
+                direction = torch.where(follow_c, grad_c, grad_r)
+                if combine:
+                    combined = combine_gradients(grad_r, grad_c, cfg.reward_weight,
+                                                 cfg.cost_weight)
+                    direction = torch.where(follow_r | follow_c, direction, combined)
+                total = direction + grad_e
                 self.policy_optimizer.zero_grad(set_to_none=True)
                 offset = 0
                 for p in params:
-                    count = p.numel()
-                    p.grad = (direction + grad_e)[offset:offset + count].view_as(p).clone()
+                    count = p[0].numel()
+                    p.grad = total[:, offset:offset + count].reshape(p.shape).clone()
                     offset += count
-                value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean()
+                value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean(-1)
                 cost_value_loss = 0.5 * ((self.cost_critic(batch["obs"])
-                                          - batch["cost_return"]) ** 2).mean()
+                                          - batch["cost_return"]) ** 2).mean(-1)
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 self.cost_critic_optimizer.zero_grad(set_to_none=True)
-                (value_loss + cost_value_loss).backward()
+                (value_loss + cost_value_loss).sum().backward()
                 for module in (self.policy, self.critic, self.cost_critic):
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+                    clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
                 self.policy_optimizer.step()
                 self.critic_optimizer.step()
                 self.cost_critic_optimizer.step()
-        stats = {"value_loss": float(value_loss.detach()),
-                 "cost_value_loss": float(cost_value_loss.detach()),
+        stats = {"value_loss": float(value_loss.detach().mean()),
+                 "cost_value_loss": float(cost_value_loss.detach().mean()),
                  **self.diagnostics(log_ratio, ratio, entropy)}
-        return stats, cosines
+        return stats, torch.stack(cosines)
 
-    def _record_cosine(self, cosine: float) -> None:
-        if not math.isfinite(cosine):
-            return
-        s = self.cos_stats
-        s["count"] += 1
-        s["sum"] += cosine
-        s["min"] = min(s["min"], cosine)
-        s["max"] = max(s["max"], cosine)
-        s["conflicts"] += int(cosine < 0)
+    def _record(self, modes: Sequence[str], estimates: Sequence[tuple[float, str, int]],
+                cosines: Tensor, unsafe: Tensor) -> None:
+        """Mode counts, running cosine statistics and one log row per member."""
+        rows = []
+        for p, (mode, (episode_cost, source, finished)) in enumerate(
+                zip(modes, estimates, strict=True)):
+            self.mode_counts[p, MODES.index(mode)] += 1
+            column = cosines[:, p].to(torch.float64)
+            finite = column[torch.isfinite(column)]
+            nan = math.nan
+            if finite.numel():
+                total, low, high = float(finite.sum()), float(finite.min()), float(finite.max())
+                conflicts = int((finite < 0).sum())
+                stats = self.cos_stats[p]
+                stats[0] += finite.numel()
+                stats[1] += total
+                stats[2] = min(float(stats[2]), low)
+                stats[3] = max(float(stats[3]), high)
+                stats[4] += conflicts
+                cos = (total / finite.numel(), low, high, conflicts / finite.numel())
+            else:
+                cos = (nan, nan, nan, nan)
+            rows.append([float(MODES.index(mode)), episode_cost, float(SOURCES.index(source)),
+                         float(finished), float(unsafe[p]), *cos])
+        log = torch.tensor(rows, dtype=torch.float64).view(self.members, 1, len(LOG_COLUMNS))
+        self.iterations_log = torch.cat([self.iterations_log, log], dim=1)
 
     # -- results and checkpoints -------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """``algorithm_summary`` of ``result.json``: the constraint, mode counts,
-        ``cos(g_r, g_c)`` over all mini-batches, PCRPO's own count of unsafe training states
-        and one entry per iteration."""
-        cfg, s = self.config, self.cos_stats
-        count = s["count"]
+    def summary(self, member: int) -> dict[str, Any]:
+        """``algorithm_summary`` of member ``member``'s ``result.json``: the constraint, its
+        mode counts, ``cos(g_r, g_c)`` over all its mini-batches, PCRPO's own count of its
+        unsafe training states and one entry per iteration."""
+        cfg = self.config
+        count, total, low, high, conflicts = (float(v) for v in self.cos_stats[member])
+        n = int(count)
+
+        def value(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        iterations = []
+        for i, row in enumerate(self.iterations_log[member].tolist()):
+            entry = dict(zip(LOG_COLUMNS, row, strict=True))
+            iterations.append({
+                "iteration": i, "mode": MODES[int(entry["mode"])],
+                "episode_cost": entry["episode_cost"],
+                "episode_cost_source": SOURCES[int(entry["episode_cost_source"])],
+                "finished_episodes": int(entry["finished_episodes"]),
+                "unsafe_states": int(entry["unsafe_states"]),
+                **{k: value(entry[k]) for k in ("cos_mean", "cos_min", "cos_max",
+                                                "conflict_fraction")}})
         return {"pcrpo": {
             "cost": cfg.cost, "cost_limit": cfg.cost_limit, "slack_upper": cfg.slack_upper,
             "slack_lower": cfg.slack_lower, "warmup_iterations": cfg.warmup_iterations,
-            "mode_counts": dict(self.mode_counts),
-            "cos": {"minibatches": count,
-                    "mean": s["sum"] / count if count else None,
-                    "min": s["min"] if count else None,
-                    "max": s["max"] if count else None,
-                    "conflict_fraction": s["conflicts"] / count if count else None},
-            "unsafe_training_states": self.unsafe_states,
-            "iterations": [dict(entry) for entry in self.iterations_log],
+            "mode_counts": dict(zip(MODES, self.mode_counts[member].tolist(), strict=True)),
+            "cos": {"minibatches": n,
+                    "mean": total / n if n else None,
+                    "min": low if n else None,
+                    "max": high if n else None,
+                    "conflict_fraction": conflicts / n if n else None},
+            "unsafe_training_states": int(self.unsafe_states[member]),
+            "iterations": iterations,
         }}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"episode_cost": self.episode_cost, "unsafe_states": self.unsafe_states,
-                "mode_counts": self.mode_counts, "cos_stats": self.cos_stats,
-                "iterations_log": self.iterations_log}
+        return {"members": {"episode_cost": self.episode_cost.clone(),
+                            "unsafe_states": self.unsafe_states.clone(),
+                            "mode_counts": self.mode_counts.clone(),
+                            "cos_stats": self.cos_stats.clone(),
+                            "iterations_log": self.iterations_log.clone()},
+                "shared": {}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.episode_cost = state["episode_cost"].to(self.episode_cost.device)
-        self.unsafe_states = int(state["unsafe_states"])
-        self.mode_counts = dict(state["mode_counts"])
-        self.cos_stats = dict(state["cos_stats"])
-        self.iterations_log = [dict(entry) for entry in state["iterations_log"]]
+        members = state["members"]
+        self.episode_cost = members["episode_cost"].to(self.episode_cost).clone()
+        self.unsafe_states = members["unsafe_states"].to(torch.int64).clone()
+        self.mode_counts = members["mode_counts"].to(torch.int64).clone()
+        self.cos_stats = members["cos_stats"].to(torch.float64).clone()
+        self.iterations_log = members["iterations_log"].to(torch.float64).clone()

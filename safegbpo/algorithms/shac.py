@@ -1,7 +1,8 @@
 """Short-Horizon Actor-Critic (SHAC, Xu et al. 2022) through a differentiable safeguard (SPEC §8).
 
 One iteration (:meth:`SHAC.iterate`) is one *window* of ``h = len_traj`` steps of all ``N``
-environments (``h * N`` interactions):
+environments of every member of the population (``h * N`` interactions per member; the
+members are independent seeds trained in lockstep, :mod:`~safegbpo.algorithms.population`):
 
 1. **Differentiable rollout.**  ``a_t = tanh(mu(o_t) + std * eps_t)`` (reparameterised), the
    safeguard ``a~_t = g(a_t, s_t)`` (differentiable in ``a_t`` and ``s_t``), ``env.step(a~_t)``
@@ -15,7 +16,7 @@ environments (``h * N`` interactions):
    An episode that ends inside the window closes its own sum: on truncation it is bootstrapped
    with ``gamma^(t+1) V_target(final_obs)`` (the real last observation, ``info["final_obs"]``),
    on termination with 0; the sum restarts (discount reset to 1) on the reset state.
-   Gradient clipped to norm ``max_grad_norm`` (1.0), one Adam step.
+   Gradient clipped to norm ``max_grad_norm`` (1.0) per member, one Adam step.
 3. ``env.cut_graph()`` — the next window starts from detached states.
 4. **Critic**: TD(lambda) targets (``lambda = td_weight``, values from the target critic, episode
    ends handled as above) and ``vf_num_fits`` epochs of ``vf_fit_num_batches`` mini-batches of
@@ -30,6 +31,7 @@ observation or reward normalisation.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,7 @@ from safegbpo.algorithms.base import (
     make_generator,
 )
 from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic, polyak_update
+from safegbpo.algorithms.population import clip_grad_norm_
 
 __all__ = ["SHACConfig", "SHAC", "td_lambda_targets"]
 
@@ -110,7 +113,16 @@ def td_lambda_targets(
 
 
 class SHAC(Algorithm):
-    """SHAC on a ``SafeVectorEnv`` (see the module docstring)."""
+    """SHAC on a population env (see the module docstring).
+
+    Args:
+        env: the training env, ``len(seeds) x N`` rows (member ``p`` owns the ``p``-th block of
+            ``N`` rows; :func:`~safegbpo.algorithms.population.population_env`).
+        config: hyper-parameters.
+        seeds: one seed per member (initialisation and sampling streams derive from it).
+        env_seeds: one reset seed per member's block (``None``: the caller restores the env).
+        safeguard: ``g(actions, states)`` for all rows at once, or ``None``.
+    """
 
     name = "shac"
 
@@ -119,8 +131,8 @@ class SHAC(Algorithm):
         env: Any,
         config: SHACConfig,
         *,
-        seed: int,
-        env_seed: int | None,
+        seeds: Sequence[int],
+        env_seeds: Sequence[int] | None,
         safeguard: SafeguardFn | None = None,
         regularisation: float = 0.0,
         timer: PhaseTimer | None = None,
@@ -128,14 +140,15 @@ class SHAC(Algorithm):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         config.validate()
-        super().__init__(env, safeguard=safeguard, regularisation=regularisation, timer=timer)
+        super().__init__(env, members=len(seeds), safeguard=safeguard,
+                         regularisation=regularisation, timer=timer)
         self.config = config
-        init = make_generator(derive_seed(seed, "shac/init"))
-        self.generator = make_generator(derive_seed(seed, "shac/sample"), device)
+        inits = [make_generator(derive_seed(s, "shac/init")) for s in seeds]
+        self.generators = [make_generator(derive_seed(s, "shac/sample"), device) for s in seeds]
         self.policy = GaussianPolicy(self.obs_dim, self.act_dim, config.policy_hidden,
-                                     generator=init, log_std_init=config.log_std_init,
+                                     generators=inits, log_std_init=config.log_std_init,
                                      dtype=dtype, device=device)
-        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generator=init,
+        self.critic = ValueCritic(self.obs_dim, config.critic_hidden, generators=inits,
                                   dtype=dtype, device=device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr,
@@ -145,41 +158,46 @@ class SHAC(Algorithm):
         self.modules = {"policy": self.policy, "critic": self.critic,
                         "target_critic": self.target_critic}
         self.optimizers = {"policy": self.policy_optimizer, "critic": self.critic_optimizer}
-        if env_seed is not None:
-            self.reset_env(env_seed)
+        if env_seeds is not None:
+            self.reset_env(env_seeds)
 
     @property
     def interactions_per_iteration(self) -> int:
         return self.config.len_traj * self.num_envs
 
     def rollout_loss(self) -> tuple[Tensor, dict[str, Tensor]]:
-        """Roll out one window through the simulator and safeguard; return the policy loss
-        (a differentiable scalar) and the detached window data for the critic
-        (``obs (h, N, o)``, ``rewards``, ``next_values``, ``ends`` each ``(h, N)``)."""
-        cfg, n = self.config, self.num_envs
+        """Roll out one window through the simulator and safeguard; return the policy loss of
+        every member ``(P,)`` (differentiable) and the detached window data for the critic
+        (``obs (h, P, N, o)``, ``rewards``, ``next_values``, ``ends`` each ``(h, P, N)``)."""
+        cfg, members, n = self.config, self.members, self.num_envs
         obs = self.current_obs()
-        discount = torch.ones(n, dtype=obs.dtype, device=obs.device)  # gamma^t since reset
+        shape = (members, n)
+        discount = torch.ones(shape, dtype=obs.dtype, device=obs.device)  # gamma^t since reset
         discounted_return = torch.zeros_like(discount)  # sum gamma^t r_t since window / reset
-        loss = torch.zeros((), dtype=obs.dtype, device=obs.device)
+        loss = torch.zeros(members, dtype=obs.dtype, device=obs.device)
         window: dict[str, list[Tensor]] = {"obs": [], "rewards": [], "next_values": [],
                                            "ends": []}
         actions, safe_actions = [], []
         for t in range(cfg.len_traj):
-            action = self.policy.sample(obs, self.generator).action
-            safe_action = self.apply_safeguard(action, self.env.state)
-            next_obs, reward, terminated, truncated, info = self.env.step(safe_action)
+            member_obs = self.by_member(obs)
+            action = self.policy.sample(member_obs, self.generators).action  # (P, N, d)
+            safe_action = self.by_member(self.apply_safeguard(action.reshape(members * n, -1),
+                                                                 self.env.state))
+            next_obs, reward, terminated, truncated, info = self.env.step(
+                safe_action.reshape(members * n, -1))
             done = terminated | truncated
-            value = self.target_critic(final_observations(next_obs, done, info))
+            value = self.target_critic(self.by_member(final_observations(next_obs, done, info)))
+            terminated, done, reward = (self.by_member(x) for x in (terminated, done, reward))
             value = torch.where(terminated, torch.zeros_like(value), value)
             discounted_return = discounted_return + discount * reward
             closes = done if t < cfg.len_traj - 1 else torch.ones_like(done)
             loss = loss - torch.where(
                 closes, discounted_return + cfg.gamma * discount * value,
-                torch.zeros_like(value)).sum()
+                torch.zeros_like(value)).sum(-1)
             discount = torch.where(done, torch.ones_like(discount), discount * cfg.gamma)
             discounted_return = torch.where(done, torch.zeros_like(discounted_return),
                                             discounted_return)
-            window["obs"].append(obs.detach())
+            window["obs"].append(member_obs.detach())
             window["rewards"].append(reward.detach())
             window["next_values"].append(value.detach())
             window["ends"].append(done.detach())
@@ -190,8 +208,10 @@ class SHAC(Algorithm):
         if self.regularisation > 0.0:
             from safegbpo.safeguards import regularisation_loss
 
-            loss = loss + regularisation_loss(torch.cat(actions), torch.cat(safe_actions),
-                                              self.regularisation)
+            unsafe, safe = torch.stack(actions, dim=1), torch.stack(safe_actions, dim=1)
+            loss = loss + torch.stack([regularisation_loss(unsafe[p], safe[p],
+                                                           self.regularisation)
+                                       for p in range(members)])
         self.obs = obs  # still attached to the graph until cut_graph()
         data = {k: torch.stack(v) for k, v in window.items()}
         return loss, data
@@ -202,35 +222,45 @@ class SHAC(Algorithm):
             loss, data = self.rollout_loss()
         with self.timer("update"):
             self.policy_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            loss.sum().backward()  # member p's parameters only receive member p's gradient
+            grad_norm = clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.policy_optimizer.step()
             self.env.cut_graph()
             self.obs = self.current_obs().detach()
             critic_loss = self.fit_critic(data)
             polyak_update(self.target_critic, self.critic, cfg.polyak)
-        return {"policy_loss": float(loss.detach()), "critic_loss": critic_loss,
-                "policy_grad_norm": float(grad_norm),
+        return {"policy_loss": float(loss.detach().mean()),
+                "critic_loss": float(critic_loss.mean()),
+                "policy_grad_norm": float(grad_norm.mean()),
                 "window_reward": float(data["rewards"].mean())}
 
-    def fit_critic(self, data: dict[str, Tensor]) -> float:
-        """TD(lambda) regression of the critic on the window (returns the last epoch's loss)."""
-        cfg = self.config
-        targets = td_lambda_targets(data["rewards"], data["next_values"], data["ends"],
-                                    cfg.gamma, cfg.td_weight).reshape(-1)
-        obs = data["obs"].reshape(targets.shape[0], -1)
-        total = 0.0
+    def fit_critic(self, data: dict[str, Tensor]) -> Tensor:
+        """TD(lambda) regression of every member's critic on its window (returns the last
+        epoch's loss per member ``(P,)``)."""
+        cfg, members = self.config, self.members
+        h = data["rewards"].shape[0]
+        targets = td_lambda_targets(data["rewards"].reshape(h, -1),
+                                    data["next_values"].reshape(h, -1),
+                                    data["ends"].reshape(h, -1), cfg.gamma, cfg.td_weight)
+        # (h, P, N) -> (P, h N): member p's samples, in the single-member order
+        targets = targets.view(h, members, -1).transpose(0, 1).reshape(members, -1)
+        obs = data["obs"].transpose(0, 1).reshape(members, targets.shape[1], -1)
+        samples = targets.shape[1]
+        total = torch.zeros(members, dtype=targets.dtype)
         for _ in range(cfg.vf_num_fits):
-            order = torch.randperm(targets.shape[0], generator=self.generator,
-                                   device=targets.device)
-            total = 0.0
-            for batch in torch.tensor_split(order, cfg.vf_fit_num_batches):
-                if batch.numel() == 0:  # more mini-batches than samples
+            order = torch.stack([torch.randperm(samples, generator=g, device=targets.device)
+                                 for g in self.generators])
+            total = torch.zeros(members, dtype=targets.dtype, device=targets.device)
+            for batch in torch.tensor_split(order, cfg.vf_fit_num_batches, dim=1):
+                if batch.shape[1] == 0:  # more mini-batches than samples
                     continue
-                critic_loss = ((self.critic(obs[batch]) - targets[batch]) ** 2).mean()
+                batch_obs = torch.gather(obs, 1, batch.unsqueeze(-1).expand(-1, -1,
+                                                                            obs.shape[-1]))
+                batch_targets = torch.gather(targets, 1, batch)
+                critic_loss = ((self.critic(batch_obs) - batch_targets) ** 2).mean(-1)
                 self.critic_optimizer.zero_grad(set_to_none=True)
-                critic_loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                critic_loss.sum().backward()
+                clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.critic_optimizer.step()
-                total += float(critic_loss.detach()) * batch.numel()
-        return total / targets.shape[0]
+                total = total + critic_loss.detach() * batch.shape[1]
+        return (total / samples).cpu()

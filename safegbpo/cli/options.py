@@ -8,6 +8,9 @@
   certified set;
 * ``--safe-sets DIR`` -- a directory with one ``<task>.json`` per task (e.g.
   ``../shared/reference/safe_sets``);
+* ``--backend exact|cvxpylayers`` -- the built-in safeguards' backend
+  (:data:`safegbpo.safeguards.BACKENDS`: the exact H-representation of SPEC §11, or the paper's
+  Eq 6 programs through cvxpylayers);
 * ``--env-option KEY=VALUE`` (repeatable) -- an option of the task's environment (the registry
   entry's ``env_options``, e.g. the energy task's ``profiles``); ``safegbpo reproduce`` spells
   it ``TASK.KEY=VALUE``;
@@ -29,6 +32,7 @@ from typing import Any
 from safegbpo.tasks import get_task, task_names, tasks
 
 __all__ = [
+    "add_backend_option",
     "add_env_option_option",
     "add_safe_set_option",
     "add_safe_sets_option",
@@ -82,6 +86,20 @@ def add_safe_sets_option(parser: argparse.ArgumentParser, help: str | None = Non
     parser.add_argument("--safe-sets", dest="safe_sets", default=None, metavar="DIR",
                         help=help or "use DIR/<task>.json as safe sets instead of the "
                                      "project's own (e.g. ../shared/reference/safe_sets)")
+
+
+def add_backend_option(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """``--backend exact|cvxpylayers`` (``dest='backend'``); ``default=None`` leaves the choice
+    to the safeguard (the built-in ones default to ``'exact'``) and passes nothing to a user
+    class."""
+    from safegbpo.safeguards import BACKENDS, DEFAULT_BACKEND
+
+    fallback = f"default {default}" if default is not None else (
+        f"default: the safeguard's own ({DEFAULT_BACKEND} for the built-in ones)")
+    parser.add_argument("--backend", default=default, choices=BACKENDS, metavar="BACKEND",
+                        help=f"safeguard backend: {' | '.join(BACKENDS)} (exact: the exact "
+                             f"H-representation, SPEC §11; cvxpylayers: the paper's Eq 6 "
+                             f"programs); {fallback}")
 
 
 def env_options_help(*, reproduce: bool = False) -> str:

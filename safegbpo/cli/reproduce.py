@@ -1,8 +1,9 @@
 """``safegbpo reproduce``: the paper's experiments, then the compliance report.
 
-    safegbpo reproduce [--profile quick|paper] [--jobs N] [--executor pool|ray] [--address A]
-                       [--results DIR] [--safe-sets DIR] [--grid FILE] [--retry-failed]
-                       [--no-monitor] [--no-report] [--env-option TASK.KEY=VALUE ...]
+    safegbpo reproduce [--profile quick|paper] [--jobs N] [--population-size P]
+                       [--executor pool|ray] [--address A] [--results DIR] [--safe-sets DIR]
+                       [--grid FILE] [--retry-failed] [--no-monitor] [--no-report]
+                       [--env-option TASK.KEY=VALUE ...]
 
 Two steps, one per half of the chain: :func:`safegbpo.experiments.reproduce.reproduce` runs the
 grid and writes the measured cells (``<results>/cells.json``, ``cells.md``); then, unless
@@ -50,7 +51,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                         help="which grid to run (default: quick)")
     parser.add_argument("--jobs", type=positive_int, default=None,
-                        help=f"parallel runs (default: the number of CPUs, {os.cpu_count()})")
+                        help="parallel processes, each training one population of seeds "
+                             f"(default: the number of CPUs, {os.cpu_count()})")
+    parser.add_argument("--population-size", type=positive_int, default=None, metavar="P",
+                        help="train at most P seeds of a configuration together in one process "
+                             "(default: all its seeds; 1: every seed in its own task)")
     parser.add_argument("--executor", choices=("pool", "ray"), default="pool",
                         help="local process pool (default) or Ray (pip install 'safegbpo[ray]')")
     parser.add_argument("--address", default=None,
@@ -89,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         results=args.results,
         safe_sets=args.safe_sets,
         grid=args.grid,
+        population_size=args.population_size,
         device=args.device,
         retry_failed=args.retry_failed,
         monitor=False if args.no_monitor else None,

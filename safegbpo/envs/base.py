@@ -144,7 +144,8 @@ class SafeVectorEnv(VectorEnv):
         safe_set: ``None`` (the project's certified set), a set-file path or a
             :class:`~safegbpo.safesets.SafeSet` of this task (see :func:`resolve_safe_set`).
         device, dtype: of every tensor the env returns (float64 by default).
-        episode_length: steps per episode (default: the task's registry entry).
+        episode_length: steps per episode (default: the task's registry entry: 3000 pendulum,
+            240 quadrotor, SPEC §13).
         render_mode: ``None`` or ``'rgb_array'``; :meth:`render` works in both.
 
     Semantics:
@@ -177,6 +178,11 @@ class SafeVectorEnv(VectorEnv):
     """
 
     task: ClassVar[str] = ""
+    #: instance attributes holding one row per environment (tensors with a leading ``N``
+    #: dimension, ``None`` when a task has none): the per-row dynamic state that a population
+    #: env moves between blocks (:class:`~safegbpo.algorithms.population.BlockSeededEnv`).  A
+    #: task adding per-row state (e.g. the energy task's episode start hours) extends it.
+    ROW_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("_state", "_goal")
     metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium's class attribute
         "render_modes": ["rgb_array"],
         "render_fps": 20,  # 1 / dt
@@ -361,11 +367,13 @@ class SafeVectorEnv(VectorEnv):
     # gymnasium API
     # ------------------------------------------------------------------------------------------
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Tensor, dict[str, Any]]:
         """Start new episodes in all envs; returns ``(obs (N, o), info)``.
 
-        ``seed`` re-seeds the env's generator (``None`` continues its stream).  States are drawn
+        ``seed`` re-seeds the env's generator (``None`` continues its stream; a list, one seed
+        per block of rows, is for the block-seeded envs of seed populations,
+        :func:`safegbpo.algorithms.population_env`; a plain env rejects it).  States are drawn
         uniformly from the safe state set ∩ ``S`` unless ``options["state"]`` ``(N, n)`` is given.
         ``info`` holds ``"state"`` ``(N, n)``.
         """
@@ -442,27 +450,56 @@ class SafeVectorEnv(VectorEnv):
         """Raw model dynamics ``f(s, a, w)`` (Eq 65/67; no wrapping, no clamping), batched."""
         return self.model.dynamics(state, action, noise)
 
-    def linearise(self, state: Tensor | None = None) -> Linearisation:
+    def linearise(self, state: Tensor | None = None, *, method: str = "affine") -> Linearisation:
         """Eq 12 at ``(s, a0, w0)``, one linearisation per row of ``state`` (default: the
-        current states).
+        current states); ``w0`` is the centre of ``W`` (not necessarily 0).
 
-        ``B = df/da`` and ``E = df/dw`` come from ``torch.func.jacrev`` of the raw
-        :meth:`dynamics`, vectorised with ``torch.func.vmap``.  The result is differentiable in
-        ``state`` (it keeps the state's graph).
+        ``method='affine'`` (default, SPEC §11): the task dynamics are affine in ``a`` and ``w``
+        (Eq 12), so one batched evaluation of the raw :meth:`dynamics` at ``(a0, w0)``,
+        ``(a0 + e_j, w0)`` and ``(a0, w0 + e_k)`` gives ``f0``, the columns ``B e_j = f(a0 +
+        e_j) - f0`` and ``E e_k`` exactly (up to rounding, ``~1e-15``).  ``method='jacrev'``
+        differentiates with ``torch.func.jacrev`` (vectorised with ``vmap``): the reference the
+        tests compare against, and the right choice for a model that is not affine.
+        Either result is differentiable in ``state`` (it keeps the state's graph).
 
         Returns:
             :class:`Linearisation` ``f0 (M, n)``, ``B (M, n, d)``, ``E (M, n, n_w)``.
         """
+        if method not in ("affine", "jacrev"):
+            raise ValueError(f"method must be 'affine' or 'jacrev', got {method!r}")
         if state is None:
             state = self.state
         else:
             state = self._validate_states(state, "state", require_in_box=False, batch=None)
         batch = state.shape[0]
-        a0 = self._action_centre.expand(batch, -1)
-        w0 = self._noise_centre.expand(batch, -1)
-        f0 = self.model.dynamics(state, a0, w0)
-        jac = torch.func.vmap(torch.func.jacrev(self.model.dynamics, argnums=(1, 2)))
-        B, E = jac(state, a0, w0)
+        a0 = self._action_centre.to(state.dtype).expand(batch, -1)
+        w0 = self._noise_centre.to(state.dtype).expand(batch, -1)
+        if method == "jacrev":
+            f0 = self.model.dynamics(state, a0, w0)
+            jac = torch.func.vmap(torch.func.jacrev(self.model.dynamics, argnums=(1, 2)))
+            B, E = jac(state, a0, w0)
+            return Linearisation(f0, B, E)
+        d, n_w = a0.shape[1], w0.shape[1]
+        k = 1 + d + n_w
+        # rows: (a0, w0), (a0 + e_j, w0) for j < d, (a0, w0 + e_k) for k < n_w
+        key = (batch, state.dtype, state.device)
+        cache = self.__dict__.setdefault("_linearise_points", {})
+        if key not in cache:
+            eye = torch.eye(d + n_w, dtype=state.dtype, device=state.device)
+            offsets = torch.cat([torch.zeros(1, d + n_w, dtype=state.dtype,
+                                             device=state.device), eye])
+            points = torch.cat([a0[:1], w0[:1]], dim=1) + offsets  # (k, d + n_w)
+            points = points.unsqueeze(0).expand(batch, k, -1).reshape(batch * k, -1)
+            cache.clear()
+            cache[key] = (points[:, :d].contiguous(), points[:, d:].contiguous())
+        actions, noises = cache[key]
+        out = self.model.dynamics(
+            state.unsqueeze(1).expand(batch, k, -1).reshape(batch * k, -1), actions, noises,
+        ).reshape(batch, k, -1)
+        f0 = out[:, 0]
+        columns = out[:, 1:] - f0.unsqueeze(1)  # (M, d + n_w, n)
+        B = columns[:, :d].transpose(1, 2)
+        E = columns[:, d:].transpose(1, 2)
         return Linearisation(f0, B, E)
 
     def next_state_set(self, actions: Tensor | np.ndarray) -> Zonotope:
@@ -518,7 +555,7 @@ class SafeVectorEnv(VectorEnv):
     # ------------------------------------------------------------------------------------------
     # internals
     # ------------------------------------------------------------------------------------------
-    def _seed_generator(self, seed: int | None) -> None:
+    def _seed_generator(self, seed: int | list[int] | None) -> None:
         if seed is None:
             self._generator.seed()  # fresh non-deterministic seed, no global RNG involved
             return

@@ -25,7 +25,9 @@ Reset.  States are drawn from the safe set (as for every task) or given as
 ``options["state"]``; ``options["start_hour"]`` (an int, or ``(N,)`` ints) sets the hour the
 episodes start at -- it applies to the episodes started by this reset *and* by the following
 autoresets, until the next ``reset``; without it every env starts at the env's ``start_hour``
-(default 7800).  Populations of ``P x N`` rows work unchanged: every row has its own hour.
+(default 7800).  Populations of ``P x N`` rows work unchanged: every row has its own hour
+(``_episode_start`` is in :attr:`ROW_ATTRIBUTES`, so a population env moves it with the
+row's state).
 
 Env options (the registry entry's ``env_options``: ``profiles``, ``start_hour``).  A training
 configuration names them as ``TrainConfig.env_options`` (``safegbpo train --env-option
@@ -83,6 +85,8 @@ class EnergyEnv(SafeVectorEnv):
     """
 
     task: ClassVar[str] = "energy"
+    #: the start hour of each row's episode fixes its current hour, hence its exogenous inputs
+    ROW_ATTRIBUTES: ClassVar[tuple[str, ...]] = (*SafeVectorEnv.ROW_ATTRIBUTES, "_episode_start")
     model: EnergyModel
 
     def __init__(self, num_envs: int | None = None, seed: int | None = None,
@@ -183,7 +187,7 @@ class EnergyEnv(SafeVectorEnv):
     # ------------------------------------------------------------------------------------------
     # reset / step
     # ------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Tensor, dict[str, Any]]:
         """See :class:`SafeVectorEnv.reset`; ``options["start_hour"]`` (int or ``(N,)``) sets
         the start hour of the episodes (module docstring).  ``info["hour"]`` is ``(N,)``."""

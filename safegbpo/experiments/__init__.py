@@ -2,7 +2,8 @@
 
 Training (one configuration): :mod:`~safegbpo.experiments.config` (:class:`TrainConfig`;
 presets from the task registry), :mod:`~safegbpo.experiments.runner` (:func:`train`: run /
-checkpoint / resume).
+checkpoint / resume; :func:`train_population`: several seeds of one configuration in one
+process).
 
 Reproduction (a grid of runs): :mod:`~safegbpo.experiments.grid` (grid files -> run specs),
 :mod:`~safegbpo.experiments.profiles` (``quick``, ``paper``),

@@ -5,22 +5,23 @@ cells of ``<results>/cells.json`` (format ``safegbpo-cells/1``); :func:`render_m
 ``cells.md``.  A *training cell* is one (task, algorithm, variant) of a table the grid tags runs
 for (``table2`` ... ``table5``, ``h2``): the seeds' records aggregated by the metric definitions
 of :mod:`.metrics`; a *timing cell* is a Table 6 wall-clock ratio (a safeguarded run's training
-seconds over the same algorithm's unsafe run, equal interactions).  Nothing here knows the
-paper: the paper's values, the deltas, the comparison rules and H1/H2 are the spec's
-(``spec.paper``), which reads this file.
+seconds over the same algorithm's unsafe run, equal interactions), one per safeguard backend
+the grid times.  Every cell names the ``backend`` of its safeguarded runs (``null`` without
+one).  Nothing here knows the paper: the paper's values, the deltas, the comparison rules and
+H1/H2 are the spec's (``spec.paper``), which reads this file.
 
 ``cells.json``::
 
     {"format", "profile", "grid", "safe_sets": {task: {source, path, sha256, volume}},
      "executor", "results", "definitions": {steps, reward, stuck, stalled, wallclock_ratio},
-     "cells": [{"task", "algo", "variant", "kind": "train", "tables", "interactions",
+     "cells": [{"task", "algo", "variant", "backend", "kind": "train", "tables", "interactions",
                 "eval_every", "seeds", "run_ids", "missing_runs", "runs", "steps", "reward",
                 "ci", "stuck", "converged", "stalled", "per_seed_steps", "per_seed_final",
                 "eval_steps", "mean_curve", "stuck_reasons", "unsafe_states",
                 "monitored_states", "monitored_runs", "training_seconds",
                 "pcrpo": {mode_counts, cos_mean, conflict_fraction, cost_limit, slack_*}
                 (PCRPO cells only)} |
-               {"task", "algo", "variant", "kind": "wallclock", "tables", "interactions",
+               {"task", "algo", "variant", "backend", "kind": "wallclock", "tables", "interactions",
                 "run_ids", "wallclock_ratio", "seconds", "baseline_seconds"}],
      "wallclock": {"task", "interactions"} | null, "checks": {...}}
 
@@ -40,11 +41,12 @@ from safegbpo.experiments.metrics import (
     CONVERGENCE_TOLERANCE,
     cell_metrics_from_records,
 )
+from safegbpo.safeguards import BACKENDS
 from safegbpo.safeguards.variants import UNSAFE, variant_labels
 from safegbpo.tasks import task_names
 
-__all__ = ["CELLS_FORMAT", "DEFINITIONS", "cell_sort_key", "format_reward", "format_value",
-           "env_options_lines", "json_safe", "measure_cells", "render_markdown",
+__all__ = ["CELLS_FORMAT", "DEFINITIONS", "backend_sort_key", "cell_sort_key", "env_options_lines",
+           "format_reward", "format_value", "json_safe", "measure_cells", "render_markdown",
            "safe_sets_lines", "wallclock_seconds"]
 
 CELLS_FORMAT = "safegbpo-cells/1"
@@ -66,7 +68,8 @@ DEFINITIONS = {
                      "monitor and summed over the seeds",
     "training_seconds": "mean over the finished seeds of the training wall clock (rollout, "
                         "safeguard and update phases; evaluation, checkpoints and setup "
-                        "excluded)",
+                        "excluded) per seed: a seed trained in a population of P seeds is "
+                        "charged 1/P of the population's wall clock",
     "wallclock_ratio": "training wall clock (evaluation excluded) of a safeguarded run divided by "
                        "that of the same algorithm without safeguard, same interactions",
 }
@@ -93,6 +96,11 @@ def cell_sort_key(task: str, algo: str, variant: str) -> tuple[int, int, int]:
             _order(algorithm_names(), algo))
 
 
+def backend_sort_key(backend: str | None) -> int:
+    """Order of the safeguard backends (:data:`safegbpo.safeguards.BACKENDS`; none first)."""
+    return -1 if backend is None else _order(BACKENDS, backend)
+
+
 def wallclock_seconds(record: Mapping[str, Any]) -> float | None:
     """Training wall clock of a run: the runner's per-phase seconds (``wallclock``) without the
     phases that are not training -- ``evaluation``, ``checkpoint`` (file writes), ``setup`` and
@@ -117,8 +125,8 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     first = specs[0]
     done = [records[s.run_id] for s in specs if s.run_id in records]
     cell: dict[str, Any] = {
-        "task": first.task, "algo": first.algo, "variant": first.variant, "kind": "train",
-        "tables": [],
+        "task": first.task, "algo": first.algo, "variant": first.variant,
+        "backend": first.backend, "kind": "train", "tables": [],
         "interactions": first.interactions,
         "eval_every": first.eval_every,
         "seeds": [s.seed for s in specs],
@@ -131,13 +139,21 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     return {**cell, **metrics.to_dict(), **_safety_and_time(done)}
 
 
+def _population_size(record: Mapping[str, Any]) -> int:
+    """Seeds trained together with the run's seed (its ``population``; 1 for older records)."""
+    population = record.get("population")
+    members = population.get("members") if isinstance(population, Mapping) else None
+    return int(members) if isinstance(members, int) and members >= 1 else 1
+
+
 def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Unsafe states counted by the independent monitor (summed over the seeds; ``None`` when
     no run was monitored), the mean training wall clock of the finished runs, and -- for a
     soft-constraint baseline -- PCRPO's mode counts (summed) and ``cos(g_r, g_c)``."""
     monitored = [r["safety"] for r in done
                  if isinstance(r.get("safety"), Mapping) and r["safety"].get("monitored")]
-    seconds = [t for t in (wallclock_seconds(r) for r in done if r.get("status") == "finished")
+    seconds = [t / _population_size(r) for r, t in
+               ((r, wallclock_seconds(r)) for r in done if r.get("status") == "finished")
                if t is not None]
     out: dict[str, Any] = {
         "unsafe_states": sum(int(m.get("violations") or 0) for m in monitored)
@@ -170,28 +186,32 @@ def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _timing_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]]
                   ) -> list[dict[str, Any]]:
-    """Table 6 cells: per algorithm, seconds of each variant / seconds unsafe."""
+    """Table 6 cells: per algorithm and backend, seconds of each variant / seconds unsafe (the
+    unsafe run has no backend: it is the baseline of every backend)."""
     timing = [s for s in specs if s.kind == "wallclock"]
-    seconds: dict[tuple[str, str, str], float | None] = {}
-    done: dict[tuple[str, str, str], int] = {}
+    seconds: dict[tuple[str, str, str, str | None], float | None] = {}
+    done: dict[tuple[str, str, str, str | None], int] = {}
     for spec in timing:
         record = records.get(spec.run_id)
         if record is not None and record.get("status") == "finished":
-            seconds[spec.cell] = wallclock_seconds(record)
+            seconds[(*spec.cell, spec.backend)] = wallclock_seconds(record)
             # the runner stops at the first iteration boundary at or beyond the budget (a PPO
             # iteration of the paper's presets is 13600 pendulum interactions)
-            done[spec.cell] = int(record.get("interactions") or spec.interactions)
+            done[(*spec.cell, spec.backend)] = int(record.get("interactions")
+                                                   or spec.interactions)
     out = []
     for spec in timing:
         if spec.variant == UNSAFE.label:
             continue
-        mine = seconds.get(spec.cell)
-        base = seconds.get((spec.task, spec.algo, UNSAFE.label))
+        key = (*spec.cell, spec.backend)
+        mine = seconds.get(key)
+        base = seconds.get((spec.task, spec.algo, UNSAFE.label, None))
         baseline = [s.run_id for s in timing if s.cell == (spec.task, spec.algo, UNSAFE.label)]
         out.append({
-            "task": spec.task, "algo": spec.algo, "variant": spec.variant, "kind": "wallclock",
+            "task": spec.task, "algo": spec.algo, "variant": spec.variant,
+            "backend": spec.backend, "kind": "wallclock",
             "tables": list(spec.tables),
-            "interactions": done.get(spec.cell, spec.interactions),
+            "interactions": done.get(key, spec.interactions),
             "run_ids": [spec.run_id, *baseline],
             "wallclock_ratio": mine / base if mine and base else None,
             "seconds": mine,
@@ -223,10 +243,12 @@ def measure_cells(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, A
                 computed[ids] = _training_cell(cell_specs, records)
             computed[ids]["tables"].append(table)
     training = sorted(computed.values(), key=lambda c: (
-        *cell_sort_key(c["task"], c["algo"], c["variant"]), c.get("interactions") or 0))
+        *cell_sort_key(c["task"], c["algo"], c["variant"]), c.get("interactions") or 0,
+        backend_sort_key(c["backend"])))
     timing_specs = [s for s in specs if s.kind == "wallclock"]
     timing = sorted(_timing_cells(specs, records),
-                    key=lambda c: cell_sort_key(c["task"], c["algo"], c["variant"]))
+                    key=lambda c: (*cell_sort_key(c["task"], c["algo"], c["variant"]),
+                                   backend_sort_key(c["backend"])))
     return json_safe({
         "format": CELLS_FORMAT,
         **dict(meta or {}),
@@ -314,8 +336,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     training = [c for c in doc.get("cells", []) if c.get("kind") == "train"]
     lines += ["## Training cells", "",
               "| Task | Algorithm | Variant | Tables | Interactions | Seeds | Steps | "
-              "Reward [95% CI] | Stuck | Stalled |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "Reward [95% CI] | Stuck | Stalled | Backend |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in training:
         runs = f" / {cell.get('runs')}" if cell.get("runs") else ""
         lines.append(
@@ -323,19 +345,20 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"{', '.join(cell.get('tables', []))} | {_fmt(cell.get('interactions'))} | "
             f"{len(cell.get('seeds', []))} | {_fmt(cell.get('steps'), 'steps')} | "
             f"{_reward(cell)} | {_fmt(cell.get('stuck'))}{runs} | "
-            f"{_fmt(cell.get('stalled'))} |")
+            f"{_fmt(cell.get('stalled'))} | {cell.get('backend') or '–'} |")
     lines.append("")
     timing = [c for c in doc.get("cells", []) if c.get("kind") == "wallclock"]
     if timing:
         wc = doc.get("wallclock") or {}
         lines += [f"## Wall clock relative to unsafe training ({wc.get('interactions')} "
                   f"{wc.get('task')} interactions per run)", "",
-                  "| Algorithm | Safeguard | ratio | seconds | unsafe seconds |",
-                  "|---|---|---|---|---|"]
+                  "| Algorithm | Safeguard | ratio | seconds | unsafe seconds | Backend |",
+                  "|---|---|---|---|---|---|"]
         for cell in timing:
             lines.append(f"| {cell['algo'].upper()} | {cell['variant']} | "
                          f"{_fmt(cell.get('wallclock_ratio'), 'ratio')} | "
-                         f"{_fmt(cell.get('seconds'))} | {_fmt(cell.get('baseline_seconds'))} |")
+                         f"{_fmt(cell.get('seconds'))} | {_fmt(cell.get('baseline_seconds'))} | "
+                         f"{cell.get('backend') or '–'} |")
         lines.append("")
     checks = doc.get("checks") or {}
     if checks:

@@ -5,7 +5,7 @@
 * ``improvement`` -- the seed-mean reward of the named cells improved by at least
   ``min_relative_gain`` of its first value (the runs learn);
 * ``completed`` -- every run finished with a finite learning curve;
-* ``wallclock`` -- every Table 6 timing cell has a ratio.
+* ``wallclock`` -- every Table 6 timing cell (every timed backend) has a ratio.
 
 Each check returns ``{"passed", "summary", "problems", ...}``; :func:`evaluate_checks` runs the
 grid's.
@@ -123,11 +123,14 @@ def _check_completed(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str
 def _check_wallclock(cells: Mapping[str, Any]) -> dict[str, Any]:
     timing = [c for c in cells.get("cells", []) if c.get("kind") == "wallclock"]
     measured = [c for c in timing if c.get("wallclock_ratio") is not None]
-    problems = [f"{c['algo']}/{c['variant']}: no ratio" for c in timing
-                if c.get("wallclock_ratio") is None]
+
+    def name(cell: Mapping[str, Any]) -> str:
+        backend = f" ({cell['backend']})" if cell.get("backend") else ""
+        return f"{cell['algo'].upper()} {cell['variant']}{backend}"
+
+    problems = [f"{name(c)}: no ratio" for c in timing if c.get("wallclock_ratio") is None]
     return {"passed": bool(timing) and not problems,
-            "summary": ", ".join(f"{c['algo'].upper()} {c['variant']} "
-                                 f"{c['wallclock_ratio']:.2f}" for c in measured)
+            "summary": ", ".join(f"{name(c)} {c['wallclock_ratio']:.2f}" for c in measured)
                        or "no timing runs",
             "problems": problems}
 

@@ -14,8 +14,15 @@ SPEC §8) and the algorithm registry (:func:`safegbpo.algorithms.get_algorithm`)
 * ``interactions`` — the task's budget (pendulum 100k, quadrotor 200k, energy 1M);
 * ``eval_every`` — the task's evaluation grid (e.g. pendulum SHAC 2560 = 5 windows x 64 steps
   x 8 envs);
-* ``num_envs`` and ``eval_episodes`` — the task's number of environments (8 / 16);
+* ``num_envs`` — the task's number of environments (8 / 16);
+* ``episode_length`` — the task's (pendulum 3000, quadrotor 240 steps: the reference's,
+  SPEC §13; the energy system's registry entry), for training and evaluation;
+* the evaluation protocol of SPEC §13 (:class:`~safegbpo.algorithms.Evaluator`): the learning
+  curve is the return of one episode from the initial state drawn with ``eval_seed = 42`` from
+  the safe set in use; ``eval_episodes = 16`` episodes from a fixed seeded set of initial
+  states give a second, lower-variance curve reported alongside;
 * for the ray mask: ``mapping='linear'``, ``centre='zonotopic'`` (the base ray mask of SPEC §5);
+* ``backend`` — ``'exact'`` (SPEC §11), the built-in safeguards' backend;
 * ``env_options`` — none: the environment's options are the task's ``env_options`` unless the
   config overrides some (e.g. the energy task's ``profiles``); they are kept in the canonical
   form of the task's env class (:meth:`safegbpo.envs.SafeVectorEnv.resolve_options`: absolute
@@ -38,8 +45,9 @@ from typing import Any
 import torch
 
 from safegbpo.algorithms import get_algorithm
+from safegbpo.algorithms.evaluation import PAPER_SEED, SET_SIZE
 from safegbpo.envs import env_class
-from safegbpo.safeguards import CENTRES, MAPPINGS, SAFEGUARDS
+from safegbpo.safeguards import BACKENDS, CENTRES, DEFAULT_BACKEND, MAPPINGS, SAFEGUARDS
 from safegbpo.tasks import TaskSpec, get_task
 
 __all__ = [
@@ -156,15 +164,20 @@ class TrainConfig:
         centre: ray mask only, ``'zonotopic'`` (Eq 52–53) or ``'orthogonal'`` (Eq 54).
         passthrough: straight-through gradient of the safeguard (SPEC §5).
         regularisation: Eq 45 coefficient ``lambda_reg`` (0: off; the paper uses 0.1).
+        backend: safeguard backend, ``'exact'`` (default, SPEC §11) or ``'cvxpylayers'``
+            (the paper's Eq 6 programs); passed to the built-in safeguards.
         seed: run seed; network initialisation, sampling, training env and the ray mask's
             directions use independent streams derived from it.
         interactions: budget in interactions; training stops at the first iteration boundary
             at or beyond it.
         eval_every: evaluation interval in interactions.
-        eval_episodes: episodes of the evaluation set.
+        eval_episodes: episodes of the second evaluation, from a fixed set of initial states
+            (default 16; the set is seeded from ``eval_seed``).
         num_envs: training environments ``N``.
-        eval_seed: seed of the evaluation set (shared by all runs: every seed and every
-            configuration is scored on the same episodes).
+        eval_seed: seed of the paper evaluation's one initial state (default 42, the
+            reference's; shared by all runs: every seed and every configuration is scored on
+            the same episodes).
+        episode_length: steps per episode, training and evaluation (default: the task's).
         safe_set: optional path of a safe-set file (``safegbpo-safe-set/1``, CLI ``--safe-set``)
             (it also defines the reset distribution, so it matters for unsafe training too).
         env_options: options of the task's environment over its registry entry's
@@ -181,12 +194,14 @@ class TrainConfig:
     centre: str | None = None
     passthrough: bool = False
     regularisation: float = 0.0
+    backend: str = DEFAULT_BACKEND
     seed: int = 0
     interactions: int | None = None
     eval_every: int | None = None
     eval_episodes: int | None = None
     num_envs: int | None = None
-    eval_seed: int = 0
+    eval_seed: int = PAPER_SEED
+    episode_length: int | None = None
     safe_set: str | None = None
     env_options: Mapping[str, Any] = field(default_factory=dict)
     hyper: Any = field(default=None)
@@ -220,8 +235,8 @@ class TrainConfig:
                 put("interactions", spec.budget)
             if self.num_envs is None:
                 put("num_envs", spec.num_envs)
-            if self.eval_episodes is None:
-                put("eval_episodes", spec.num_envs)
+            if self.episode_length is None:
+                put("episode_length", spec.episode_length)
             if self.algo in spec.presets:
                 if self.eval_every is None:
                     put("eval_every", spec.eval_every[self.algo])
@@ -229,6 +244,8 @@ class TrainConfig:
                     put("hyper", preset(self.task, self.algo))
                 elif isinstance(self.hyper, Mapping):
                     put("hyper", override_hyper(preset(self.task, self.algo), self.hyper))
+        if self.eval_episodes is None:
+            put("eval_episodes", SET_SIZE)
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
@@ -262,6 +279,8 @@ class TrainConfig:
                                  f"{list(CENTRES)}")
         if not isinstance(self.passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {self.passthrough!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; expected one of {list(BACKENDS)}")
         if self.passthrough and sg is None:
             raise ValueError("passthrough gradient requires a safeguard (--safeguard bp|rm)")
         reg = self.regularisation
@@ -275,7 +294,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("interactions", "eval_every", "eval_episodes", "num_envs"):
+        for name in ("interactions", "eval_every", "eval_episodes", "num_envs",
+                     "episode_length"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -316,6 +336,8 @@ class TrainConfig:
             options["passthrough"] = True
         if self.safeguard == "rm":
             options.update(mapping=self.mapping, centre=self.centre, seed=seed)
+        if self.safeguard in SAFEGUARDS:
+            options["backend"] = self.backend
         return options
 
     # -- serialisation -----------------------------------------------------------------------

@@ -2,25 +2,39 @@
 
 A grid file (``safegbpo/experiments/grids/<name>.json``, format ``safegbpo-grid/1``) declares
 
-* ``seeds`` and optional ``budgets`` (per task: ``interactions`` and per-algorithm
-  ``eval_every``); what a grid does not override is the task's registry entry (SPEC §8,
-  :class:`safegbpo.tasks.TaskSpec`);
+* ``seeds`` and optional ``budgets`` (per task: ``interactions``, per-algorithm ``eval_every``
+  and optionally ``episode_length``: SPEC §13); what a grid does not override is the task's
+  registry entry (SPEC §8, :class:`safegbpo.tasks.TaskSpec`);
+* ``backend`` (optional, default ``'exact'``): the safeguard backend of the safeguarded runs
+  (:data:`safegbpo.safeguards.BACKENDS`: the exact H-representation of SPEC §11 or the paper's
+  Eq 6 programs through cvxpylayers);
 * ``experiments``: blocks ``tasks x algos x variants x seeds`` that feed named ``tables``; a block
-  may override ``seeds``, ``budgets`` and per-algorithm ``hyper``-parameters.  Tasks, algorithms
-  and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
+  may override ``seeds``, ``budgets``, ``backend`` and per-algorithm ``hyper``-parameters.
+  Tasks, algorithms and variants are names of the registries (:func:`safegbpo.tasks.get_task`,
   :func:`safegbpo.algorithms.get_algorithm`, :func:`safegbpo.safeguards.variants.get_variant`:
   a variant by key or report label);
 * ``wallclock`` (optional): the Table 6 timing runs (``interactions`` of one task per algorithm
-  and variant, one seed, optional ``hyper`` overrides; what the paper timed is the spec's);
+  and variant, one seed, optional ``hyper`` overrides, ``backends``: the list of safeguard
+  backends to time, default the grid's ``backend``; one unsafe baseline per algorithm serves
+  them all; what the paper timed is the spec's);
 * ``checks`` (optional): profile checks evaluated after the runs (:mod:`.checks`).
 
 :func:`expand` turns a grid into :class:`RunSpec` s -- one per distinct training run.  A run's id
 is a readable name plus a hash of everything that determines its result (task, algorithm,
-variant fields, seed, budget, evaluation grid, hyper-parameter overrides, the safe-set file's
-content and -- only when given -- the task's env options, with the content of a file-valued
-option such as the energy task's profiles in place of its path), so identical runs requested
-by two experiments (e.g. SHAC + BP in Tables 3 and 4) run once and feed both, and changing
-anything (e.g. ``--safe-sets``) gives new ids instead of mixing results.
+variant fields, the safeguard backend of a safeguarded run, seed, budget, episode length,
+evaluation grid, hyper-parameter overrides, the safe-set file's content and -- only when given --
+the task's env options, with the content of a file-valued option such as the energy task's
+profiles in place of its path), so identical runs requested by two experiments (e.g. SHAC + BP
+in Tables 3 and 4) run once and feed both, and changing anything (e.g. ``--safe-sets``) gives
+new ids instead of mixing results (records of one backend are never reused for another).  The
+readable part of the id names the backend when it is not the default
+(``pendulum-shac-bp-cvxpylayers-s0-...``).
+
+:func:`group_populations` groups training runs that differ only in their seed into *population
+tasks* (:func:`safegbpo.experiments.runner.train_population`: the seeds of one configuration
+trained together in one process, one batched safeguard call with the runs' backend); the
+executors schedule those tasks.  A seed's result does not depend on the population it is
+trained in, so grouping changes wall clocks, never records.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from safegbpo.algorithms import algorithm_names, get_algorithm
+from safegbpo.safeguards import BACKENDS, DEFAULT_BACKEND
 from safegbpo.safeguards.variants import TRAIN_FIELDS, UNSAFE, get_variant, variant_names
 from safegbpo.tasks import get_task, task_names
 
@@ -45,6 +60,7 @@ __all__ = [
     "expand",
     "file_sha256",
     "grid_path",
+    "group_populations",
     "load_grid",
     "runs_by_cell",
 ]
@@ -82,8 +98,12 @@ class RunSpec:
         interactions: training budget (environment interactions, one env step = one).
         eval_every: evaluation interval (interactions).
         eval_episodes: evaluation episodes (``None``: the runner's default).
+        episode_length: steps per episode (``None``: the task's, SPEC §13).
         hyper: overrides of the algorithm's hyper-parameter preset (empty: the paper's).
         kind: ``'train'`` (learning curve) or ``'wallclock'`` (Table 6 timing run).
+        backend: the safeguard backend (``'exact'``, ``'cvxpylayers'``) of a safeguarded run
+            (``None``: the default, :data:`~safegbpo.safeguards.DEFAULT_BACKEND`); always
+            ``None`` for a run without safeguard, which no backend changes.
         safe_set: path of the task's safe-set file, ``None`` for the project's own set.
         safe_set_sha256: content hash of ``safe_set`` (part of the run id).
         env_options: options of the task's environment over its registry defaults, in the
@@ -102,8 +122,10 @@ class RunSpec:
     interactions: int
     eval_every: int
     eval_episodes: int | None = None
+    episode_length: int | None = None
     hyper: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "train"
+    backend: str | None = None
     safe_set: str | None = None
     safe_set_sha256: str | None = None
     experiments: tuple[str, ...] = ()
@@ -119,6 +141,13 @@ class RunSpec:
         unknown = set(self.variant_fields) - TRAIN_FIELDS
         if unknown:
             raise ValueError(f"variant {self.variant!r} sets unknown fields {sorted(unknown)}")
+        if not self.safeguarded:
+            object.__setattr__(self, "backend", None)
+        elif self.backend is None:
+            object.__setattr__(self, "backend", DEFAULT_BACKEND)
+        elif self.backend not in BACKENDS:
+            raise ValueError(f"unknown safeguard backend {self.backend!r}; expected one of "
+                             f"{list(BACKENDS)}")
         for name in ("interactions", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -140,10 +169,16 @@ class RunSpec:
         if stray:
             raise ValueError(f"env_options_sha256 names options that are not set: {stray}")
 
+    @property
+    def safeguarded(self) -> bool:
+        """The run trains through a safeguard (its variant names one)."""
+        return self.variant_fields.get("safeguard") is not None
+
     # -- identity ----------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the run's result (hashed into :attr:`run_id`)."""
-        return {
+        """Everything that determines the run's result (hashed into :attr:`run_id`); the
+        backend only for a safeguarded run (an unsafe run is the same for every backend)."""
+        identity = {
             "task": self.task,
             "algo": self.algo,
             "variant": dict(self.variant_fields),
@@ -151,6 +186,8 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            # new with the SPEC §13 protocol: its presence also keeps ids of earlier results apart
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
             "safe_set_sha256": self.safe_set_sha256,
@@ -159,6 +196,9 @@ class RunSpec:
                                 for k, v in self.env_options.items()}}
                if self.env_options else {}),
         }
+        if self.backend is not None:
+            identity["backend"] = self.backend
+        return identity
 
     @property
     def digest(self) -> str:
@@ -166,13 +206,27 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """``<task>-<algo>-<variant>-s<seed>[-wallclock]-<hash>``, stable across sessions."""
+        """``<task>-<algo>-<variant>[-<backend>]-s<seed>[-wallclock]-<hash>``, stable across
+        sessions (the backend is spelled out when it is not the default)."""
         kind = "-wallclock" if self.kind == "wallclock" else ""
-        return f"{self.task}-{self.algo}-{_slug(self.variant)}-s{self.seed}{kind}-{self.digest}"
+        backend = f"-{self.backend}" if self.backend not in (None, DEFAULT_BACKEND) else ""
+        return (f"{self.task}-{self.algo}-{_slug(self.variant)}{backend}-s{self.seed}{kind}-"
+                f"{self.digest}")
 
     @property
     def cell(self) -> tuple[str, str, str]:
         return (self.task, self.algo, self.variant)
+
+    @property
+    def population_key(self) -> str:
+        """What the runs of one population share: the identity without the seed (task,
+        algorithm, variant, backend, budget, episode length, evaluation, hyper-parameters,
+        safe-set content, env options), and the paths behind the hashed files -- the safe-set
+        file and file-valued env options (``train_population`` needs configurations equal
+        except for ``seed``)."""
+        shared = {k: v for k, v in self.identity().items() if k != "seed"}
+        return _canonical({**shared, "variant_label": self.variant, "safe_set": self.safe_set,
+                           "env_option_values": dict(self.env_options)})
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -186,8 +240,10 @@ class RunSpec:
             "interactions": self.interactions,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            "episode_length": self.episode_length,
             "hyper": dict(self.hyper),
             "kind": self.kind,
+            "backend": self.backend,
             "safe_set": self.safe_set,
             "safe_set_sha256": self.safe_set_sha256,
             "experiments": list(self.experiments),
@@ -218,8 +274,12 @@ class RunSpec:
             "device": device,
         }
         out.update(self.variant_fields)
+        if self.backend is not None:
+            out["backend"] = self.backend
         if self.eval_episodes is not None:
             out["eval_episodes"] = self.eval_episodes
+        if self.episode_length is not None:
+            out["episode_length"] = self.episode_length
         if self.hyper:
             out["hyper"] = dict(self.hyper)
         if self.safe_set is not None:
@@ -268,7 +328,8 @@ class Grid:
     """A parsed grid file (see the module docstring); :func:`expand` gives its runs.
 
     ``experiments`` and ``wallclock`` name variants by their report labels (resolved from keys
-    or labels when the file is loaded)."""
+    or labels when the file is loaded); ``backend`` is the grid's safeguard backend (a block's
+    ``backend`` overrides it) and ``wallclock['backends']`` the backends Table 6 times."""
 
     name: str
     description: str
@@ -278,6 +339,7 @@ class Grid:
     wallclock: Mapping[str, Any] | None = None
     checks: Mapping[str, Any] = field(default_factory=dict)
     eval_episodes: int | None = None
+    backend: str = DEFAULT_BACKEND
     source: str = ""
 
     @property
@@ -324,6 +386,21 @@ def _variant_labels(values: Any, where: str) -> list[str]:
     return labels
 
 
+def _check_backend(value: Any, where: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"{where}: unknown safeguard backend {value!r}; expected one of "
+                         f"{list(BACKENDS)}")
+    return str(value)
+
+
+def _check_backends(values: Any, where: str) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: 'backends' must be a non-empty list of {list(BACKENDS)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where}: duplicate backends in {values}")
+    return [_check_backend(v, where) for v in values]
+
+
 def _check_budgets(budgets: Any, where: str) -> Mapping[str, Any]:
     if budgets is None:
         return {}
@@ -345,6 +422,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
                          "registered variants (safegbpo.safeguards.variants) by key or label")
     seeds = _as_seeds(data.get("seeds"), where)
     budgets = _check_budgets(data.get("budgets"), where)
+    backend = _check_backend(data.get("backend", DEFAULT_BACKEND), where)
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise ValueError(f"{where}: 'experiments' must be a non-empty list")
@@ -360,6 +438,8 @@ def load_grid(name_or_path: str | Path) -> Grid:
         if "seeds" in exp:
             _as_seeds(exp["seeds"], ew)
         _check_budgets(exp.get("budgets"), ew)
+        if "backend" in exp:
+            _check_backend(exp["backend"], ew)
         if not isinstance(exp.get("tables", []), list):
             raise ValueError(f"{ew}: 'tables' must be a list of table names")
         resolved.append({**exp, "variants": labels})
@@ -368,7 +448,8 @@ def load_grid(name_or_path: str | Path) -> Grid:
         ww = f"{where}: wallclock"
         _check_names([wallclock.get("task")], task_names(), "task", ww)
         _check_names(wallclock.get("algos"), algorithm_names(), "algos", ww)
-        wallclock = {**wallclock, "variants": _variant_labels(wallclock.get("variants"), ww)}
+        wallclock = {**wallclock, "variants": _variant_labels(wallclock.get("variants"), ww),
+                     "backends": _check_backends(wallclock.get("backends", [backend]), ww)}
         if UNSAFE.label not in wallclock["variants"]:
             raise ValueError(f"{ww}: ratios need the {UNSAFE.label!r} baseline in 'variants'")
     eval_episodes = data.get("eval_episodes")
@@ -381,6 +462,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
         wallclock=wallclock,
         checks=data.get("checks", {}),
         eval_episodes=eval_episodes,
+        backend=backend,
         source=str(path),
     )
 
@@ -402,6 +484,11 @@ def _budget(
     if interactions is None or eval_every is None:
         raise ValueError(f"{where}: no budget (interactions, eval_every) for {task}/{algo}")
     return int(interactions), int(eval_every)
+
+
+def _episode_length(grid: Grid, block: Mapping[str, Any], task: str) -> int | None:
+    override = (block.get("budgets") or {}).get(task, {})
+    return override.get("episode_length", grid.budgets.get(task, {}).get("episode_length"))
 
 
 def expand(
@@ -453,6 +540,7 @@ def expand(
         where = f"{grid.source}: experiment {block['name']!r}"
         seeds = tuple(block.get("seeds", grid.seeds))
         hyper_by_algo = block.get("hyper") or {}
+        backend = block.get("backend", grid.backend)
         for task in block["tasks"]:
             for algo in block["algos"]:
                 interactions, eval_every = _budget(grid, block, task, algo, where)
@@ -468,7 +556,9 @@ def expand(
                                 interactions=interactions,
                                 eval_every=eval_every,
                                 eval_episodes=block.get("eval_episodes", grid.eval_episodes),
+                                episode_length=_episode_length(grid, block, task),
                                 hyper=dict(hyper_by_algo.get(algo, {})),
+                                backend=backend,
                                 safe_set=safe_sets.get(task),
                                 safe_set_sha256=digests.get(task),
                                 experiments=(block["name"],),
@@ -482,26 +572,30 @@ def expand(
         interactions = int(wc["interactions"])
         for algo in wc["algos"]:
             for variant in wc["variants"]:
-                add(
-                    RunSpec(
-                        task=task,
-                        algo=algo,
-                        variant=variant,
-                        seed=int(wc.get("seed", 0)),
-                        variant_fields=get_variant(variant).train_fields,
-                        interactions=interactions,
-                        # evaluation is not part of the timed training: one evaluation at the end
-                        eval_every=interactions,
-                        eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
-                        hyper=dict((wc.get("hyper") or {}).get(algo, {})),
-                        kind="wallclock",
-                        safe_set=safe_sets.get(task),
-                        safe_set_sha256=digests.get(task),
-                        experiments=("wallclock",),
-                        tables=(str(wc.get("table", "table6")),),
-                        **task_options(task),
+                # the unsafe baseline is one run for every backend (its id has no backend)
+                for backend in wc.get("backends", [grid.backend]):
+                    add(
+                        RunSpec(
+                            task=task,
+                            algo=algo,
+                            variant=variant,
+                            seed=int(wc.get("seed", 0)),
+                            variant_fields=get_variant(variant).train_fields,
+                            interactions=interactions,
+                            # evaluation is not part of the timed training: one at the end
+                            eval_every=interactions,
+                            eval_episodes=wc.get("eval_episodes", grid.eval_episodes),
+                            episode_length=_episode_length(grid, {}, task),
+                            hyper=dict((wc.get("hyper") or {}).get(algo, {})),
+                            kind="wallclock",
+                            backend=backend,
+                            safe_set=safe_sets.get(task),
+                            safe_set_sha256=digests.get(task),
+                            experiments=("wallclock",),
+                            tables=(str(wc.get("table", "table6")),),
+                            **task_options(task),
+                        )
                     )
-                )
     specs = list(runs.values())
     _check_cells(specs)
     return specs
@@ -522,6 +616,35 @@ def _check_cells(specs: Sequence[RunSpec]) -> None:
                     f"table {table} cell {'/'.join(spec.cell)} would mix runs with different "
                     f"settings ({previous[0]} vs {spec.run_id})"
                 )
+
+
+def group_populations(specs: Iterable[RunSpec], size: int | None = None) -> list[list[RunSpec]]:
+    """The population tasks of ``specs``: training runs (``kind='train'``) that differ only in
+    their seed (:attr:`RunSpec.population_key`) form one population, seeds ascending, split into
+    consecutive chunks of at most ``size`` seeds (``None``: all seeds of a configuration in one
+    population).  Every other run (the Table 6 timing runs) is a population of one: its wall
+    clock is the measurement.  Populations are listed in the order of their first run in
+    ``specs``.
+
+    Raises:
+        ValueError: ``size`` is not a positive integer, or two specs share a run id.
+    """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"population size must be a positive integer, got {size!r}")
+    groups: dict[str, list[RunSpec]] = {}
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.run_id in seen:
+            raise ValueError(f"run {spec.run_id} is listed twice")
+        seen.add(spec.run_id)
+        key = spec.population_key if spec.kind == "train" else spec.run_id
+        groups.setdefault(key, []).append(spec)
+    out: list[list[RunSpec]] = []
+    for members in groups.values():
+        members.sort(key=lambda s: s.seed)
+        step = size or len(members)
+        out.extend(members[i:i + step] for i in range(0, len(members), step))
+    return out
 
 
 def runs_by_cell(specs: Iterable[RunSpec], table: str) -> dict[tuple[str, str, str], list[RunSpec]]:

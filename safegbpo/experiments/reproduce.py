@@ -11,9 +11,12 @@
    which data is used;
 2. run every training run without a record (:mod:`.executors`; the results store makes the
    command resumable: finished runs are skipped, interrupted ones resume from their checkpoint),
-   each under the independent safe-state monitor (:mod:`.monitor`);
+   each under the independent safe-state monitor (:mod:`.monitor`).  The seeds of one
+   configuration train together as a population in one process
+   (:func:`~safegbpo.experiments.grid.group_populations`, at most ``population_size`` seeds per
+   population); ``jobs`` populations run in parallel;
 3. run the Table 6 timing runs one at a time in a single local worker (no concurrent run
-   competes for the CPU; no monitor, whose cost would be timed);
+   competes for the CPU; no monitor, whose cost would be timed; one seed each: no population);
 4. measure the cells (:mod:`.cells`), run the profile's checks (:mod:`.checks`) and write
    ``<results>/cells.json`` and ``cells.md``.
 
@@ -31,7 +34,7 @@ from typing import Any
 from safegbpo.experiments.cells import measure_cells, render_markdown
 from safegbpo.experiments.checks import checks_passed, evaluate_checks
 from safegbpo.experiments.executors import DEFAULT_TRAINER, PoolExecutor, make_executor
-from safegbpo.experiments.grid import expand, file_sha256, load_grid
+from safegbpo.experiments.grid import expand, file_sha256, group_populations, load_grid
 from safegbpo.experiments.monitor import MONITOR
 from safegbpo.experiments.profiles import get_profile
 from safegbpo.experiments.store import ResultsStore
@@ -132,6 +135,8 @@ def reproduce(
     safe_sets: str | Path | None = None,
     grid: str | Path | None = None,
     trainer: str = DEFAULT_TRAINER,
+    population_trainer: str | None = None,
+    population_size: int | None = None,
     device: str = "cpu",
     retry_failed: bool = False,
     monitor: bool | None = None,
@@ -143,9 +148,11 @@ def reproduce(
     Returns the measured cells (``cells.json`` content, including the profile's ``checks``).
     See the module docstring for the steps; arguments mirror ``safegbpo reproduce``'s options
     (``trainer``: ``'module:function'`` with the runner's signature, for tests and custom
-    runners; ``monitor``: override the profile's safety monitoring; ``env_options``: per task,
-    env options over the registry's ``reproduce_env_options``, e.g.
-    ``{"energy": {"profiles": "generated"}}``).
+    runners, and ``population_trainer`` its population form
+    (:func:`~safegbpo.experiments.executors.population_trainer_for`); ``population_size``: at
+    most this many seeds per population, default all seeds of a configuration; ``monitor``:
+    override the profile's safety monitoring; ``env_options``: per task, env options over the
+    registry's ``reproduce_env_options``, e.g. ``{"energy": {"profiles": "generated"}}``).
     """
     echo = echo or (lambda text: print(text, flush=True))
     if jobs is None and executor == "pool":
@@ -167,7 +174,8 @@ def reproduce(
                  "description": grid_obj.description, "runs": len(specs)},
         "safe_sets": safe_set_info,
         "env_options": env_info,
-        "executor": {"kind": executor, "jobs": jobs, "address": address},
+        "executor": {"kind": executor, "jobs": jobs, "address": address,
+                     "population_size": population_size},
         "results": str(store.root),
     }
     store.write_json("manifest.json", {**meta, "run_ids": [s.run_id for s in specs]})
@@ -181,8 +189,9 @@ def reproduce(
                 echo(f"{task} {name}: {info['source']}")
 
     pending = store.pending(training, retry_failed=retry_failed)
-    echo(f"{prof.name}: {len(training)} training runs ({len(training) - len(pending)} done), "
-         f"{len(timing)} timing runs -> {store.root}")
+    echo(f"{prof.name}: {len(training)} training runs ({len(training) - len(pending)} done, "
+         f"{len(pending)} to run in {len(group_populations(pending, population_size))} "
+         f"populations), {len(timing)} timing runs -> {store.root}")
     done_count = [len(training) - len(pending)]
 
     def on_result(summary: Mapping[str, Any]) -> None:
@@ -193,18 +202,22 @@ def reproduce(
         seconds = summary.get("seconds")
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         error = f" ({summary['error']})" if summary.get("error") else ""
+        members = summary.get("population") or 1
+        together = f" (population of {members})" if members > 1 else ""
         echo(f"[{done_count[0]}/{len(training)}] {summary['run_id']} {summary['status']}"
-             f"{took}{extra}{error}")
+             f"{took}{together}{extra}{error}")
 
     if pending:
         runner = make_executor(executor, jobs=jobs, address=address, trainer=trainer,
-                               device=device, monitor=MONITOR if use_monitor else None)
+                               population_trainer=population_trainer,
+                               population_size=population_size, device=device,
+                               monitor=MONITOR if use_monitor else None)
         runner.run(pending, store, on_result=on_result)
     pending_timing = store.pending(timing, retry_failed=retry_failed)
     if pending_timing:
         echo(f"timing {len(pending_timing)} runs of {timing[0].interactions} "
              f"{timing[0].task} interactions, one at a time")
-        PoolExecutor(1, trainer=trainer, device=device).run(
+        PoolExecutor(1, trainer=trainer, device=device, population_size=1).run(
             pending_timing, store,
             on_result=lambda s: echo(f"timing {s['run_id']} {s['status']}"
                                      + (f" in {s['seconds']:.1f} s" if s.get("seconds") else "")))

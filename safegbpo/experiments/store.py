@@ -4,7 +4,8 @@ Layout under the results directory (``--results DIR``)::
 
     runs/<run_id>/            the runner's directory of the run (checkpoint, result.json,
                               policy.pt) plus spec.json; an interrupted run resumes from it
-    runs/<run_id>/.store.lock advisory lock held by the worker executing the run
+    runs/<run_id>/.store.lock advisory lock held by the worker executing the run (a worker
+                              training a population holds the locks of all its seeds)
     records/<run_id>.json     the run's record, written once the run ended (atomic rename):
                               its presence is what "finished" means to the store
     manifest.json             the last invocation: profile, grid, safe sets, run ids
@@ -13,7 +14,9 @@ Layout under the results directory (``--results DIR``)::
 A record (format ``safegbpo-run-record/1``) holds the run's spec, its ``status``
 (``'finished'`` or ``'failed'``), the runner's result (learning ``curve``, interventions,
 fallbacks, per-phase wall clock), the executing host and the timing of the last attempt; a
-failed record carries the error.  Records are never partially written (temporary file in the
+failed record carries the error.  A population of seeds trained together (:mod:`.executors`)
+keeps one run directory and writes one record per seed, in this same format, so a store does not
+depend on how its runs were grouped.  Records are never partially written (temporary file in the
 same directory, ``fsync``, ``os.replace``), so a process killed at any moment leaves either no
 record (the run is redone, resuming from its checkpoint) or a complete one.
 """
@@ -26,7 +29,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +178,16 @@ class ResultsStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    @contextmanager
+    def lock_all(self, run_ids: Iterable[str], *, timeout: float | None = None
+                 ) -> Iterator[list[Path]]:
+        """Hold the locks of several runs (a population task), taken one by one in sorted
+        run-id order so that two workers with overlapping sets of runs cannot deadlock;
+        ``timeout`` applies to each lock.  Yields the run directories in sorted order."""
+        with ExitStack() as stack:
+            yield [stack.enter_context(self.lock(run_id, timeout=timeout))
+                   for run_id in sorted(set(run_ids))]
 
     # -- whole-reproduction files ------------------------------------------------------------
     def write_json(self, name: str, data: Any) -> Path:

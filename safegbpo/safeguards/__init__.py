@@ -5,6 +5,9 @@
   :class:`SafeguardEnv` — what a safeguard reads from its environment;
 * :class:`Safeguard` — base class of the built-in safeguards: built for a vector env, fail-safe
   (independent certification + backup action).
+* backends: ``'exact'`` (default; exact H-representation, :mod:`~safegbpo.safeguards.polytope`,
+  :mod:`~safegbpo.safeguards.exact`) and ``'cvxpylayers'`` (the paper's Eq 6 programs);
+  :func:`compare_safe_action_sets` measures how much larger the exact safe set is.
 * :class:`BoundaryProjection` (Eq 11), :class:`RayMask` (Eq 46/64 with the zonotopic Eq 52–53
   or orthogonal Eq 54 centre), :func:`make_safeguard` (``'bp'``, ``'rm'``, user classes).
 * :func:`boundary_projection`, :func:`ray_mask` — standalone maps onto explicit zonotopes;
@@ -18,8 +21,13 @@ from safegbpo.safeguards.action_set import DEFAULT_MARGIN, ActionSetData, Action
 from safegbpo.safeguards.boundary_projection import BoundaryProjection, boundary_projection
 from safegbpo.safeguards.centres import CENTRES, OrthogonalCentre, ZonotopicCentre
 from safegbpo.safeguards.certify import DEFAULT_TOL, certify_actions
+from safegbpo.safeguards.compare import compare_safe_action_sets
+from safegbpo.safeguards.polytope import EXACT_MARGIN, EXACT_TOL, ExactActionSet
 from safegbpo.safeguards.protocol import (
+    BACKENDS,
+    DEFAULT_BACKEND,
     INTERVENTION_THRESHOLD,
+    PAPER_BACKEND,
     Safeguard,
     SafeguardEnv,
     SafeguardProtocol,
@@ -39,16 +47,22 @@ from safegbpo.safeguards.variants import (
 from safegbpo.safeguards.wrapper import SafeguardActionWrapper
 
 __all__ = [
+    "BACKENDS",
     "CENTRES",
+    "DEFAULT_BACKEND",
     "DEFAULT_MARGIN",
     "DEFAULT_REGULARISATION",
     "DEFAULT_TOL",
+    "EXACT_MARGIN",
+    "EXACT_TOL",
     "INTERVENTION_THRESHOLD",
     "MAPPINGS",
+    "PAPER_BACKEND",
     "SAFEGUARDS",
     "ActionSetData",
     "ActionSetStructure",
     "BoundaryProjection",
+    "ExactActionSet",
     "OrthogonalCentre",
     "RayMask",
     "Safeguard",
@@ -59,6 +73,7 @@ __all__ = [
     "ZonotopicCentre",
     "boundary_projection",
     "certify_actions",
+    "compare_safe_action_sets",
     "get_variant",
     "make_safeguard",
     "map_variants",

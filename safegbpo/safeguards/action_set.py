@@ -166,6 +166,22 @@ class ActionSetStructure:
         return self.safe_center is not None
 
     @property
+    def explicit_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(c_U (d,), G_U (d, m_U))``; ``ValueError`` when there is no explicit ``U_s``."""
+        if self.explicit_center is None or self.explicit_generators is None:
+            raise ValueError("the safe action set has no explicit zonotope U_s")
+        return self.explicit_center, self.explicit_generators
+
+    @property
+    def induced_set(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(c_S (n,), G_S (n, m_S), G_W (n_w, p))``; ``ValueError`` when there is no
+        induced ``S_s``."""
+        if self.safe_center is None or self.safe_generators is None \
+                or self.noise_generators is None:
+            raise ValueError("the safe action set has no induced safe state zonotope S_s")
+        return self.safe_center, self.safe_generators, self.noise_generators
+
+    @property
     def box_center(self) -> np.ndarray:
         """``a0``, the centre of ``A`` (Eq 12)."""
         return 0.5 * (self.box_low + self.box_high)
@@ -173,16 +189,25 @@ class ActionSetStructure:
     @cached_property
     def explicit_pinv(self) -> np.ndarray:
         """``G_U^+`` ``(m_U, d)`` (certificate correction, :mod:`~safegbpo.safeguards.certify`)."""
-        return np.linalg.pinv(self.explicit_generators)
+        return np.linalg.pinv(self.explicit_set[1])
 
     @cached_property
     def safe_pinv(self) -> np.ndarray:
         """``G_S^+`` ``(m_S, n)``."""
-        return np.linalg.pinv(self.safe_generators)
+        return np.linalg.pinv(self.induced_set[1])
 
     def tensor(self, name: str, like: Tensor) -> Tensor:
         """Attribute ``name`` as a tensor with ``like``'s dtype and device."""
         return torch.as_tensor(getattr(self, name), dtype=like.dtype, device=like.device)
+
+    def cached_tensor(self, name: str, like: Tensor) -> Tensor:
+        """:meth:`tensor`, memoised per (name, dtype, device) (the structure is immutable)."""
+        cache: dict[tuple[str, torch.dtype, torch.device], Tensor] = \
+            self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, like.dtype, like.device)
+        if key not in cache:
+            cache[key] = self.tensor(name, like)
+        return cache[key]
 
 
 @dataclass(frozen=True)
@@ -208,10 +233,9 @@ class ActionSetData:
         cls, structure: ActionSetStructure, f0: Tensor, B: Tensor, E: Tensor
     ) -> ActionSetData:
         """Validate shapes/finiteness against ``structure`` and precompute ``E G_W``."""
-        if not structure.has_induced:
-            raise ValueError("a linearisation is only needed for an induced safe set")
-        n, d = structure.state_dim, structure.action_dim
-        n_w = structure.noise_generators.shape[0]
+        _, G_S, noise = structure.induced_set  # (ValueError without an induced safe set)
+        n, d = G_S.shape[0], structure.action_dim
+        n_w = noise.shape[0]
         if f0.ndim != 2 or f0.shape[1] != n:
             raise ValueError(f"f0 must have shape (N, {n}), got {tuple(f0.shape)}")
         N = f0.shape[0]
@@ -219,20 +243,29 @@ class ActionSetData:
             raise ValueError(f"B must have shape ({N}, {n}, {d}), got {tuple(B.shape)}")
         if tuple(E.shape) != (N, n, n_w):
             raise ValueError(f"E must have shape ({N}, {n}, {n_w}), got {tuple(E.shape)}")
-        for name, x in (("f0", f0), ("B", B), ("E", E)):
-            if not bool(torch.isfinite(x.detach()).all()):
-                raise ValueError(f"the linearisation {name} contains NaN/inf")
-        G_W = structure.tensor("noise_generators", E)
+        finite = torch.stack([torch.isfinite(x.detach()).all() for x in (f0, B, E)])
+        if not bool(finite.all()):
+            name = ("f0", "B", "E")[int((~finite).nonzero()[0])]
+            raise ValueError(f"the linearisation {name} contains NaN/inf")
+        G_W = structure.cached_tensor("noise_generators", E)
         return cls(f0=f0, B=B, E=E, noise_generators=E @ G_W, batch=N)
 
     @classmethod
     def explicit_only(cls, batch: int) -> ActionSetData:
         return cls(f0=None, B=None, E=None, noise_generators=None, batch=batch)
 
+    @property
+    def linearisation(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(f0, B, E, E G_W)``; ``ValueError`` for the data of an explicit-only set."""
+        if self.f0 is None or self.B is None or self.E is None or self.noise_generators is None:
+            raise ValueError("no linearisation: the safe action set has no induced part")
+        return self.f0, self.B, self.E, self.noise_generators
+
     def next_state_center(self, structure: ActionSetStructure, action: Tensor) -> Tensor:
         """``f0 + B (a - a0)`` ``(N, n)``: centre of the next-state set of Eq 13–14."""
+        f0, B, _, _ = self.linearisation
         a0 = structure.tensor("box_center", action)
-        return self.f0 + (self.B @ (action - a0).unsqueeze(-1)).squeeze(-1)
+        return f0 + (B @ (action - a0).unsqueeze(-1)).squeeze(-1)
 
     def subset(self, rows: Tensor) -> ActionSetData:
         """The data of the rows ``rows`` (index tensor or boolean mask)."""

@@ -1,8 +1,14 @@
 """Boundary projection (SPEC §4, paper Section 5.2, Eq 11).
 
-``g_BP(a, s) = argmin_x ||a - x||^2  s.t.  x in A ∩ A_s(s)`` — one QP per action, batched
-through a cvxpylayers layer built once per safeguard (:class:`~safegbpo.safeguards.problems.
-ProjectionProblem`); the Jacobian comes from implicit differentiation of the KKT conditions.
+``g_BP(a, s) = argmin_x ||a - x||^2  s.t.  x in A ∩ A_s(s)`` — one QP per action.
+
+* backend ``'exact'`` (default): the exact polytope of each state
+  (:mod:`~safegbpo.safeguards.polytope`) and the batched cutting-plane projection of
+  :func:`~safegbpo.safeguards.exact.project`; the output is the closed form on its active rows
+  ``x = a - H_I^T (H_I H_I^T)^{-1} (H_I a - h_I)``, so autograd gives the KKT derivative;
+* backend ``'cvxpylayers'``: a cvxpylayers layer built once per safeguard
+  (:class:`~safegbpo.safeguards.problems.ProjectionProblem`, Eq 6); the Jacobian comes from
+  implicit differentiation of the KKT conditions.
 Safe actions in the interior are returned unchanged (``J = I``); unsafe actions land on the
 boundary with a rank-deficient Jacobian (Lemma 1, gradient loss of Eq 15–16), which the
 regularisation of Eq 45 (:func:`~safegbpo.safeguards.regularisation.regularisation_loss`)
@@ -22,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safegbpo.safeguards import exact
 from safegbpo.safeguards.action_set import ActionSetData
 from safegbpo.safeguards.certify import Certificate
 from safegbpo.safeguards.problems import (
@@ -37,20 +44,24 @@ __all__ = ["BoundaryProjection", "boundary_projection"]
 class BoundaryProjection(Safeguard):
     """Boundary projection safeguard (Eq 11) for an environment; see the module docstring.
 
-    Options (keyword-only): ``passthrough``, ``margin``, ``tol``, ``solver_args``,
-    ``certification`` — see
-    :class:`~safegbpo.safeguards.protocol.Safeguard`.
+    Options (keyword-only): ``backend``, ``passthrough``, ``margin``, ``tol``,
+    ``solver_args``, ``certification`` — see :class:`~safegbpo.safeguards.protocol.Safeguard`.
     """
 
     name = "bp"
 
     def __init__(self, env: Any, **options: Any) -> None:
         super().__init__(env, **options)
-        self.problem = ProjectionProblem(self.structure, self.solver_args)
+        self.problem = (ProjectionProblem(self.structure, self.solver_args)
+                        if self.exact is None else None)
 
     def _map(self, action: Tensor,
-             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate]:
-        return self.problem(action, data)
+             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
+        if self.exact is None:
+            assert self.problem is not None  # built for the cvxpylayers backend
+            return self.problem(action, data)
+        x, solved, _ = exact.project(action, self.exact.polytope(data))
+        return x, solved, None
 
 
 def _as_batch(x: Tensor, name: str, ndim: int) -> Tensor:
@@ -68,6 +79,36 @@ def _as_batch(x: Tensor, name: str, ndim: int) -> Tensor:
 @lru_cache(maxsize=32)
 def _explicit_problem(dim: int, num_generators: int) -> ExplicitProjectionProblem:
     return ExplicitProjectionProblem(dim, num_generators)
+
+
+def _polish_explicit(x: Tensor, factors: Tensor, action: Tensor, center: Tensor,
+                     generators: Tensor) -> Tensor:
+    """Exact closed form of Lemma 1 on the active set the solver identified: with the
+    saturated factors ``s_A = sign(b_A)`` (``|b_j| > 1 - 1e-5``) and the free generators
+    ``G_F``, ``x = c + G_A s_A + P_F (a - c - G_A s_A)``, ``P_F`` the orthogonal projector onto
+    ``span(G_F)``.  Used for the rows where it verifies the KKT conditions of the projection
+    in factor space (free factors ``|G_F^+ r| <= 1``, multipliers ``s_A * G_A^T (a - x) >= 0``;
+    sufficient, the problem is convex); the second-order-cone solution is only accurate to
+    ``~1e-6`` (worse far from the set).  Differentiable."""
+    batch, d = x.shape
+    G = generators.expand(batch, -1, -1)
+    c = center.expand(batch, -1)
+    a = action.expand(batch, -1)
+    with torch.no_grad():
+        b = factors.detach()
+        active = b.abs() > 1.0 - 1e-5
+        sign = torch.where(active, torch.sign(b), torch.zeros_like(b))
+    G_F = G * (~active).unsqueeze(-2)
+    base = c + (G @ sign.unsqueeze(-1)).squeeze(-1)
+    r = a - base
+    coef = torch.linalg.pinv(G_F, rcond=1e-10) @ r.unsqueeze(-1)
+    polished = base + (G_F @ coef).squeeze(-1)
+    with torch.no_grad():
+        free_ok = (coef.squeeze(-1).abs() <= 1.0 + 1e-9).where(~active, True).all(-1)
+        mult = sign * (G.transpose(1, 2) @ (a - polished).unsqueeze(-1)).squeeze(-1)
+        mult_ok = (mult >= -1e-9).where(active, True).all(-1)
+        use = free_ok & mult_ok
+    return torch.where(use.unsqueeze(-1), polished, x)
 
 
 def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> Tensor:
@@ -103,6 +144,7 @@ def boundary_projection(action: Tensor, center: Tensor, generators: Tensor) -> T
     if not bool(ok.all()):
         rows = torch.nonzero(~ok).flatten().tolist()
         raise ValueError(f"boundary_projection: the projection QP failed for rows {rows}")
+    x = _polish_explicit(x, factors, action, center, generators)
     # return actions inside the zonotope exactly (see ProjectionProblem.__call__): the factors
     # of the solution, corrected exactly to the action, prove membership
     with torch.no_grad():

@@ -136,9 +136,9 @@ class ZonotopeCertificate:
         b = factors.detach().unsqueeze(-1)
         K = self.num_generators
         explicit = gamma = beta = None
-        if self.gamma_u is not None:
+        if self.gamma_u is not None and self.beta_u is not None:
             explicit = (self.gamma_u @ b).squeeze(-1) - self.beta_u
-        if self.gamma_s is not None:
+        if self.gamma_s is not None and self.beta_s is not None:
             gamma = self.gamma_s[:, :, K:]
             beta = self.beta_s - (self.gamma_s[:, :, :K] @ b).squeeze(-1)
         return Certificate(explicit=explicit, gamma=gamma, beta=beta)
@@ -167,20 +167,19 @@ def check_certificate(actions: Tensor, structure: ActionSetStructure, data: Acti
         if structure.has_explicit:
             if certificate.explicit is None:
                 return np.zeros_like(ok)
-            G = structure.explicit_generators
+            c_U, G = structure.explicit_set
             b = _numpy(certificate.explicit)[:, :, None]
-            rhs = (a - structure.explicit_center)[:, :, None]
+            rhs = (a - c_U)[:, :, None]
             b, residual = _corrected(b, rhs, G, structure.explicit_pinv)
             ok &= np.all(np.isfinite(b), axis=(1, 2)) & (residual <= _RESIDUAL_TOL)
             ok &= np.abs(b).max(axis=(1, 2)) <= 1.0 + tol
         if structure.has_induced:
             if certificate.gamma is None or certificate.beta is None:
                 return np.zeros_like(ok)
-            G = structure.safe_generators
-            q = _numpy(data.f0) + np.einsum("nij,nj->ni", _numpy(data.B),
-                                            a - structure.box_center)
-            rhs = np.concatenate([_numpy(data.noise_generators),
-                                  (structure.safe_center - q)[:, :, None]], axis=2)
+            c_S, G, _ = structure.induced_set
+            f0, B, _, EG_W = data.linearisation
+            q = _numpy(f0) + np.einsum("nij,nj->ni", _numpy(B), a - structure.box_center)
+            rhs = np.concatenate([_numpy(EG_W), (c_S - q)[:, :, None]], axis=2)
             X = np.concatenate([_numpy(certificate.gamma), _numpy(certificate.beta)[:, :, None]],
                                axis=2)
             X, residual = _corrected(X, rhs, G, structure.safe_pinv)
@@ -196,20 +195,20 @@ def _check_lp(a: np.ndarray, structure: ActionSetStructure, data: ActionSetData,
     ok &= np.all(a[rows] >= structure.box_low - tol, axis=-1)
     ok &= np.all(a[rows] <= structure.box_high + tol, axis=-1)
     if structure.has_explicit:
-        c, G = structure.explicit_center, structure.explicit_generators
+        c, G = structure.explicit_set
         for k in np.flatnonzero(ok):
             try:
                 ok[k] = gauge_lp(G, a[rows[k]] - c) <= 1.0 + tol
             except (RuntimeError, ValueError):
                 ok[k] = False
     if structure.has_induced:
-        f0, B, E = _numpy(data.f0), _numpy(data.B), _numpy(data.E)
+        c_S, G_S, G_W = structure.induced_set
+        f0, B, E = (_numpy(x) for x in data.linearisation[:3])
         for k in np.flatnonzero(ok):
             i = rows[k]
             try:
                 margin = induced_containment_margin(
-                    f0[i], B[i], E[i], structure.noise_generators, a[i],
-                    structure.safe_center, structure.safe_generators, structure.box_center)
+                    f0[i], B[i], E[i], G_W, a[i], c_S, G_S, structure.box_center)
             except (RuntimeError, ValueError):
                 margin = np.inf
             ok[k] = margin <= 1.0 + tol

@@ -98,12 +98,12 @@ class _SanitiseGradient(torch.autograd.Function):
     """Identity whose backward replaces non-finite gradient entries by zero (and counts them)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, owner: SolverLayer) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, owner: SolverLayer) -> Tensor:
         ctx.owner = owner
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         bad = ~torch.isfinite(grad)
         if bool(bad.any()):
             ctx.owner.nonfinite_gradients += int(bad.sum())
@@ -166,7 +166,7 @@ class SolverLayer:
         return ok
 
     def _solve_rows(self, params: Sequence[Tensor], needs_grad: bool,
-                    rows: Tensor) -> tuple[list[Tensor | None], Tensor]:
+                    rows: Tensor) -> tuple[list[tuple[Tensor, ...] | None], Tensor]:
         """Solve the rows ``rows`` one by one; returns per-row outputs (or None) and ok mask."""
         results: list[tuple[Tensor, ...] | None] = []
         ok = torch.zeros(rows.numel(), dtype=torch.bool)
@@ -206,7 +206,7 @@ class SolverLayer:
             raise ValueError(f"{self.name}: expected {len(self.parameters)} parameters, got "
                              f"{len(params)}")
         device = params[0].device
-        params = [p.to(device="cpu", dtype=torch.float64) for p in params]
+        params = tuple(p.to(device="cpu", dtype=torch.float64) for p in params)
         batch = params[0].shape[0]
         for p, spec in zip(params, self.parameters, strict=True):
             if p.shape[0] != batch or tuple(p.shape[1:]) != tuple(spec.shape):
@@ -259,6 +259,15 @@ class SolverLayer:
 # --------------------------------------------------------------------------------------------
 # constraint helpers (Eq 5, Eq 6 through safegbpo.sets.containment, tightened by the margin)
 # --------------------------------------------------------------------------------------------
+def _certificate_variables(*variables: cp.Variable | None) -> list[cp.Variable]:
+    """The certificate variables of Eq 5/6 constraints; every zonotope of an
+    :class:`ActionSetStructure` has generators, so none is missing (else ``ValueError``)."""
+    if any(v is None for v in variables):
+        raise ValueError("a containment constraint has no certificate variable (a zonotope "
+                         "without generators)")
+    return [v for v in variables if v is not None]
+
+
 def _box_constraints(point: cp.Expression, s: ActionSetStructure) -> list[cp.Constraint]:
     return [point >= s.box_low + s.margin, point <= s.box_high - s.margin]
 
@@ -270,32 +279,35 @@ def _explicit_constraints(point: cp.Expression,
     Certificate`, ``point = c_U + G_U b``)."""
     if not s.has_explicit:
         return [], []
-    constraints, b = point_containment_constraints(
-        point, s.explicit_center, (1.0 - s.margin) * s.explicit_generators)
+    c_U, G_U = s.explicit_set
+    constraints, b = point_containment_constraints(point, c_U, (1.0 - s.margin) * G_U)
     # factor of the untightened generators: G_U (b (1 - margin)) = point - c_U
-    return constraints, [b]
+    return constraints, _certificate_variables(b)
 
 
 def _induced_constraints(center: cp.Expression, generators: cp.Expression,
                          s: ActionSetStructure) -> tuple[list[cp.Constraint], list[cp.Variable]]:
     """``<center, generators> ⊆ S_s`` by Eq 6 with row sums ``<= 1 - margin``; returns the
     constraints and ``[Gamma, beta]``."""
+    c_S, G_S, _ = s.induced_set
     constraints, gamma, beta = zonotope_containment_constraints(
-        center, generators, s.safe_center, s.safe_generators, bound=1.0 - s.margin)
-    return constraints, [gamma, beta]
+        center, generators, c_S, G_S, bound=1.0 - s.margin)
+    return constraints, _certificate_variables(gamma, beta)
 
 
 def _induced_parameters(s: ActionSetStructure) -> tuple[cp.Parameter, cp.Parameter, cp.Parameter]:
-    n, d, p = s.state_dim, s.action_dim, s.noise_generators.shape[1]
+    _, G_S, G_W = s.induced_set
+    n, d, p = G_S.shape[0], s.action_dim, G_W.shape[1]
     return (cp.Parameter(n, name="q0"), cp.Parameter((n, d), name="B"),
             cp.Parameter((n, p), name="EG_W"))
 
 
 def _induced_values(s: ActionSetStructure, data: ActionSetData, like: Tensor) -> list[Tensor]:
     """``[q0 = f0 - B a0, B, E G_W]`` for the induced parameters."""
+    f0, B, _, EG_W = data.linearisation
     a0 = s.tensor("box_center", like)
-    q0 = data.f0 - (data.B @ a0.expand(data.batch, -1).unsqueeze(-1)).squeeze(-1)
-    return [q0, data.B, data.noise_generators]
+    q0 = f0 - (B @ a0.expand(data.batch, -1).unsqueeze(-1)).squeeze(-1)
+    return [q0, B, EG_W]
 
 
 def _expand(x: Tensor, batch: int) -> Tensor:
@@ -378,8 +390,9 @@ class ExplicitProjectionProblem:
         x = cp.Variable(dim, name="projection")
         constraints, factors = point_containment_constraints(x, center, generators)
         problem = cp.Problem(cp.Minimize(cp.sum_squares(x - action)), constraints)
-        self.layer = SolverLayer(problem, [action, center, generators], [x, factors],
-                                 solver_args, "zonotope projection (Eq 11, Eq 5)")
+        self.layer = SolverLayer(problem, [action, center, generators],
+                                 [x, *_certificate_variables(factors)], solver_args,
+                                 "zonotope projection (Eq 11, Eq 5)")
 
     def __call__(self, action: Tensor, center: Tensor,
                  generators: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -411,7 +424,8 @@ class RayProblem:
             constraints += cons
             params += [origin, direction]
         if s.has_induced:
-            n, p = s.state_dim, s.noise_generators.shape[1]
+            _, G_S, G_W = s.induced_set
+            n, p = G_S.shape[0], G_W.shape[1]
             q0 = cp.Parameter(n, name="q0")
             q1 = cp.Parameter(n, name="q1")
             W = cp.Parameter((n, p), name="EG_W")
@@ -432,9 +446,10 @@ class RayProblem:
         if s.has_explicit:
             params += [origin, direction]
         if s.has_induced:
+            _, B, _, EG_W = data.linearisation
             q0 = data.next_state_center(s, origin)
-            q1 = (data.B @ direction.unsqueeze(-1)).squeeze(-1)
-            params += [q0, q1, data.noise_generators]
+            q1 = (B @ direction.unsqueeze(-1)).squeeze(-1)
+            params += [q0, q1, EG_W]
         tol = 1e-6
         t_cap = t_max.detach().cpu()
         (t, *cert), ok = self.layer(
@@ -458,7 +473,8 @@ class ZonotopeRayProblem:
         constraints, b = point_containment_constraints(t * direction, np.zeros(dim), generators)
         constraints += [t >= 0, t <= t_max[0]]
         problem = cp.Problem(cp.Maximize(t), constraints)
-        self.layer = SolverLayer(problem, [generators, direction, t_max], [t, b], solver_args,
+        self.layer = SolverLayer(problem, [generators, direction, t_max],
+                                 [t, *_certificate_variables(b)], solver_args,
                                  "zonotope boundary LP (Eq 47)")
 
     def __call__(self, generators: Tensor, direction: Tensor,
@@ -506,14 +522,15 @@ class ZonotopicCentreProblem:
         constraints = [c + radius <= s.box_high - s.margin, c - radius >= s.box_low + s.margin]
         cert_vars: list[cp.Variable] = []
         if s.has_explicit:
+            c_U, G_U = s.explicit_set
             cons, gamma_u, beta_u = zonotope_containment_constraints(
-                c, generators, s.explicit_center, s.explicit_generators, bound=1.0 - s.margin)
+                c, generators, c_U, G_U, bound=1.0 - s.margin)
             constraints += cons
-            cert_vars += [gamma_u, beta_u]
+            cert_vars += _certificate_variables(gamma_u, beta_u)
         params: list[cp.Parameter] = []
         if s.has_induced:
             q0, B, W = _induced_parameters(s)
-            BG = cp.Parameter((s.state_dim, K), name="BG_dir")
+            BG = cp.Parameter((q0.shape[0], K), name="BG_dir")
             inner = cp.hstack([BG @ cp.diag(lengths), W])
             cons, induced_vars = _induced_constraints(q0 + B @ c, inner, s)
             constraints += cons
@@ -543,6 +560,7 @@ class ZonotopicCentreProblem:
             c, lengths, cert = values[0], values[1], values[2:]
             ok = torch.ones(N, dtype=torch.bool, device=like.device)
         else:
+            assert self.layer is not None  # built whenever the problem has parameters
             q0, B, W = _induced_values(self.structure, data, like)
             G_dir = torch.as_tensor(self.directions, dtype=B.dtype, device=B.device)
             (c, lengths, *cert), ok = self.layer(

@@ -13,7 +13,9 @@ below.  :class:`SafeguardEnv` is what a safeguard needs of the environment it is
    state-dependent set and matrix is per row;
 2. map the actions (:meth:`Safeguard._map`, implemented by boundary projection and ray mask),
    differentiably (autograd w.r.t. the action and, through the linearisation, the state);
-3. certify every output independently (:func:`~safegbpo.safeguards.certify.certify_actions`);
+3. certify every output independently against *all* rows of the safe action set (backend
+   ``'exact'``: :meth:`~safegbpo.safeguards.polytope.ExactActionSet.certify`; backend
+   ``'cvxpylayers'``: :func:`~safegbpo.safeguards.certify.certify_actions`);
 4. fail-safe: rows whose solve failed / was infeasible / non-finite, or whose output fails the
    certification, get the certified backup action of the safe set
    (``env.safe_set.backup_action(state)``, SPEC §7); they are counted in :attr:`fallbacks` and
@@ -24,6 +26,17 @@ it): ``linearise(state) -> (f0 (N, n), B (N, n, d), E (N, n, n_w))``, ``action_b
 ``noise_box`` (batch-1 :class:`~safegbpo.sets.Zonotope`), and ``safe_set`` with ``state``
 (``S_s``), ``action`` (``U_s`` or ``None``) and ``backup_action(states)``.  Gymnasium wrappers
 are unwrapped (``env.unwrapped``).
+
+Backends (``backend=``):
+
+* ``'exact'`` (default, SPEC §11) — the *exact* safe action set ``{x in A ∩ U_s : y(x) + W_s ⊆
+  S_s}`` as a polytope per state from the H-representation of ``S_s``
+  (:mod:`~safegbpo.safeguards.polytope`), batched closed-form / active-set solvers with
+  autograd on the active rows (:mod:`~safegbpo.safeguards.exact`); default ``margin = 0``,
+  ``tol = 1e-9`` (normalised violation of every row).
+* ``'cvxpylayers'`` — the paper-faithful path: Eq 6 containment (only sufficient: its safe set
+  is a subset of the exact one) in cvxpylayers/diffcp/Clarabel programs
+  (:mod:`~safegbpo.safeguards.problems`); default ``margin = 1e-6``, ``tol = 1e-7``.
 
 Inputs: NaN/inf actions raise :class:`ValueError` (never an unsafe output); actions outside
 ``A`` are valid input and are mapped into the safe set like any other.
@@ -50,14 +63,23 @@ from safegbpo.safeguards.certify import (
     Certificate,
     certify_actions,
 )
+from safegbpo.safeguards.polytope import EXACT_MARGIN, EXACT_TOL, ExactActionSet
 
 if TYPE_CHECKING:
     from safegbpo.envs.base import Linearisation
     from safegbpo.safesets import SafeSet
     from safegbpo.sets import Zonotope
 
-__all__ = ["INTERVENTION_THRESHOLD", "Safeguard", "SafeguardEnv", "SafeguardProtocol",
-           "validate_action"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "INTERVENTION_THRESHOLD", "PAPER_BACKEND", "Safeguard",
+           "SafeguardEnv", "SafeguardProtocol", "validate_action"]
+
+#: Names of the safeguard backends (module docstring).
+BACKENDS = ("exact", "cvxpylayers")
+#: The default backend.
+DEFAULT_BACKEND = "exact"
+#: The backend that implements the paper's own programs (Eq 6 through cvxpylayers): what the
+#: paper's wall-clock figures (Table 6) are compared with.
+PAPER_BACKEND = "cvxpylayers"
 
 #: An env-step is an intervention when ``||g(a) - a|| > INTERVENTION_THRESHOLD`` (SPEC §5).
 INTERVENTION_THRESHOLD = 1e-6
@@ -133,14 +155,19 @@ class Safeguard(abc.ABC):
 
     Args:
         env: the vector environment (see the environment protocol above).
+        backend: ``'exact'`` (default) or ``'cvxpylayers'`` (module docstring).
         passthrough: straight-through gradient w.r.t. the action (module docstring).
-        margin: tightening of the safeguard's problems (:mod:`~safegbpo.safeguards.action_set`).
-        tol: tolerance of the independent certification (:mod:`~safegbpo.safeguards.certify`).
+        margin: tightening of the safeguard's set (default per backend: ``0`` exact, ``1e-6``
+            cvxpylayers; :mod:`~safegbpo.safeguards.polytope`,
+            :mod:`~safegbpo.safeguards.action_set`).
+        tol: tolerance of the independent certification (default per backend: ``1e-9``
+            exact, ``1e-7`` cvxpylayers).
         solver_args: diffcp options overriding
-            :data:`~safegbpo.safeguards.problems.DEFAULT_SOLVER_ARGS`.
-        certification: ``'certificate'`` (check the programs' Eq 5/6 certificates exactly, LPs
-            for the rest; fast) or ``'lp'`` (HiGHS LPs for every row); see
-            :mod:`~safegbpo.safeguards.certify`.
+            :data:`~safegbpo.safeguards.problems.DEFAULT_SOLVER_ARGS` (cvxpylayers only).
+        certification: cvxpylayers only: ``'certificate'`` (default; check the programs'
+            Eq 5/6 certificates exactly, LPs for the rest) or ``'lp'`` (HiGHS LPs for every
+            row); see :mod:`~safegbpo.safeguards.certify`.  The exact backend always checks
+            all rows of the H-representation (``None`` or ``'hrep'``).
 
     Attributes:
         interventions: number of env-steps with ``||g(a) - a|| > 1e-6`` since the last
@@ -158,11 +185,12 @@ class Safeguard(abc.ABC):
         self,
         env: Any,
         *,
+        backend: str = DEFAULT_BACKEND,
         passthrough: bool = False,
-        margin: float = DEFAULT_MARGIN,
-        tol: float = DEFAULT_TOL,
+        margin: float | None = None,
+        tol: float | None = None,
         solver_args: dict[str, Any] | None = None,
-        certification: str = "certificate",
+        certification: str | None = None,
     ) -> None:
         self.env = _base_env(env)
         safe_set = getattr(self.env, "safe_set", None)
@@ -171,18 +199,37 @@ class Safeguard(abc.ABC):
                              "backup_action(states) (the fail-safe of SPEC §3)")
         if not isinstance(passthrough, bool):
             raise ValueError(f"passthrough must be a bool, got {passthrough!r}")
-        if certification not in CERTIFICATION_METHODS:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        exact = backend == "exact"
+        if exact:
+            if certification not in (None, "hrep"):
+                raise ValueError(f"certification {certification!r} only applies to "
+                                 "backend='cvxpylayers'; the exact backend always checks every "
+                                 "row of the H-representation ('hrep')")
+            if solver_args:
+                raise ValueError("solver_args only apply to backend='cvxpylayers'")
+            certification = "hrep"
+        elif certification is None:
+            certification = "certificate"
+        elif certification not in CERTIFICATION_METHODS:
             raise ValueError(f"certification must be one of {CERTIFICATION_METHODS}, got "
                              f"{certification!r}")
-        tol = float(tol)
+        if margin is None:
+            margin = EXACT_MARGIN if exact else DEFAULT_MARGIN
+        tol = (EXACT_TOL if exact else DEFAULT_TOL) if tol is None else float(tol)
         if not 0.0 <= tol < 1e-3:
             raise ValueError(f"tol must lie in [0, 1e-3), got {tol!r}")
+        self.backend = backend
         self.structure = ActionSetStructure.from_env(self.env, margin)
+        self.exact: ExactActionSet | None = (
+            ExactActionSet.from_env(self.env, self.structure) if exact else None)
         self.passthrough = passthrough
         self.tol = tol
         self.certification = certification
         self.solver_args = dict(solver_args or {})
         self._warned = False
+        self._failure: str | None = None
         self.reset_counters()
 
     # -- counters ----------------------------------------------------------------------------
@@ -229,9 +276,15 @@ class Safeguard(abc.ABC):
                                  dtype=state.dtype, device=state.device)
         data = self.action_set_data(state)
         mapped_input = action.detach() if self.passthrough else action
-        candidate, solved, certificate = self._map(mapped_input, data)
-        certified = certify_actions(candidate, self.structure, data, self.tol, rows=solved,
-                                    certificate=certificate, method=self.certification)
+        try:
+            candidate, solved, certificate = self._map(mapped_input, data)
+        except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
+            # a solver failure never escapes as an unsafe action: every row falls back
+            self._failure = f"{type(err).__name__}: {err}"
+            candidate = action.detach().clone()
+            solved = torch.zeros(action.shape[0], dtype=torch.bool, device=action.device)
+            certificate = None
+        certified = self.certify(candidate, data, rows=solved, certificate=certificate)
         fallback = ~certified
         if bool(fallback.any()):
             safe = self._fall_back(candidate, fallback, state, data)
@@ -241,6 +294,15 @@ class Safeguard(abc.ABC):
             safe = safe + (action - action.detach())
         self._record(action, safe, fallback)
         return safe
+
+    def certify(self, actions: Tensor, data: ActionSetData, rows: Tensor | None = None,
+                certificate: Certificate | None = None) -> Tensor:
+        """``(N,)`` bool: which rows of ``actions`` provably lie in ``A ∩ A_s(s)`` (the
+        backend's independent check against all rows; see the module docstring)."""
+        if self.exact is not None:
+            return self.exact.certify(actions, data, self.tol, rows=rows)
+        return certify_actions(actions, self.structure, data, self.tol, rows=rows,
+                               certificate=certificate, method=self.certification)
 
     # -- internals ---------------------------------------------------------------------------
     def _fall_back(self, candidate: Tensor, fallback: Tensor, state: Tensor,
@@ -253,15 +315,16 @@ class Safeguard(abc.ABC):
         rows = torch.nonzero(fallback).flatten()
         if not self._warned:
             self._warned = True
-            backup_ok = certify_actions(backup, self.structure, data, self.tol, rows=fallback)
+            backup_ok = self.certify(backup, data, rows=fallback)
             uncertified = [int(i) for i in rows if not bool(backup_ok[i])]
             note = ("" if not uncertified and exact else
                     f" WARNING: the backup action itself is not certified for rows {uncertified}"
                     " (state outside the safe state set?).")
+            failure = "" if self._failure is None else f" ({self._failure})"
             warnings.warn(
-                f"{type(self).__name__}: solver failure or uncertified output for env rows "
-                f"{rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning the "
-                f"safe set's backup action (counted in .fallbacks; further fallbacks of this "
+                f"{type(self).__name__}: solver failure{failure} or uncertified output for env "
+                f"rows {rows.tolist()} at states {state.detach()[rows].cpu().tolist()}; returning "
+                f"the safe set's backup action (counted in .fallbacks; further fallbacks of this "
                 f"instance are counted silently).{note}",
                 RuntimeWarning,
                 stacklevel=3,
@@ -294,5 +357,6 @@ class Safeguard(abc.ABC):
         self.last_fallback = fallback
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(passthrough={self.passthrough}, "
-                f"margin={self.structure.margin}, tol={self.tol})")
+        return (f"{type(self).__name__}(backend={self.backend!r}, "
+                f"passthrough={self.passthrough}, margin={self.structure.margin}, "
+                f"tol={self.tol})")

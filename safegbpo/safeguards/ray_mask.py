@@ -35,7 +35,13 @@ import torch
 from torch import Tensor
 
 from safegbpo.safeguards.action_set import ActionSetData
-from safegbpo.safeguards.centres import CENTRES, OrthogonalCentre, ZonotopicCentre
+from safegbpo.safeguards.centres import (
+    CENTRES,
+    ExactOrthogonalCentre,
+    ExactZonotopicCentre,
+    OrthogonalCentre,
+    ZonotopicCentre,
+)
 from safegbpo.safeguards.certify import Certificate
 from safegbpo.safeguards.geometry import box_distance, tanhc, unit_direction
 from safegbpo.safeguards.problems import ZonotopeRayProblem
@@ -78,7 +84,7 @@ def radial_scale(distance: Tensor, lam_S: Tensor, lam_A: Tensor,
 
 
 def ray_mask_map(action: Tensor, centre: Tensor, lam_S: Tensor, lam_A: Tensor,
-                 mapping: str = "linear") -> Tensor:
+                 mapping: str = "linear", distance: Tensor | None = None) -> Tensor:
     """The ray-mask map ``c_s + (a - c_s) h(lam_a)/lam_a`` (Eq 46 / Eq 64; module docstring).
 
     Args:
@@ -86,12 +92,14 @@ def ray_mask_map(action: Tensor, centre: Tensor, lam_S: Tensor, lam_A: Tensor,
         lam_S, lam_A: ``(N,)`` distances from ``centre`` to the safe / feasible boundary along
             the direction of ``action - centre``.
         mapping: ``'linear'`` or ``'hyperbolic'``.
+        distance: ``||action - centre||`` ``(N,)`` if already known (saves its computation).
 
     Returns:
         ``(N, d)``; ``g(c_s) = c_s`` exactly.
     """
     delta = action - centre
-    _, distance = unit_direction(delta)
+    if distance is None:
+        _, distance = unit_direction(delta)
     return centre + delta * radial_scale(distance, lam_S, lam_A, mapping).unsqueeze(-1)
 
 
@@ -107,8 +115,10 @@ class RayMask(Safeguard):
         centre_gradient: differentiate the zonotopic centre w.r.t. the state (default
             ``True``; ``False`` detaches it, see :class:`~safegbpo.safeguards.centres.
             ZonotopicCentre`).
-        passthrough, margin, tol, solver_args, certification: see
-            :class:`~safegbpo.safeguards.protocol.Safeguard`.
+        backend, passthrough, margin, tol, solver_args, certification: see
+            :class:`~safegbpo.safeguards.protocol.Safeguard` (backend ``'exact'``:
+            :class:`~safegbpo.safeguards.centres.ExactZonotopicCentre` /
+            :class:`~safegbpo.safeguards.centres.ExactOrthogonalCentre`).
 
     Gradients: autograd through the mapping, the boundary LP (w.r.t. the direction, hence
     the action, and the state) and the centre program (w.r.t. the state); nothing is detached
@@ -136,19 +146,29 @@ class RayMask(Safeguard):
                              "centre='zonotopic'")
         super().__init__(env, **options)
         self.centre_name = centre
-        if centre == "zonotopic":
-            self.centre: ZonotopicCentre | OrthogonalCentre = ZonotopicCentre(
+        self.centre: Any
+        if self.exact is not None:
+            if centre == "zonotopic":
+                self.centre = ExactZonotopicCentre(self.exact, num_directions=num_directions,
+                                                   seed=seed, centre_gradient=centre_gradient)
+            else:
+                self.centre = ExactOrthogonalCentre(self.exact)
+        elif centre == "zonotopic":
+            self.centre = ZonotopicCentre(
                 self.structure, num_directions=num_directions, seed=seed,
                 solver_args=self.solver_args, centre_gradient=centre_gradient)
         else:
             self.centre = OrthogonalCentre(self.structure, solver_args=self.solver_args)
 
     def _map(self, action: Tensor,
-             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate]:
+             data: ActionSetData) -> tuple[Tensor, Tensor, Certificate | None]:
         geometry = self.centre.geometry(action, data)
         mapped = ray_mask_map(action, geometry.centre, geometry.lam_S, geometry.lam_A,
-                              self.mapping)
-        mapped = torch.where(geometry.unchanged.unsqueeze(-1), action, mapped)
+                              self.mapping, geometry.distance)
+        fixed = action if geometry.fixed is None else geometry.fixed
+        mapped = torch.where(geometry.unchanged.unsqueeze(-1), fixed, mapped)
+        if geometry.start_certificate is None or geometry.end_certificate is None:
+            return mapped, geometry.solved, None
         # the output lies on the segment [start, end]: interpolate the certificates
         with torch.no_grad():
             segment = geometry.end - geometry.start
@@ -160,8 +180,8 @@ class RayMask(Safeguard):
         return mapped, geometry.solved, certificate
 
     def __repr__(self) -> str:
-        return (f"RayMask(mapping={self.mapping!r}, centre={self.centre_name!r}, "
-                f"passthrough={self.passthrough})")
+        return (f"RayMask(backend={self.backend!r}, mapping={self.mapping!r}, "
+                f"centre={self.centre_name!r}, passthrough={self.passthrough})")
 
 
 @lru_cache(maxsize=32)

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 #: TrainConfig fields a variant may set (the safeguard's options are TrainConfig fields too).
+#: The safeguard ``backend`` is deliberately not one: a variant is a row of the paper's tables
+#: (the map it defines), and either backend computes it; the backend is a coordinate of a run
+#: (``TrainConfig.backend``, ``RunSpec.backend``, a grid's ``backend``/``backends``).
 TRAIN_FIELDS = frozenset({"safeguard", "mapping", "centre", "passthrough", "regularisation"})
 
 

@@ -25,6 +25,7 @@ length, budgets, hyper-parameters, the RCI tuning -- is in the task's registry e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,8 +38,17 @@ __all__ = ["LinearEnclosure", "TaskModel", "affine_enclosure", "linearise", "wra
 
 
 def wrap_angle(angle: Tensor) -> Tensor:
-    """Wrap angles to ``(-pi, pi]`` with ``atan2(sin, cos)`` (SPEC §6), differentiable."""
-    return torch.atan2(torch.sin(angle), torch.cos(angle))
+    """Wrap angles to ``[-pi, pi)``: ``angle - 2 pi floor((angle + pi) / (2 pi))``, differentiable
+    (gradient 1).
+
+    Equal to SPEC §6's ``atan2(sin, cos)`` up to rounding (and exactly the identity inside
+    ``(-pi, pi)``, where ``atan2(sin, cos)`` perturbs the last bit).  Written with correctly
+    rounded arithmetic only, so a row's result does not depend on its position in the batch:
+    PyTorch's vectorised and scalar ``atan2`` kernels differ in the last bit, which would make a
+    seed's trajectory depend on the size of its population (``safegbpo.algorithms.population``).
+    """
+    two_pi = 2.0 * math.pi
+    return angle - two_pi * torch.floor((angle + math.pi) / two_pi)
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,7 @@ class TaskModel:
         return float(min(high[j] - x_e[j], x_e[j] - low[j]))
 
     def postprocess(self, next_state: Tensor) -> Tensor:
-        """Wrap angles with ``atan2`` and clamp to ``S`` (SPEC §6 "Common")."""
+        """Wrap angles (:func:`wrap_angle`) and clamp to ``S`` (SPEC §6 "Common")."""
         if self.angle_indices:
             cols = list(next_state.unbind(-1))
             for i in self.angle_indices:

@@ -111,15 +111,23 @@ def run_all(
     tol: float = 1e-6,
     lemmas: bool = True,
     safe_sets: Mapping[str, Any] | None = None,
+    backend: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Audit every registered map variant (``variants``: their keys, default all:
     :func:`spec.checks.expectations.audited_variants`) on every task (default: every
-    registered task) and check Lemmas 1–3.  Returns the ``reports/spec.json`` document::
+    registered task) and check Lemmas 1–3.  ``backend`` is the built-in safeguards' backend
+    (default: theirs, :data:`safegbpo.safeguards.DEFAULT_BACKEND`; recorded in ``settings``).
+    Returns the ``reports/spec.json`` document::
 
         {"format", "metadata", "settings", "audits": [AuditResult.to_dict()],
          "lemmas": [CheckResult.to_dict()], "summary": {...}}
     """
+    from safegbpo.safeguards import BACKENDS, DEFAULT_BACKEND, SAFEGUARDS
+
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown safeguard backend {backend!r}; expected one of "
+                         f"{list(BACKENDS)}")
     tasks = list(task_names()) if tasks is None else list(tasks)
     keys = [v.key for v in audited_variants()] if variants is None else list(variants)
     chosen = [get_variant(k) for k in keys]
@@ -128,7 +136,10 @@ def run_all(
         for variant in chosen:
             if progress:
                 progress(f"audit {variant.label} on {task}")
-            audits.append(audit(task, variant.safeguard, options=variant.options,
+            options = dict(variant.options)
+            if backend is not None and variant.safeguard in SAFEGUARDS:
+                options["backend"] = backend
+            audits.append(audit(task, variant.safeguard, options=options,
                                 samples=samples, seed=seed, tol=tol,
                                 safe_set=(safe_sets or {}).get(task), label=variant.label))
     lemma_checks: list[CheckResult] = []
@@ -150,7 +161,7 @@ def run_all(
         "format": SPEC_FORMAT,
         "metadata": collect_metadata({"spec": seed}),
         "settings": {"samples": samples, "seed": seed, "tol": tol, "tasks": list(tasks),
-                     "variants": keys},
+                     "variants": keys, "backend": backend or DEFAULT_BACKEND},
         "audits": [a.to_dict() for a in audits],
         "lemmas": [c.to_dict() for c in lemma_checks],
     }

@@ -54,7 +54,9 @@ class Margins:
 
     Attributes:
         box: ``max_k |a_k - a0_k| / r_k - 1`` — ``<= 0`` inside ``A``.
-        induced: Eq-6 containment margin — ``<= 1`` certifies ``f(s, a, W) ⊆ S_s``.
+        induced: Eq-6 containment margin where it certifies (``<= 1``), else the exact margin
+            of Eq 7 (:meth:`SafeActionOracle.exact_induced_margin`) — ``<= 1`` iff
+            ``f(s, a, W) ⊆ S_s``.
         explicit: gauge of ``a - c_U`` in ``U_s`` — ``<= 1`` inside (zeros if no ``U_s``).
     """
 
@@ -137,10 +139,29 @@ class SafeActionOracle:
             box[finite] = np.max(np.abs(af - self.a0) / self.radius, axis=1) - 1.0
             induced[finite] = induced_containment_margin(
                 self.f0[ii], self.B[ii], self.E[ii], self.W_G, af, self.S_c, self.S_G, self.a0)
+            # Eq 6 is only sufficient (SPEC §11): where it does not certify, use the exact
+            # margin of Eq 7 (largest gauge of the next states at the vertices of W)
+            loose = np.flatnonzero(finite)[induced[finite] > 1.0]
+            if loose.size:
+                induced[loose] = self.exact_induced_margin(a[loose], idx[loose])
             if self.U is not None:
                 c_u, g_u = self.U
                 explicit[finite] = [gauge_lp(g_u, row - c_u) for row in af]
         return Margins(box=box, induced=induced, explicit=explicit)
+
+    def exact_induced_margin(self, actions: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``(K',)`` exact induced margin (Eq 7): ``max_w gauge_{S_s}(f(s, a, w))`` over the
+        vertices ``w`` of ``W`` with the model's dynamics and HiGHS LPs (``<= 1`` iff
+        ``f(s, a, W) ⊆ S_s``; exact because ``f`` is affine in ``w`` and ``S_s`` convex)."""
+        a = torch.as_tensor(np.asarray(actions, dtype=np.float64))
+        states = self.states.to(torch.float64)[torch.as_tensor(np.asarray(index))]
+        low_w, high_w = self.env.model.noise_bounds(dtype=torch.float64)
+        worst = np.zeros(a.shape[0])
+        for signs in itertools.product((0, 1), repeat=self.env.model.noise_dim):
+            w = torch.where(torch.tensor(signs, dtype=torch.bool), high_w, low_w)
+            nxt = self.env.model.dynamics(states, a, w.expand(a.shape[0], -1)).numpy()
+            worst = np.maximum(worst, [gauge_lp(self.S_G, p - self.S_c) for p in nxt])
+        return worst
 
     def is_safe(self, actions: Tensor | np.ndarray, tol: float = 1e-9,
                 index: np.ndarray | None = None) -> np.ndarray:

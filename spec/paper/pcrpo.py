@@ -127,7 +127,8 @@ def pcrpo_table_lines(table: Mapping[str, Any], heading: str = "##") -> list[str
         return [*lines, "Not run: no PCRPO cell in the results.", ""]
     lines += ["Unsafe states: realised states outside S_s during the cell's runs (training and "
               "evaluation episodes, all seeds), by the independent safety monitor; wall clock: "
-              "mean training seconds per run (evaluation excluded).", ""]
+              "mean training seconds per seed (evaluation excluded; a seed trained in a "
+              "population of P seeds is charged 1/P of the population's wall clock).", ""]
     for entry in table["tasks"].values():
         lines += [f"{heading}# {entry['label']}", "",
                   "| Method | Variant | Interactions | Seeds | Steps | Reward [95% CI] | Stuck | "

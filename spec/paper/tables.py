@@ -13,7 +13,7 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
 
     {"format", "profile", "safe_sets", "definitions",
      "tables": {"table2".."table6": {"title", "quantities", "note",
-                "rows": [{"task", "algo", "variant", "label",
+                "rows": [{"task", "algo", "variant", "label", "backend", "judged",
                           "ours": {steps, reward, ci, stuck, runs, ..., comparable} | null,
                           "paper": {quantity: value} | null, "archive": {...} | null,
                           "delta": {quantity: ours - paper} | null, "note"}]}},
@@ -35,6 +35,11 @@ with the monitor's unsafe states and the wall clock; no paper values, no verdict
 
 ``comparable`` is false when our budget differs from the task's (the paper's) budget (the quick
 profile): the deltas and verdicts are then shown but do not measure reproduction.
+
+Safeguard backends: a cell of ours names the ``backend`` of its safeguarded runs.  Table 6 shows
+one row per timed backend; the verdict judges the backend that runs the paper's own programs
+(:data:`safegbpo.safeguards.PAPER_BACKEND`, Eq 6 through cvxpylayers) when it was timed, else
+the one that was (``judged`` marks the row), since the paper's ratios time its implementation.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from safegbpo.experiments.cells import (
+    backend_sort_key,
     cell_sort_key,
     env_options_lines,
     json_safe,
@@ -50,6 +56,7 @@ from safegbpo.experiments.cells import (
 )
 from safegbpo.experiments.cells import format_reward as _reward_with_ci
 from safegbpo.experiments.cells import format_value as _fmt
+from safegbpo.safeguards import PAPER_BACKEND
 from safegbpo.tasks import get_task, task_names
 from spec.paper.archive import Archive, archive_check
 from spec.paper.hypotheses import evaluate_h1, evaluate_h2
@@ -81,14 +88,39 @@ def _comparable(cell: Mapping[str, Any]) -> bool:
         return False
 
 
-def _ours_by_table(cells_doc: Mapping[str, Any] | None) -> dict[str, dict[Key, dict[str, Any]]]:
-    """Our cells per table tag (``h2`` included), each with ``comparable`` added."""
-    out: dict[str, dict[Key, dict[str, Any]]] = {}
+def _ours_by_table(cells_doc: Mapping[str, Any] | None
+                   ) -> dict[str, dict[Key, list[dict[str, Any]]]]:
+    """Our cells per table tag (``h2`` included) and key, each with ``comparable`` added; a key
+    has several cells only in a table that times several backends (Table 6), judged one
+    first (module docstring), then in backend order."""
+    out: dict[str, dict[Key, list[dict[str, Any]]]] = {}
     for cell in (cells_doc or {}).get("cells", []):
         ours = {**cell, "comparable": _comparable(cell)}
         for table in cell.get("tables", []):
-            out.setdefault(table, {})[(cell["task"], cell["algo"], cell["variant"])] = ours
+            out.setdefault(table, {}).setdefault(
+                (cell["task"], cell["algo"], cell["variant"]), []).append(ours)
+    for cells in out.values():
+        for same_key in cells.values():
+            same_key.sort(key=lambda c: (c.get("backend") != PAPER_BACKEND,
+                                         backend_sort_key(c.get("backend"))))
     return out
+
+
+def _judged(ours_by_table: Mapping[str, Mapping[Key, list[dict[str, Any]]]], table: str
+            ) -> dict[Key, dict[str, Any]]:
+    """The cell of ours the verdicts of ``table`` judge, per key (module docstring)."""
+    return {key: cells[0] for key, cells in ours_by_table.get(table, {}).items()}
+
+
+def _backend_note(cell: Mapping[str, Any], judged: bool, alternatives: int) -> str | None:
+    """Why a Table 6 row is or is not judged when several backends were timed."""
+    backend = cell.get("backend")
+    if alternatives < 2 or backend is None:
+        return None
+    if judged:
+        return (f"backend {backend}" + (" (the paper's Eq 6 programs)"
+                                        if backend == PAPER_BACKEND else "") + ": judged")
+    return f"backend {backend}: shown, not judged (the paper timed its Eq 6 programs)"
 
 
 def _delta(ours: Mapping[str, Any] | None, paper: Mapping[str, Any] | None,
@@ -208,31 +240,39 @@ def build_tables(
         quantities = layout["quantities"]
         paper_cells = paper.get(table, {})
         shown = table_variants(table)
-        ours_table = {k: v for k, v in ours_by_table.get(table, {}).items() if k[2] in shown}
+        ours_all = {k: v for k, v in ours_by_table.get(table, {}).items() if k[2] in shown}
+        ours_table = {k: v for k, v in _judged(ours_by_table, table).items() if k[2] in shown}
         comparisons: list[CellComparison] = compare_tables(ours_table, alternatives=alternatives,
                                                            tables=[table])
         verdicts[table] = [c.to_dict() for c in comparisons]
         keys = sorted(set(paper_cells) | set(ours_table), key=lambda k: cell_sort_key(*k))
         rows = []
         for key in keys:
-            ours = ours_table.get(key)
             paper_values_ = paper_cells.get(key)
             paper_row = ({q: paper_values_[q] for q in quantities if q in paper_values_}
                          if paper_values_ else None)
-            note = (paper_values_ or {}).get("note")
-            if ours is None:
-                note = "; ".join(filter(None, [note, "not run in this profile"]))
-            elif ours.get("comparable") is False:
-                note = "; ".join(filter(None, [
-                    note, f"budget {ours['interactions']} interactions (paper "
-                          f"{get_task(key[0]).budget}): deltas do not measure reproduction"]))
-            rows.append({
-                "task": key[0], "algo": key[1], "variant": key[2],
-                "label": (paper_values_ or {}).get("label") or key[2],
-                "ours": ours, "paper": paper_row, "archive": _archive_row(archive, table, key),
-                "delta": _delta(ours, paper_row, quantities),
-                "note": note or None,
-            })
+            candidates: list[dict[str, Any] | None] = [*ours_all.get(key, [])] or [None]
+            for index, ours in enumerate(candidates):
+                note = (paper_values_ or {}).get("note")
+                if ours is None:
+                    note = "; ".join(filter(None, [note, "not run in this profile"]))
+                else:
+                    note = "; ".join(filter(None, [
+                        note, _backend_note(ours, index == 0, len(candidates))]))
+                    if ours.get("comparable") is False:
+                        note = "; ".join(filter(None, [
+                            note, f"budget {ours['interactions']} interactions (paper "
+                                  f"{get_task(key[0]).budget}): deltas do not measure "
+                                  "reproduction"]))
+                rows.append({
+                    "task": key[0], "algo": key[1], "variant": key[2],
+                    "label": (paper_values_ or {}).get("label") or key[2],
+                    "backend": (ours or {}).get("backend"), "judged": index == 0,
+                    "ours": ours, "paper": paper_row,
+                    "archive": _archive_row(archive, table, key),
+                    "delta": _delta(ours, paper_row, quantities),
+                    "note": note or None,
+                })
         tables_out[table] = {"title": layout["title"], "quantities": list(quantities),
                              "rows": rows}
     wallclock = (cells_doc or {}).get("wallclock")
@@ -245,9 +285,9 @@ def build_tables(
                f" (the paper timed {paper_timed}; scaled down to fit the profile's budget: "
                "ratios of equal interaction counts)"))
 
-    h1_cells = {**ours_by_table.get("table2", {}), **ours_by_table.get("table3", {})}
-    h2_cells = ours_by_table.get("h2") or {**ours_by_table.get("table2", {}),
-                                           **ours_by_table.get("table4", {})}
+    h1_cells = {**_judged(ours_by_table, "table2"), **_judged(ours_by_table, "table3")}
+    h2_cells = _judged(ours_by_table, "h2") or {**_judged(ours_by_table, "table2"),
+                                                **_judged(ours_by_table, "table4")}
     check = archive_check(archive, paper)
     if archive is not None:
         archived = {k: {"reward": v.reward, "stuck": v.stuck, "steps": v.steps}
@@ -296,16 +336,18 @@ def _table_lines(table_id: str, table: Mapping[str, Any]) -> list[str]:
     if table.get("note"):
         lines += [f"_{table['note']}_", ""]
     if table_id == "table6":
-        lines += ["| Algorithm | Safeguard | ours | paper | Δ | archive | ours seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| Algorithm | Safeguard | Backend | ours | paper | Δ | archive | ours seconds | "
+                  "note |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in table["rows"]:
             ours, paper, arch = row["ours"] or {}, row["paper"] or {}, row["archive"] or {}
             delta = (row["delta"] or {}).get("wallclock_ratio")
             lines.append(
-                f"| {row['algo'].upper()} | {row['variant']} | "
+                f"| {row['algo'].upper()} | {row['variant']} | {row.get('backend') or '–'} | "
                 f"{_fmt(ours.get('wallclock_ratio'), 'ratio')} | "
                 f"{_fmt(paper.get('wallclock_ratio'), 'ratio')} | {_signed(delta, 'ratio')} | "
-                f"{_fmt(arch.get('wallclock_ratio'), 'ratio')} | {_fmt(ours.get('seconds'))} |")
+                f"{_fmt(arch.get('wallclock_ratio'), 'ratio')} | {_fmt(ours.get('seconds'))} | "
+                f"{row.get('note') or ''} |")
         return [*lines, ""]
     lines += [
         "| Task | Algorithm | Variant | Steps | Reward [95% CI] | Stuck | Stalled | "

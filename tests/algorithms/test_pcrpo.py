@@ -3,6 +3,7 @@ membership test), and a seeded, resumable training run through the runner."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,18 +11,27 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safegbpo.algorithms import PCRPO, Evaluator, PCRPOConfig, get_algorithm
+from safegbpo.algorithms import (
+    PCRPO,
+    Evaluator,
+    PCRPOConfig,
+    PPOConfig,
+    get_algorithm,
+    merge_population_states,
+    split_population_state,
+)
 from safegbpo.algorithms import pcrpo as pcrpo_module
 from safegbpo.algorithms.pcrpo import MODES, combine_gradients, select_mode
 from safegbpo.envs import observe_steps
 from safegbpo.experiments.config import TrainConfig, preset
 from safegbpo.experiments.monitor import SafetyMonitor
-from safegbpo.experiments.runner import load_result, train
+from safegbpo.experiments.runner import load_result, train, train_population
 from safegbpo.safeguards import make_safeguard
 from safegbpo.tasks import get_task
 from safegbpo.tasks.registry import PCRPO_CONSTRAINTS
 
 from .conftest import make_env
+from .test_population import _member as _member_state  # one walker of member state
 
 F64 = torch.float64
 TINY = dict(policy_hidden=(8,), critic_hidden=(8,), len_traj=20, num_fits=2, num_batches=2)
@@ -104,7 +114,7 @@ def test_every_task_has_a_pcrpo_preset_built_on_its_ppo_preset(task):
                  "ent_coef", "num_batches", "num_fits"):
         assert getattr(pcrpo, name) == getattr(ppo, name)
     constraint = PCRPO_CONSTRAINTS[task]
-    assert pcrpo.cost_limit == constraint["cost_limit"] == 0.01 * spec.episode_length
+    assert pcrpo.cost_limit == constraint["cost_limit"] == pytest.approx(0.01 * spec.episode_length)
     assert pcrpo.slack_upper == -pcrpo.slack_lower == pcrpo.cost_limit / 2
     assert pcrpo.cost_critic_lr == ppo.critic_lr
 
@@ -116,19 +126,25 @@ def test_pcrpo_is_registered_without_a_safeguard():
         TrainConfig(task="pendulum", algo="pcrpo", safeguard="bp").validate()
     env = make_env("pendulum", 2)
     with pytest.raises(ValueError, match="without a safeguard"):
-        PCRPO(env, PCRPOConfig(**TINY), seed=0, env_seed=0,
+        PCRPO(env, PCRPOConfig(**TINY), seeds=[0], env_seeds=[0],
               safeguard=make_safeguard("bp", env))
     with pytest.raises(ValueError, match="regularisation"):
-        PCRPO(env, PCRPOConfig(**TINY), seed=0, env_seed=0, regularisation=0.1)
+        PCRPO(env, PCRPOConfig(**TINY), seeds=[0], env_seeds=[0], regularisation=0.1)
+    with pytest.raises(ValueError, match="PCRPOConfig"):
+        PCRPO(env, PPOConfig(), seeds=[0], env_seeds=[0])  # type: ignore[arg-type]
 
 
 # -- the cost signal ------------------------------------------------------------------------
-def _pushed_out(num_envs: int = 4, **overrides) -> PCRPO:
-    """PCRPO on pendulums whose policy saturates the torque: many states leave S_s."""
-    env = make_env("pendulum", num_envs, seed=0, episode_length=15)
-    algo = PCRPO(env, PCRPOConfig(**{**TINY, **overrides}), seed=0, env_seed=0)
+def _pushed_out(num_envs: int = 4, seeds: tuple[int, ...] = (0,),
+                bias: dict[int, float] | None = None, **overrides) -> PCRPO:
+    """PCRPO on pendulums (a population of ``seeds``) whose policy of seed ``s`` has the output
+    bias ``bias[s]`` (default 3.0: the torque saturates and many states leave S_s)."""
+    env = make_env("pendulum", num_envs, members=len(seeds), episode_length=15)
+    algo = PCRPO(env, PCRPOConfig(**{**TINY, **overrides}), seeds=list(seeds),
+                 env_seeds=[s + 100 for s in seeds])
     with torch.no_grad():
-        algo.policy.mean_net[-1].bias.fill_(3.0)
+        for p, seed in enumerate(seeds):
+            algo.policy.mean_net[-1].bias[p].fill_((bias or {}).get(seed, 3.0))
     return algo
 
 
@@ -138,12 +154,12 @@ def test_cost_counts_exactly_the_states_the_safety_monitor_counts():
     with observe_steps(monitor.observe):
         batch = algo.collect()
     assert monitor.violations > 0, "the test needs unsafe states"
-    assert algo.unsafe_states == monitor.violations
+    assert int(algo.unsafe_states.sum()) == monitor.violations
     # episodes of 15 steps within 20-step rollouts: one time limit per env
     done = batch["done"]
-    assert int(done.sum()) == 4
+    assert done.shape == (20, 1, 4) and int(done.sum()) == 4
     assert set(batch["cost"][~done].unique().tolist()) <= {0.0, 1.0}  # indicator
-    assert sum(algo.finished_costs) + float(algo.episode_cost.sum()) == monitor.violations
+    assert sum(algo.finished_costs[0]) + float(algo.episode_cost.sum()) == monitor.violations
 
 
 def test_gauge_cost_is_the_excess_gauge():
@@ -158,7 +174,7 @@ def test_gauge_cost_is_the_excess_gauge():
 
     algo.membership.gauges = recording  # type: ignore[method-assign]
     batch = algo.collect()
-    expected = torch.clamp(torch.stack(gauges) - 1.0, min=0.0)
+    expected = torch.clamp(torch.stack(gauges) - 1.0, min=0.0).view(batch["cost"].shape)
     keep = ~batch["done"]
     torch.testing.assert_close(batch["cost"][keep], expected[keep])
     assert float(expected.max()) > 0.0
@@ -180,9 +196,9 @@ def test_time_limit_bootstraps_the_cost_critic():
     assert bool(batch["done"][t].all())
     info = recorded[t][4]
     with torch.no_grad():
-        bootstrap = algo.config.gamma * algo.cost_critic(info["final_obs"])
-    raw = algo.membership.outside(info["final_state"])
-    torch.testing.assert_close(batch["cost"][t], torch.as_tensor(raw, dtype=F64) + bootstrap)
+        bootstrap = algo.config.gamma * algo.cost_critic(algo.by_member(info["final_obs"]))
+    raw = torch.as_tensor(algo.membership.outside(info["final_state"]), dtype=F64)
+    torch.testing.assert_close(batch["cost"][t], raw.view(1, -1) + bootstrap)
 
 
 # -- the update -----------------------------------------------------------------------------
@@ -192,7 +208,7 @@ def test_only_the_both_mode_combines_gradients(monkeypatch, mode):
     calls = []
 
     def spy(g_r, g_c, x_r, x_c):
-        calls.append((float(g_r @ g_c), x_r, x_c))
+        calls.append((g_r.shape, x_r, x_c))
         return combine_gradients(g_r, g_c, x_r, x_c)
 
     monkeypatch.setattr(pcrpo_module, "combine_gradients", spy)
@@ -202,8 +218,8 @@ def test_only_the_both_mode_combines_gradients(monkeypatch, mode):
     assert len(calls) == (algo.config.num_fits * algo.config.num_batches if mode == "both"
                           else 0)
     assert all((x_r, x_c) == (0.5, 0.5) for _, x_r, x_c in calls)
-    assert algo.summary()["pcrpo"]["mode_counts"] == {m: int(m == mode) for m in MODES}
-    entry = algo.summary()["pcrpo"]["iterations"][0]
+    assert algo.summary(0)["pcrpo"]["mode_counts"] == {m: int(m == mode) for m in MODES}
+    entry = algo.summary(0)["pcrpo"]["iterations"][0]
     assert entry["mode"] == mode and -1.0 <= entry["cos_mean"] <= 1.0
     assert stats["mode"] == MODES.index(mode)
     assert any(not torch.equal(a, b) for a, b in zip(before, algo.policy.parameters(),
@@ -235,19 +251,94 @@ def test_single_modes_step_along_one_surrogate(monkeypatch, mode, key, sign):
     flat = captured["flat"]
     loss = algo.clipped_surrogate(sign * flat[key], algo.log_ratio(flat).exp()) \
         - algo.config.ent_coef * algo.policy.entropy()
-    grads = torch.autograd.grad(loss, list(algo.policy.parameters()))
+    grads = torch.autograd.grad(loss.sum(), list(algo.policy.parameters()))
     for p0, g, p1 in zip(captured["params"], grads, after, strict=True):
         torch.testing.assert_close(p1, p0 - 1e-3 * g)  # one mini-batch: the order is a mean's
     assert any(not torch.equal(p0, p1) for p0, p1 in zip(captured["params"], after,
                                                           strict=True))
 
 
+# -- populations ----------------------------------------------------------------------------
+# seed 3 saturates the torque (cost-only), seed 7 is mildly pushed, seed 5 is centred
+BIASES = {3: 3.0, 7: 0.6, 5: 0.0}
+
+
+def _population(seeds: tuple[int, ...], iterations: int = 3, **overrides) -> PCRPO:
+    algo = _pushed_out(3, seeds=seeds, bias=BIASES, **overrides)
+    for _ in range(iterations):
+        algo.iterate()
+    return algo
+
+
+def test_a_pcrpo_member_trains_bitwise_as_alone_with_its_own_modes_and_cosines():
+    """Seeds 3, 7, 5 together and each alone: every member's networks, cost critic, optimiser
+    states, generators, observations, costs, mode counts and per-iteration log (cosines
+    included) are bitwise equal -- the members are in different modes in the same iteration
+    (each decides its own from its own J_c) and each member's gradients are combined and
+    clipped on their own."""
+    config = dict(cost_limit=4.0, slack_upper=1.0, slack_lower=-1.0)
+    together = _population((3, 7, 5), **config)
+    modes = [together.summary(p)["pcrpo"]["mode_counts"] for p in range(3)]
+    assert modes[0] == {"reward": 0, "both": 0, "cost": 3}
+    assert len({tuple(m.values()) for m in modes}) >= 2, modes  # not all in one mode
+    assert sum(m["both"] for m in modes) > 0, modes  # the projection was exercised
+    for index, seed in enumerate((3, 7, 5)):
+        alone = _population((seed,), **config)
+        left, right = _member_state(together, index), _member_state(alone, 0)
+        assert left.keys() == right.keys()
+        different = [k for k in left if not torch.equal(left[k], right[k])]
+        assert not different, f"seed {seed} differs in {different[:5]}"
+        assert together.summary(index) == alone.summary(0)
+        assert int(together.unsafe_states[index]) == int(alone.unsafe_states[0])
+    cos = [together.summary(p)["pcrpo"]["cos"] for p in range(3)]
+    assert all(c["minibatches"] == 3 * 2 * 2 for c in cos)
+    assert len({c["mean"] for c in cos}) == 3  # cosines are per seed
+    counts = [together.summary(p)["pcrpo"]["unsafe_training_states"] for p in range(3)]
+    assert counts[0] > counts[2] and counts == together.unsafe_states.tolist()
+
+
+def test_projection_is_per_member():
+    """The batched rule gives each row what the rule gives that pair alone (bitwise), with
+    conflicting and non-conflicting rows (and a zero gradient) in one call."""
+    g = torch.Generator().manual_seed(0)
+    g_r = torch.randn(5, 40, generator=g, dtype=F64)
+    g_c = torch.randn(5, 40, generator=g, dtype=F64)
+    g_c[1] = -g_r[1] + 0.1 * g_c[1]  # strong conflict
+    g_c[2] = g_r[2] + 0.1 * g_c[2]  # aligned
+    g_r[3] = 0.0  # no conflict, zero norm
+    together = combine_gradients(g_r, g_c, 0.3, 0.7)
+    conflicts = 0
+    for row in range(5):
+        alone = combine_gradients(g_r[row], g_c[row], 0.3, 0.7)
+        assert torch.equal(together[row], alone)
+        conflicts += int(float(g_r[row] @ g_c[row]) < 0)
+    assert torch.isfinite(together).all() and 0 < conflicts < 5
+
+
+def test_population_checkpoint_splits_and_resumes_per_member():
+    """A population's checkpoint split into seeds and merged back continues exactly like the
+    uninterrupted population (the constraint's per-member state included)."""
+    algo = _population((3, 5), iterations=2)
+    merged = merge_population_states(split_population_state(algo.state_dict()))
+    env = copy.deepcopy(algo.env)
+    clone = PCRPO(env, algo.config, seeds=[3, 5], env_seeds=None)
+    clone.load_state_dict(merged)
+    for _ in range(2):
+        algo.iterate()
+        clone.iterate()
+    for index in range(2):
+        left, right = _member_state(algo, index), _member_state(clone, index)
+        assert all(torch.equal(left[k], right[k]) for k in left)
+        assert algo.summary(index) == clone.summary(index)
+
+
 # -- training through the runner -------------------------------------------------------------
 def tiny(**overrides) -> TrainConfig:
     fields = dict(task="pendulum", algo="pcrpo", seed=0, interactions=240, eval_every=80,
-                  eval_episodes=2, num_envs=4,
+                  eval_episodes=2, num_envs=4, episode_length=40,
                   hyper={"policy_hidden": [16, 16], "critic_hidden": [16, 16], "len_traj": 20,
-                         "num_fits": 2, "num_batches": 2, "cost_limit": 2.0})
+                         "num_fits": 2, "num_batches": 2, "cost_limit": 2.0,
+                         "slack_upper": 1.0, "slack_lower": -1.0})
     fields.update(overrides)
     return TrainConfig(**fields)
 
@@ -268,6 +359,22 @@ def test_training_is_seeded_and_records_modes_and_cosines(tmp_path):
                                                     for e in summary["iterations"])
     other = train(tiny(seed=1), tmp_path / "c", progress=False)
     assert other["curve"] != a["curve"]
+
+
+def test_a_population_writes_each_seeds_own_summary(tmp_path):
+    """train_population: every seed's result.json holds its own algorithm_summary (mode counts,
+    cosines, unsafe states), equal to the seed's single-seed run's."""
+    seeds = (0, 1)
+    results = train_population([tiny(seed=s) for s in seeds],
+                               [tmp_path / f"pop-{s}" for s in seeds], progress=False)
+    for seed, result in zip(seeds, results, strict=True):
+        stored = load_result(tmp_path / f"pop-{seed}")
+        assert stored is not None and stored["population"]["seeds"] == list(seeds)
+        alone = train(tiny(seed=seed), tmp_path / f"alone-{seed}", progress=False)
+        assert stored["algorithm_summary"] == result["algorithm_summary"] \
+            == alone["algorithm_summary"]
+        assert stored["curve"] == alone["curve"]
+    assert results[0]["algorithm_summary"] != results[1]["algorithm_summary"]
 
 
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safegbpo.algorithms import SHAC, Evaluator, SHACConfig
+from safegbpo.algorithms import SHAC, SHACConfig
 from safegbpo.algorithms.base import final_observations
 from safegbpo.algorithms.shac import td_lambda_targets
 from safegbpo.safeguards import make_safeguard
 
-from .conftest import boundary_states, make_env
+from .conftest import boundary_states, make_env, make_evaluator
 
 F64 = torch.float64
 TINY = SHACConfig(policy_hidden=(8,), critic_hidden=(8,), len_traj=3, vf_num_fits=2)
@@ -82,9 +82,9 @@ def test_final_observations_replace_rows_of_finished_episodes():
 def test_loss_closes_episodes_inside_the_window_with_the_final_observation():
     """Episode length 3, window 5: the loss is the discounted return of steps 0-2 bootstrapped
     with V_target(final_obs), plus steps 3-4 bootstrapped with V_target(o_5)."""
-    env = make_env("pendulum", 2, seed=0, episode_length=3)
+    env = make_env("pendulum", 2, episode_length=3)
     config = SHACConfig(policy_hidden=(8,), critic_hidden=(8,), len_traj=5, gamma=0.9)
-    algo = SHAC(env, config, seed=1, env_seed=4)
+    algo = SHAC(env, config, seeds=[1], env_seeds=[4])
     recorded = []
     step = env.step
 
@@ -97,28 +97,28 @@ def test_loss_closes_episodes_inside_the_window_with_the_final_observation():
     loss, data = algo.rollout_loss()
     rewards = torch.stack([r[1].detach() for r in recorded])
     assert bool(recorded[2][3].all()) and not bool(recorded[1][3].any())  # truncated at t = 2
-    value = algo.target_critic
     with torch.no_grad():
-        v_final = value(recorded[2][4]["final_obs"])
-        v_last = value(recorded[4][0])
+        v_final = algo.target_critic(recorded[2][4]["final_obs"][None])[0]
+        v_last = algo.target_critic(recorded[4][0][None])[0]
     g = config.gamma
     first = rewards[0] + g * rewards[1] + g**2 * rewards[2] + g**3 * v_final
     second = rewards[3] + g * rewards[4] + g**2 * v_last
     expected = -(first + second).sum() / (2 * 5)
-    torch.testing.assert_close(loss.detach(), expected)
-    torch.testing.assert_close(data["next_values"][2], v_final)
-    assert data["ends"][:, 0].tolist() == [False, False, True, False, False]
+    assert loss.shape == (1,)  # one loss per member
+    torch.testing.assert_close(loss.detach()[0], expected)
+    torch.testing.assert_close(data["next_values"][2, 0], v_final)
+    assert data["ends"][:, 0, 0].tolist() == [False, False, True, False, False]
 
 
 def _fixed_rollout(algo: SHAC, states: torch.Tensor):
     """A closure evaluating the window loss from fixed states, env noise and policy noise."""
-    generator_state = algo.generator.get_state()
+    generator_state = algo.generators[0].get_state()
 
     def loss() -> torch.Tensor:
-        obs, _ = algo.env.reset(seed=7, options={"state": states})
+        obs, _ = algo.env.reset(seed=[7], options={"state": states})
         algo.obs = obs
-        algo.generator.set_state(generator_state)
-        return algo.rollout_loss()[0]
+        algo.generators[0].set_state(generator_state)
+        return algo.rollout_loss()[0].sum()
 
     return loss
 
@@ -135,10 +135,10 @@ def _intervening_shac(task: str, safeguard: str, **options):
     """SHAC on 2 envs whose states (near vertices of the safe set) make the safeguard
     intervene on the policy's actions: the policy's mean is biased to ``tanh(push)`` for the
     first push of :data:`PUSHES` that the safeguard must correct at two such states."""
-    env = make_env(task, 2, seed=0)
-    env.reset(seed=0)
+    env = make_env(task, 2)
+    env.reset(seed=[0])
     guard = make_safeguard(safeguard, env, **options)
-    algo = SHAC(env, TINY, seed=0, env_seed=None, safeguard=guard)
+    algo = SHAC(env, TINY, seeds=[0], env_seeds=None, safeguard=guard)
     candidates = boundary_states(env, 64)
     for push in PUSHES:
         push_tensor = torch.tensor(push[: env.model.action_dim], dtype=F64)
@@ -210,11 +210,11 @@ def test_regularisation_restores_the_gradient_the_boundary_projection_loses():
 
 
 def test_regularisation_is_inert_without_interventions():
-    env = make_env("pendulum", 2, seed=0)
-    env.reset(seed=0)
+    env = make_env("pendulum", 2)
+    env.reset(seed=[0])
     guard = make_safeguard("bp", env)
-    algo = SHAC(env, SHACConfig(policy_hidden=(8,), critic_hidden=(8,), len_traj=2), seed=0,
-                env_seed=None, safeguard=guard)
+    algo = SHAC(env, SHACConfig(policy_hidden=(8,), critic_hidden=(8,), len_traj=2), seeds=[0],
+                env_seeds=None, safeguard=guard)
     centre = env.safe_set.state.center.expand(2, -1).clone()
     loss = _fixed_rollout(algo, centre)  # near-zero actions at the safe set's centre: safe
     algo.regularisation = 0.0
@@ -229,12 +229,12 @@ def test_regularisation_is_inert_without_interventions():
 def test_shac_improves_the_unsafe_pendulum():
     config = SHACConfig(policy_hidden=(32, 32), critic_hidden=(32, 32), len_traj=16,
                         vf_num_fits=5, policy_lr=2e-3)
-    algo = SHAC(make_env("pendulum", 8, seed=0), config, seed=0, env_seed=0)
-    evaluator = Evaluator(make_env("pendulum", 8, seed=100), seed=100)
-    initial = evaluator(algo.act)
+    algo = SHAC(make_env("pendulum", 8, episode_length=200), config, seeds=[0], env_seeds=[0])
+    evaluator = make_evaluator("pendulum", set_size=8, set_seed=100, episode_length=200)
+    initial = float(evaluator(algo.act).episodes.mean())
     for _ in range(4096 // algo.interactions_per_iteration):
         stats = algo.iterate()
-    final = evaluator(algo.act)
+    final = float(evaluator(algo.act).episodes.mean())
     assert initial < -500.0  # the untrained policy does not balance
     assert final > initial / 4, f"no clear improvement: {initial:.1f} -> {final:.1f}"
     assert set(stats) >= {"policy_loss", "critic_loss", "policy_grad_norm"}
@@ -242,10 +242,10 @@ def test_shac_improves_the_unsafe_pendulum():
 
 def test_iterations_are_deterministic_and_resumable_from_state_dict():
     def build(env, env_seed):
-        return SHAC(env, TINY, seed=3, env_seed=env_seed)
+        return SHAC(env, TINY, seeds=[3], env_seeds=env_seed)
 
-    a = build(make_env("pendulum", 4, seed=0, episode_length=10), 5)
-    b = build(make_env("pendulum", 4, seed=0, episode_length=10), 5)
+    a = build(make_env("pendulum", 4, episode_length=10), [5])
+    b = build(make_env("pendulum", 4, episode_length=10), [5])
     for _ in range(2):
         a.iterate()
         b.iterate()
@@ -272,4 +272,6 @@ def test_invalid_hyper_parameters_are_rejected():
     with pytest.raises(ValueError, match="policy_hidden"):
         SHACConfig(policy_hidden=()).validate()
     with pytest.raises(RuntimeError, match="reset_env"):
-        SHAC(make_env("pendulum", 2), TINY, seed=0, env_seed=None).iterate()
+        SHAC(make_env("pendulum", 2), TINY, seeds=[0], env_seeds=None).iterate()
+    with pytest.raises(ValueError, match="do not split into 2 members"):
+        SHAC(make_env("pendulum", 3), TINY, seeds=[0, 1], env_seeds=None)

@@ -42,7 +42,7 @@ def env_for(task: str, num_envs: int | None = None, seed: int = 0, **kw) -> Safe
 # construction
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task, cls, num_envs, length",
-                         [("pendulum", PendulumEnv, 8, 200), ("quadrotor", QuadrotorEnv, 16, 240)])
+                         [("pendulum", PendulumEnv, 8, 3000), ("quadrotor", QuadrotorEnv, 16, 240)])
 def test_make_vec_task_defaults(task, cls, num_envs, length):
     env = env_for(task)
     assert type(env) is cls and isinstance(env, gymnasium.vector.VectorEnv)

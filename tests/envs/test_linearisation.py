@@ -140,3 +140,42 @@ def test_next_state_set_contains_every_next_state(task):
     # a corner of W is a vertex: pushing it further out leaves the set
     outside = env.dynamics(env.state, action, 1.5 * corners[-1])
     assert not bool(zset.contains(outside).any())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_affine_linearisation_equals_jacrev(task):
+    """SPEC §11: the batched evaluation at a0, a0 + e_j, w0 + e_k equals torch.func.jacrev
+    (the oracle) within 1e-12, values and gradients w.r.t. the state, also far outside S."""
+    env = make_vec(task, 4, seed=0, safe_set=local_safe_set(task))
+    gen = torch.Generator().manual_seed(3)
+    s, _, _ = random_inputs(env, 64, gen)
+    s = torch.cat([s, 3.0 * s[:8]])  # far outside S as well
+    s1 = s.clone().requires_grad_()
+    s2 = s.clone().requires_grad_()
+    fast = env.linearise(s1)
+    slow = env.linearise(s2, method="jacrev")
+    weights = [torch.randn(x.shape, generator=gen, dtype=torch.float64) for x in slow]
+    for x, y in zip(fast, slow, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-12)
+    sum((w * x).sum() for w, x in zip(weights, fast, strict=True)).backward()
+    sum((w * y).sum() for w, y in zip(weights, slow, strict=True)).backward()
+    torch.testing.assert_close(s1.grad, s2.grad, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="method"):
+        env.linearise(s, method="finite-differences")
+
+
+def test_linearisation_at_the_centre_of_a_non_centred_noise_box():
+    """w0 is the centre of W, not 0 (the energy system's W = [-10, 40]): Eq 12 holds with it."""
+    env = make_vec("pendulum", 3, seed=0, safe_set=local_safe_set("pendulum"))
+    env._noise_low = torch.tensor([-0.05], dtype=torch.float64)
+    env._noise_high = torch.tensor([0.25], dtype=torch.float64)
+    env._noise_centre = 0.5 * (env._noise_low + env._noise_high)
+    s, a, _ = random_inputs(env, 16, torch.Generator().manual_seed(4))
+    w = env._noise_low + 0.3 * torch.rand(16, 1, generator=torch.Generator().manual_seed(5),
+                                          dtype=torch.float64)
+    f0, B, E = env.linearise(s)
+    w0 = env._noise_centre
+    torch.testing.assert_close(f0, env.dynamics(s, torch.zeros_like(a), w0.expand(16, 1)))
+    predicted = f0 + (B @ a.unsqueeze(-1)).squeeze(-1) + (E @ (w - w0).unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(env.dynamics(s, a, w), predicted, rtol=0, atol=1e-12)
+    assert env.noise_box.center[0].tolist() == pytest.approx([0.1])

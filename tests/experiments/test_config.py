@@ -101,9 +101,12 @@ def test_ray_mask_defaults_and_none_spellings():
 def test_safeguard_options():
     assert TrainConfig().safeguard_options(7) == {}
     assert TrainConfig(safeguard="bp", passthrough=True).safeguard_options(7) == {
-        "passthrough": True}
-    assert TrainConfig(safeguard="rm", centre="orthogonal").safeguard_options(7) == {
-        "mapping": "linear", "centre": "orthogonal", "seed": 7}
+        "passthrough": True, "backend": "exact"}
+    assert TrainConfig(safeguard="rm", centre="orthogonal",
+                       backend="cvxpylayers").safeguard_options(7) == {
+        "mapping": "linear", "centre": "orthogonal", "seed": 7, "backend": "cvxpylayers"}
+    with pytest.raises(ValueError, match="backend"):
+        TrainConfig(backend="scs").validate()
 
 
 @pytest.mark.parametrize("kwargs,match", [

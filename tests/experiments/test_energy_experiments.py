@@ -238,3 +238,79 @@ def test_tiny_runs_end_to_end(cache, tmp_path, profile_file, algo, safeguard):
     assert -720 * 1000 < point["reward"] < 0
     if safeguard is not None:
         assert result["safeguard_steps"] > 0 and result["fallbacks"] == 0
+
+
+# -- seed populations (issue 14) with the energy task's env options ----------------------------
+def test_population_env_and_evaluator_use_the_env_options(cache, profile_file):
+    from safegbpo.algorithms import Evaluator, population_env
+
+    options = {"profiles": str(profile_file), "start_hour": 100}
+    env = population_env("energy", [2, 2], env_options=options)
+    evaluator = Evaluator("energy", 2, set_size=1, env_options=options)
+    for built in (env, evaluator.env):
+        assert built.start_hour == 100
+        assert built.data_sources() == {"profiles": str(profile_file)}
+
+
+@pytest.mark.slow
+def test_an_energy_seed_trained_in_a_population_has_the_single_seed_result(cache, tmp_path,
+                                                                          profile_file):
+    """Energy seeds trained together (one env of P x N rows, one batched safeguard call with the
+    configured backend) get the results they get alone; the env options reach the training env
+    and the evaluation, and each seed's result records its data sources and its population."""
+    from safegbpo.experiments.runner import train_population
+
+    def config(seed: int, **changes):
+        fields = dict(task="energy", algo="shac", safeguard="bp", seed=seed, interactions=32,
+                      eval_every=16, eval_episodes=1, num_envs=2, episode_length=12,
+                      hyper=TINY["shac"],
+                      env_options={"profiles": profile_file, "start_hour": 4000})
+        return TrainConfig(**{**fields, **changes})
+
+    seeds = [0, 1, 2]
+    results = train_population([config(s) for s in seeds],
+                               [tmp_path / f"seed-{s}" for s in seeds], progress=False)
+    alone = train(config(1), tmp_path / "alone", progress=False)
+    member = results[1]
+    for key in ("curve", "eval_set_curve", "interventions", "fallbacks", "safeguard_steps",
+                "interactions", "iterations"):
+        assert member[key] == alone[key], key
+    assert member["safeguard_steps"] > 0 and member["fallbacks"] == 0
+    for result in results:
+        assert result["status"] == "finished"
+        assert result["population"] == {"seeds": seeds, "members": 3}
+        assert result["data_sources"] == {"profiles": str(profile_file)}
+        assert result["config"]["backend"] == "exact"
+        assert result["config"]["env_options"] == {"profiles": str(profile_file),
+                                                   "start_hour": 4000}
+    assert results[0]["curve"] != results[2]["curve"]
+    # the start hour reaches the evaluation too: another hour, another curve
+    other = train(config(1, env_options={"profiles": profile_file, "start_hour": 100}),
+                  tmp_path / "other-hour", progress=False)
+    assert other["curve"] != alone["curve"]
+
+
+def test_population_keys_keep_env_options_and_backends_apart(profile_file, tmp_path):
+    from safegbpo.experiments.grid import group_populations
+
+    base = dict(task="energy", algo="shac", variant="BP", variant_fields={"safeguard": "bp"},
+                interactions=64, eval_every=32)
+    plain = [RunSpec(**base, seed=s) for s in (0, 1)]
+    hour = RunSpec(**base, seed=2, env_options={"start_hour": 0})
+    cvx = RunSpec(**base, seed=3, backend="cvxpylayers")
+    length = RunSpec(**base, seed=4, episode_length=48)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(profile_file.read_bytes())
+    digest = {"profiles": "0" * 64}
+    files = [RunSpec(**base, seed=5, env_options={"profiles": str(profile_file)},
+                     env_options_sha256=digest),
+             RunSpec(**base, seed=6, env_options={"profiles": str(copy)},
+                     env_options_sha256=digest)]
+    groups = group_populations([*plain, hour, cvx, length, *files])
+    assert [[s.seed for s in g] for g in groups] == [[0, 1], [2], [3], [4], [5], [6]]
+    # same content (same run identity apart from the seed), other path: not one process
+    assert {k: v for k, v in files[0].identity().items() if k != "seed"} == \
+        {k: v for k, v in files[1].identity().items() if k != "seed"}
+    for group in groups:
+        configs = [s.train_config() for s in group]
+        assert all(set(configs[0].differences(c)) <= {"seed"} for c in configs)

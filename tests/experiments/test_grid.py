@@ -11,6 +11,7 @@ import pytest
 from safegbpo.experiments.grid import (
     RunSpec,
     expand,
+    group_populations,
     load_grid,
     runs_by_cell,
 )
@@ -54,8 +55,12 @@ def test_paper_grid_covers_tables_2_to_6(paper_specs):
         assert spec.eval_every == every["ppo" if spec.algo == "pcrpo" else spec.algo]
         assert spec.hyper == {}  # the paper's presets
     table6 = [s for s in paper_specs if s.kind == "wallclock"]
-    assert sorted((s.algo, s.variant) for s in table6) == sorted(
-        (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM"))
+    # Table 6 times both safeguard backends; one unsafe run per algorithm is their baseline
+    for backend in ("exact", "cvxpylayers"):
+        timed = [s for s in table6 if s.backend in (backend, None)]
+        assert sorted((s.algo, s.variant) for s in timed) == sorted(
+            (a, v) for a in ("shac", "ppo", "sac") for v in ("No Safeguard", "BP", "RM"))
+    assert len(table6) == 3 + 3 * 2 * 2
     assert {s.interactions for s in table6} == {10_000} and {s.task for s in table6} == {"pendulum"}
 
 
@@ -185,3 +190,101 @@ def test_run_spec_validation():
                           ({"kind": "bench"}, "kind")]:
         with pytest.raises(ValueError, match=match):
             RunSpec(**{**base, **change})
+
+
+def test_populations_are_the_seeds_of_one_configuration(paper_specs):
+    """Training runs that differ only in their seed form one population (seeds ascending);
+    Table 6 timing runs stay single-seed; a size caps the populations."""
+    training = [s for s in paper_specs if s.kind == "train"]
+    timing = [s for s in paper_specs if s.kind == "wallclock"]
+    groups = group_populations(paper_specs)
+    assert sum(map(len, groups)) == len(paper_specs)
+    populations = [g for g in groups if g[0].kind == "train"]
+    assert len(populations) == len(training) // 10
+    for group in populations:
+        assert [s.seed for s in group] == list(range(10))
+        assert len({s.population_key for s in group}) == 1 and len({s.cell for s in group}) == 1
+        configs = [s.train_config() for s in group[:2]]
+        assert set(configs[0].differences(configs[1])) == {"seed"}  # train_population's rule
+    assert [g for g in groups if g[0].kind == "wallclock"] == [[s] for s in timing]
+    capped = group_populations(training, 4)
+    assert sorted(len(g) for g in capped) == sorted([4, 4, 2] * len(populations))
+    assert [s.seed for s in capped[1]] == [4, 5, 6, 7]
+    assert all(len(g) == 1 for g in group_populations(training, 1))
+    # order of first appearance, whatever the order of the seeds
+    shuffled = list(reversed(training[:20]))
+    assert [g[0].cell for g in group_populations(shuffled)] == \
+        list(dict.fromkeys(s.cell for s in shuffled))
+
+
+def test_populations_keep_runs_with_different_settings_apart(tmp_path):
+    base = dict(task="pendulum", algo="shac", variant="BP", variant_fields={"safeguard": "bp"},
+                interactions=100, eval_every=10)
+    a = [RunSpec(**base, seed=s) for s in (2, 0)]
+    other_budget = RunSpec(**{**base, "interactions": 200}, seed=1)
+    other_set = RunSpec(**base, seed=1, safe_set=str(tmp_path / "set.json"),
+                        safe_set_sha256="0" * 64)
+    tagged = RunSpec(**base, seed=1, experiments=("other",), tables=("table4",))
+    groups = group_populations([*a, other_budget, other_set, tagged])
+    assert [[s.seed for s in g] for g in groups] == [[0, 1, 2], [1], [1]]
+    assert groups[0][1] is tagged  # experiment tags do not change what is trained
+    with pytest.raises(ValueError, match="positive integer"):
+        group_populations(a, 0)
+    with pytest.raises(ValueError, match="listed twice"):
+        group_populations([a[0], a[0]])
+
+
+def test_the_safeguard_backend_is_part_of_a_safeguarded_runs_identity(paper_specs):
+    training = [s for s in paper_specs if s.kind == "train"]
+    assert {s.backend for s in training if s.safeguarded} == {"exact"}  # the default
+    assert all(s.backend is None for s in training if not s.safeguarded)
+    bp = next(s for s in training if s.cell == ("pendulum", "shac", "BP"))
+    assert bp.run_id.startswith("pendulum-shac-bp-s0-")  # the default is not spelled out
+    other = RunSpec.from_dict({**bp.to_dict(), "run_id": None, "backend": "cvxpylayers"})
+    assert other.run_id != bp.run_id and other.run_id.startswith("pendulum-shac-bp-cvxpylayers-s0-")
+    assert RunSpec.from_dict(json.loads(json.dumps(other.to_dict()))) == other
+    assert (bp.train_config().backend, other.train_config().backend) == ("exact", "cvxpylayers")
+    # a record written before backends existed (no backend in its identity: the cvxpylayers
+    # programs were the only ones) is never reused for the exact backend
+    legacy = {k: v for k, v in bp.identity().items() if k != "backend"}
+    assert bp.identity() != legacy and bp.identity()["backend"] == "exact"
+    # an unsafe run is the same run whatever the backend
+    unsafe = next(s for s in training if not s.safeguarded)
+    assert RunSpec.from_dict({**unsafe.to_dict(), "run_id": None,
+                              "backend": "cvxpylayers"}) == unsafe
+    assert "backend" not in unsafe.identity()
+    with pytest.raises(ValueError, match="unknown safeguard backend"):
+        RunSpec.from_dict({**bp.to_dict(), "run_id": None, "backend": "scs"})
+
+
+def test_grids_choose_backends_and_a_cell_never_mixes_them(tmp_path):
+    blocks = [{"name": "a", "tables": ["table4"], "tasks": ["pendulum"], "algos": ["shac"],
+               "variants": ["none", "BP"], "seeds": [0]},
+              {"name": "b", "tables": ["table5"], "tasks": ["pendulum"], "algos": ["shac"],
+               "variants": ["RM"], "seeds": [0], "backend": "exact"}]
+    wallclock = {"task": "pendulum", "interactions": 512, "algos": ["shac"],
+                 "variants": ["none", "BP"]}
+    grid = load_grid(_write_grid(tmp_path / "g.json", experiments=blocks, wallclock=wallclock,
+                                 backend="cvxpylayers"))
+    assert grid.backend == "cvxpylayers" and grid.wallclock["backends"] == ["cvxpylayers"]
+    specs = expand(grid)
+    by_cell = {(s.kind, s.variant): s.backend for s in specs}
+    assert by_cell == {("train", "No Safeguard"): None, ("train", "BP"): "cvxpylayers",
+                       ("train", "RM"): "exact", ("wallclock", "No Safeguard"): None,
+                       ("wallclock", "BP"): "cvxpylayers"}
+    both = load_grid(_write_grid(tmp_path / "w.json", experiments=blocks,
+                                 wallclock={**wallclock, "backends": ["exact", "cvxpylayers"]}))
+    timing = [s for s in expand(both) if s.kind == "wallclock"]
+    assert sorted((s.variant, str(s.backend)) for s in timing) == [
+        ("BP", "cvxpylayers"), ("BP", "exact"), ("No Safeguard", "None")]
+    for bad, match in [({"backend": "scs"}, "unknown safeguard backend"),
+                       ({"wallclock": {**wallclock, "backends": []}}, "backends"),
+                       ({"wallclock": {**wallclock, "backends": ["exact", "exact"]}},
+                        "duplicate backends"),
+                       ({"experiments": [{**blocks[0], "backend": "qp"}]},
+                        "unknown safeguard backend")]:
+        with pytest.raises(ValueError, match=match):
+            load_grid(_write_grid(tmp_path / "bad.json", **{"experiments": blocks, **bad}))
+    mixed = [blocks[0], {**blocks[0], "name": "c", "seeds": [1], "backend": "cvxpylayers"}]
+    with pytest.raises(ValueError, match="mix runs"):
+        expand(load_grid(_write_grid(tmp_path / "m.json", experiments=mixed)))

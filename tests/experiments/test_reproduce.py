@@ -226,7 +226,8 @@ def test_killed_reproduction_resumes_to_identical_tables_real_runner(tmp_path):
         tmp_path / "grid.json",
         experiments=[{"name": "mini", "tables": ["table2", "table3"], "tasks": ["pendulum"],
                       "algos": ["shac"], "variants": ["No Safeguard", "BP"]}],
-        budgets={"pendulum": {"interactions": 1536, "eval_every": {"shac": 512}}},
+        budgets={"pendulum": {"interactions": 1536, "eval_every": {"shac": 512},
+                              "episode_length": 200}},
         seeds=(0,), eval_episodes=2,
     )
     trainer = "safegbpo.experiments.runner:train"
@@ -264,3 +265,114 @@ def test_reproduce_command_runs_the_report_on_its_results(tmp_path, monkeypatch,
     assert main(["reproduce", "--no-report"]) == 0 and len(calls) == 1
     cells["checks"]["completed"]["passed"] = False
     assert main(["reproduce", "--no-report"]) == 1
+
+
+# -- seed populations through the grid and the executors -----------------------------------------
+TINY_SHAC = {"policy_hidden": [16, 16], "critic_hidden": [16, 16], "len_traj": 8,
+             "vf_num_fits": 3}
+
+
+def _records(results: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (results / "records").glob("*.json")}
+
+
+def _same_training(a: dict, b: dict) -> None:
+    """Two records of one run hold the same training outcome (bitwise curves and counters)."""
+    for key in ("curve", "eval_set_curve", "interventions", "fallbacks", "safeguard_steps",
+                "interactions", "status"):
+        assert a[key] == b[key], key
+    assert [(h["step"], h["reward"], h["interventions"]) for h in a["history"]] == \
+        [(h["step"], h["reward"], h["interventions"]) for h in b["history"]]
+
+
+@pytest.mark.slow
+def test_a_grid_of_populations_records_what_its_runs_record_alone(tmp_path):
+    """2 configurations x 3 seeds run as 2 populations (one per configuration, in parallel)
+    and write 6 records whose curves (bitwise), counters and per-seed safety-monitor counts are
+    those of the same runs trained alone (``population_size=1``)."""
+    sets = reference_file_or_none("safe_sets")
+    grid = _mini_grid(
+        tmp_path / "grid.json",
+        experiments=[{"name": "mini", "tables": ["table2", "table3"], "tasks": ["pendulum"],
+                      "algos": ["shac"], "variants": ["No Safeguard", "BP"],
+                      "hyper": {"shac": TINY_SHAC}}],
+        budgets={"pendulum": {"interactions": 256, "eval_every": {"shac": 128},
+                              "episode_length": 40}},
+        seeds=(0, 1, 2), eval_episodes=2,
+    )
+    lines: list[str] = []
+    together = reproduce("quick", grid=grid, results=tmp_path / "together", jobs=2,
+                         safe_sets=sets, monitor=True, echo=lines.append)
+    assert any("6 to run in 2 populations" in line for line in lines)
+    alone = reproduce("quick", grid=grid, results=tmp_path / "alone", jobs=2, safe_sets=sets,
+                      monitor=True, population_size=1, echo=lambda _: None)
+    assert _stable(together) == _stable(alone)
+    records, singles = _records(tmp_path / "together"), _records(tmp_path / "alone")
+    assert len(records) == 6 and records.keys() == singles.keys()
+    for run_id, record in records.items():
+        single = singles[run_id]
+        assert record["population"] == {"seeds": [0, 1, 2], "members": 3}
+        assert single["population"] == {"seeds": [record["spec"]["seed"]], "members": 1}
+        _same_training(record, single)
+        safety, expected = record["safety"], single["safety"]
+        for key in ("env_steps", "states", "violations", "examples", "attempts"):
+            assert safety[key] == expected[key], (run_id, key)
+        assert safety["max_gauge"] == pytest.approx(expected["max_gauge"], rel=1e-12)
+        # training (8 envs x 32 steps) and evaluation (1 + 2 episodes x 40 steps, twice)
+        assert safety["states"] == 8 * 32 + 2 * 3 * 40
+    assert {r["safety"]["violations"] for r in records.values()
+            if r["spec"]["variant"] == "BP"} == {0}
+
+
+def _both_mid_way(results: Path, total: int) -> bool:
+    """Every run of the population has written a checkpoint (and its result.json) and none has
+    a record yet."""
+    runs = [d for d in (results / "runs").iterdir()] if (results / "runs").is_dir() else []
+    records = results / "records"
+    return (len(runs) == total and not (records.is_dir() and any(records.glob("*.json")))
+            and all((d / "result.json").is_file() for d in runs))
+
+
+@pytest.mark.slow
+def test_a_killed_population_task_resumes_every_seed_to_the_same_records(tmp_path):
+    """SIGKILL the session while a 2-seed population is mid-way; the resumed task finishes
+    both seeds from their own checkpoints with the records of an uninterrupted single-seed
+    run of each."""
+    sets = reference_file_or_none("safe_sets")
+    grid = _mini_grid(
+        tmp_path / "grid.json",
+        experiments=[{"name": "mini", "tables": ["table2"], "tasks": ["pendulum"],
+                      "algos": ["shac"], "variants": ["No Safeguard"],
+                      "hyper": {"shac": {"len_traj": 8, "vf_num_fits": 10}}}],
+        budgets={"pendulum": {"interactions": 1536, "eval_every": {"shac": 256},
+                              "episode_length": 40}},
+        seeds=(0, 1), eval_episodes=2,
+    )
+    results = tmp_path / "interrupted"
+    proc = _reproduce_in_subprocess(grid, results, "safegbpo.experiments.runner:train", 1, {},
+                                    sets)
+    deadline = time.monotonic() + 120
+    try:
+        while not _both_mid_way(results, 2):
+            assert proc.poll() is None, f"reproduce ended before the kill: {proc.stderr.read()}"
+            if time.monotonic() > deadline:
+                pytest.fail("the population did not reach the kill point before the timeout")
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed = [json.loads((d / "result.json").read_text()) for d in (results / "runs").iterdir()]
+    assert max(r["interactions"] for r in killed) < 1536, "the kill landed after training"
+    assert all(r["population"]["members"] == 2 for r in killed)  # trained together
+    reproduce("quick", grid=grid, results=results, jobs=1, safe_sets=sets, monitor=False,
+              echo=lambda _: None)
+    fresh = tmp_path / "fresh"
+    reproduce("quick", grid=grid, results=fresh, jobs=1, safe_sets=sets, monitor=False,
+              population_size=1, echo=lambda _: None)
+    resumed, expected = _records(results), _records(fresh)
+    assert len(resumed) == 2 and resumed.keys() == expected.keys()
+    for run_id, record in resumed.items():
+        assert record["attempt"]["resumed"] is True
+        _same_training(record, expected[run_id])

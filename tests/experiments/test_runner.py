@@ -1,5 +1,6 @@
-"""Training runner: result files, evaluation grid, determinism, resume after a failure,
-refusal of a different config, locking, safeguarded runs; atomic writes."""
+"""Training runner: result files, evaluation grid and protocol, determinism, resume after a
+failure, refusal of a different config, locking, safeguarded runs, seed populations (a seed's
+result does not depend on its population; kill-and-resume; regrouping); atomic writes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from safegbpo.algorithms import Evaluator
 from safegbpo.experiments.config import TrainConfig
 from safegbpo.experiments.runner import (
     CHECKPOINT_FILE,
+    POLICY_FILE,
     RESULT_FILE,
     load_policy,
     load_result,
     train,
+    train_population,
 )
 from safegbpo.io import (
     atomic_torch_save,
@@ -38,9 +41,9 @@ TINY_HYPER = {
 
 
 def tiny(algo: str = "shac", **overrides) -> TrainConfig:
-    """A run of a few iterations on 4 pendulums with 2 evaluation episodes."""
+    """A run of a few iterations on 4 pendulums (episodes of 40 steps) with 2 set episodes."""
     fields = dict(task="pendulum", algo=algo, seed=0, interactions=192, eval_every=64,
-                  eval_episodes=2, num_envs=4, hyper=TINY_HYPER[algo])
+                  eval_episodes=2, num_envs=4, episode_length=40, hyper=TINY_HYPER[algo])
     fields.update(overrides)
     return TrainConfig(**fields)
 
@@ -58,11 +61,54 @@ def test_result_files_and_their_content(tmp_path):
     phases = sum(v for k, v in result["wallclock"].items() if k != "total")
     assert phases <= result["wallclock"]["total"] + 1e-6
     assert [h["step"] for h in result["history"]] == [64, 128, 192]
+    assert [p["step"] for p in result["eval_set_curve"]] == [64, 128, 192]
+    assert all(set(p) == {"step", "reward", "std"} for p in result["eval_set_curve"])
+    assert result["evaluation"]["paper_seed"] == 42 and result["evaluation"]["set_size"] == 2
+    assert result["evaluation"]["episode_length"] == 40
+    assert result["population"] == {"seeds": [0], "members": 1}
     policy = load_policy(tmp_path)
     checkpoint = torch_load(tmp_path / CHECKPOINT_FILE)
     for key, value in checkpoint["algorithm"]["modules"]["policy"].items():
         assert torch.equal(policy.state_dict()[key], value)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_defaults_are_the_reference_protocol():
+    config = TrainConfig(task="pendulum")
+    assert (config.episode_length, config.eval_seed, config.eval_episodes) == (3000, 42, 16)
+    assert TrainConfig(task="quadrotor", algo="sac").episode_length == 240
+    assert TrainConfig(task="quadrotor", algo="sac").hyper.learning_starts == 5000  # vector steps
+
+
+def test_paper_profile_runs_the_protocol_and_quick_shortens_pendulum_episodes():
+    from safegbpo.experiments.grid import expand, load_grid
+
+    paper = expand(load_grid("paper"))
+    assert {s.train_config().episode_length for s in paper if s.task == "pendulum"} == {3000}
+    assert {s.train_config().eval_episodes for s in paper} == {16}
+    assert {s.train_config().eval_seed for s in paper} == {42}
+    quick = expand(load_grid("quick"))
+    assert {s.train_config().episode_length for s in quick if s.task == "pendulum"} == {200}
+    assert {s.train_config().episode_length for s in quick if s.task == "quadrotor"} == {240}
+
+
+def test_curve_is_the_seed_42_episode_and_the_set_curve_its_16_state_companion(tmp_path,
+                                                                                monkeypatch):
+    """The curve's reward is the paper episode's return; the set curve the mean of the set's."""
+    seen = []
+    original = Evaluator.__call__
+
+    def recording(self, policy):
+        result = original(self, policy)
+        seen.append(result)
+        return result
+
+    monkeypatch.setattr(Evaluator, "__call__", recording)
+    result = train(tiny(interactions=64, eval_episodes=3), tmp_path, progress=False)
+    assert len(seen) == 1 and seen[0].episodes.shape == (1, 3)
+    assert result["curve"][0]["reward"] == float(seen[0].paper[0])
+    assert result["eval_set_curve"][0]["reward"] == float(seen[0].episodes[0].mean())
+    assert result["eval_set_curve"][0]["std"] == float(seen[0].episodes[0].std())
 
 
 def test_evaluation_grid_follows_iteration_boundaries(tmp_path):
@@ -128,6 +174,17 @@ def test_existing_run_with_another_config_is_refused(tmp_path):
         train(tiny(seed=5), tmp_path, progress=False)
 
 
+def test_a_run_written_before_backends_resumes_only_as_cvxpylayers(tmp_path):
+    from safegbpo.experiments.runner import _check_same_config
+
+    legacy = {k: v for k, v in tiny(safeguard="bp").to_dict().items() if k != "backend"}
+    _check_same_config(tiny(safeguard="bp", backend="cvxpylayers"), legacy, tmp_path)
+    with pytest.raises(ValueError, match="backend: existing 'cvxpylayers' vs requested 'exact'"):
+        _check_same_config(tiny(safeguard="bp"), legacy, tmp_path)
+    unsafe = {k: v for k, v in tiny().to_dict().items() if k != "backend"}
+    _check_same_config(tiny(), unsafe, tmp_path)  # no safeguard: the backend is irrelevant
+
+
 def test_invalid_config_or_out_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="interactions must be a positive integer"):
         train(tiny(interactions=-1), tmp_path / "never", progress=False)
@@ -180,6 +237,152 @@ def test_custom_safe_set_file(tmp_path):
     default = train(tiny(interactions=32), tmp_path / "default", progress=False)
     assert result["config"]["safe_set"] == str(path)
     assert result["curve"] == default["curve"]  # the same set as the project's
+
+
+# -- populations ---------------------------------------------------------------------------------
+def _seed_dirs(root, seeds):
+    return [root / f"seed-{s}" for s in seeds]
+
+
+@pytest.mark.parametrize("algo,extra", [
+    ("shac", {}), ("ppo", {}), ("sac", {}),
+    ("shac", dict(safeguard="bp", regularisation=0.1, interactions=64)),
+])
+def test_a_seed_trained_in_a_population_has_the_single_seed_result(tmp_path, algo, extra):
+    seeds = [0, 1, 2]
+    results = train_population([tiny(algo, seed=s, **extra) for s in seeds],
+                               _seed_dirs(tmp_path / "population", seeds), progress=False)
+    alone = train(tiny(algo, seed=1, **extra), tmp_path / "alone", progress=False)
+    assert [r["config"]["seed"] for r in results] == seeds
+    member = results[1]
+    for key in ("curve", "eval_set_curve", "interventions", "fallbacks", "safeguard_steps",
+                "interactions", "iterations"):
+        assert member[key] == alone[key], key
+    assert member["population"] == {"seeds": seeds, "members": 3}
+    assert member == load_result(tmp_path / "population" / "seed-1")
+    for x, y in zip(load_policy(tmp_path / "population" / "seed-1").parameters(),
+                    load_policy(tmp_path / "alone").parameters(), strict=True):
+        assert torch.equal(x, y)
+    assert results[0]["curve"] != results[2]["curve"]
+    if extra:
+        assert member["interventions"] > 0
+
+
+def test_population_resumes_after_a_crash_to_the_uninterrupted_curves(tmp_path, monkeypatch):
+    seeds = [3, 4]
+    configs = [tiny("sac", seed=s, interactions=256) for s in seeds]
+    reference = train_population(configs, _seed_dirs(tmp_path / "reference", seeds),
+                                 progress=False)
+    original = Evaluator.__call__
+    calls = {"n": 0}
+
+    def crashing(self, policy):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return original(self, policy)
+
+    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    dirs = _seed_dirs(tmp_path / "run", seeds)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_population(configs, dirs, progress=False)
+    for out in dirs:  # every seed checkpointed at the same evaluation
+        failed = load_result(out)
+        assert failed["status"] == "failed" and [p["step"] for p in failed["curve"]] == [64, 128]
+    monkeypatch.setattr(Evaluator, "__call__", original)
+    resumed = train_population(configs, dirs, progress=False)
+    for r, ref in zip(resumed, reference, strict=True):
+        assert r["status"] == "finished" and r["curve"] == ref["curve"]
+        assert r["eval_set_curve"] == ref["eval_set_curve"]
+
+
+def test_seeds_at_different_progress_resume_as_separate_groups(tmp_path, monkeypatch):
+    """Seed 0 crashed after two evaluations, seed 1 finished, seed 2 never started: one call
+    finishes all three, each with its single-seed result."""
+    original = Evaluator.__call__
+    calls = {"n": 0}
+
+    def crashing(self, policy):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return original(self, policy)
+
+    dirs = _seed_dirs(tmp_path, [0, 1, 2])
+    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    with pytest.raises(RuntimeError):
+        train(tiny(seed=0), dirs[0], progress=False)
+    monkeypatch.setattr(Evaluator, "__call__", original)
+    finished = train(tiny(seed=1), dirs[1], progress=False)
+    results = train_population([tiny(seed=s) for s in (0, 1, 2)], dirs, progress=False)
+    assert results[1] == finished
+    for seed in (0, 2):
+        reference = train(tiny(seed=seed), tmp_path / f"ref-{seed}", progress=False)
+        assert results[seed]["curve"] == reference["curve"]
+        assert results[seed]["status"] == "finished"
+
+
+def test_population_arguments_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="differ in more than the seed"):
+        train_population([tiny(seed=0), tiny("ppo", seed=1)], _seed_dirs(tmp_path, [0, 1]))
+    with pytest.raises(ValueError, match="duplicate seeds"):
+        train_population([tiny(seed=0), tiny(seed=0)], _seed_dirs(tmp_path, [0, 1]))
+    with pytest.raises(ValueError, match="its own output directory"):
+        train_population([tiny(seed=0), tiny(seed=1)], [tmp_path / "x", tmp_path / "x"])
+    with pytest.raises(ValueError, match="2 configurations but 1 output"):
+        train_population([tiny(seed=0), tiny(seed=1)], [tmp_path / "x"])
+    with pytest.raises(ValueError, match="at least one"):
+        train_population([], [])
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_run_of_an_older_protocol_is_refused(tmp_path):
+    train(tiny(interactions=64), tmp_path, progress=False)
+    result = read_json(tmp_path / RESULT_FILE)
+    del result["config"]["episode_length"]  # written before the SPEC §13 protocol
+    atomic_write_json(tmp_path / RESULT_FILE, result)
+    (tmp_path / CHECKPOINT_FILE).unlink()
+    with pytest.raises(ValueError, match="older version.*episode_length"):
+        train(tiny(interactions=64), tmp_path, progress=False)
+
+
+def test_policy_files_of_the_previous_format_still_load(tmp_path):
+    from safegbpo.algorithms.networks import EnsembleLayerNorm, EnsembleLinear
+
+    train(tiny(interactions=32), tmp_path, progress=False)
+    saved = torch_load(tmp_path / POLICY_FILE)
+    policy = load_policy(tmp_path)
+    single = {"log_std": policy.log_std.detach()[0]}  # nn.Linear / nn.LayerNorm shapes
+    for name, module in policy.named_modules():
+        if isinstance(module, EnsembleLinear):
+            single[f"{name}.weight"] = module.weight.detach()[0].T
+            single[f"{name}.bias"] = module.bias.detach()[0, 0]
+        elif isinstance(module, EnsembleLayerNorm):
+            single[f"{name}.weight"] = module.weight.detach()[0, 0]
+            single[f"{name}.bias"] = module.bias.detach()[0, 0]
+    atomic_torch_save({**saved, "format": "safegbpo-policy/1", "state_dict": single},
+                      tmp_path / "old.pt")
+    old = load_policy(tmp_path / "old.pt")
+    obs = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(old(obs), policy(obs))
+
+
+@pytest.mark.slow
+def test_sac_quadrotor_curve_is_flat_until_80128_interactions(tmp_path):
+    """The archived quadrotor SAC curves are flat until 80,128 interactions: learning_starts =
+    5000 vector steps x 16 envs of uniform random actions, the first policy step at vector step
+    5010 (policy_freq 10) -- the evaluations up to 80,128 all score the initial policy."""
+    config = TrainConfig(task="quadrotor", algo="sac", seed=0, interactions=85136,
+                         eval_episodes=1,
+                         hyper={"policy_hidden": [16, 16], "critic_hidden": [16, 16],
+                                "batch_size": 32})
+    assert config.eval_every == 5008 and config.hyper.learning_starts == 5000
+    result = train(config, tmp_path, progress=False)
+    steps = [p["step"] for p in result["curve"]]
+    rewards = [p["reward"] for p in result["curve"]]
+    assert steps[15:] == [80128, 85136]
+    assert len(set(rewards[:16])) == 1, "the policy changed before 80,128 interactions"
+    assert rewards[16] != rewards[15], "the policy never changed after learning_starts"
 
 
 # -- atomic writes -------------------------------------------------------------------------------

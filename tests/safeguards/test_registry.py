@@ -26,7 +26,7 @@ def test_builtin_names_and_options(env):
 
 def test_options_are_listed():
     assert set(safeguard_options(BoundaryProjection)) == {
-        "passthrough", "margin", "tol", "solver_args", "certification"}
+        "backend", "passthrough", "margin", "tol", "solver_args", "certification"}
     assert {"mapping", "centre", "seed", "num_directions", "centre_gradient",
             "passthrough"} <= set(
         safeguard_options(RayMask))
@@ -44,6 +44,10 @@ def test_options_are_listed():
     ("rm", {"passthrough": "yes"}, "passthrough"),
     ("bp", {"margin": 0.5}, "margin"),
     ("bp", {"certification": "trust-me"}, "certification"),
+    ("bp", {"backend": "cvxpylayers", "certification": "trust-me"}, "certification"),
+    ("bp", {"certification": "lp"}, "only applies to backend='cvxpylayers'"),
+    ("bp", {"solver_args": {"solve_method": "SCS"}}, "solver_args"),
+    ("bp", {"backend": "scs"}, "backend"),
     ("projection", {}, "unknown safeguard"),
     ("no_such_module_xyz:Safeguard", {}, "cannot import"),
     ("safegbpo.safeguards:NoSuchClass", {}, "no attribute"),
@@ -52,6 +56,17 @@ def test_options_are_listed():
 def test_invalid_names_and_options_raise_value_error(env, name, options, match):
     with pytest.raises(ValueError, match=match):
         make_safeguard(name, env, **options)
+
+
+@pytest.mark.parametrize("backend", ["exact", "cvxpylayers"])
+def test_backends_and_their_defaults(env, backend):
+    safeguard = make_safeguard("bp", env, backend=backend)
+    assert safeguard.backend == backend
+    assert (safeguard.exact is None) == (backend == "cvxpylayers")
+    expected = {"exact": (0.0, 1e-9, "hrep"), "cvxpylayers": (1e-6, 1e-7, "certificate")}
+    assert (safeguard.structure.margin, safeguard.tol, safeguard.certification) \
+        == expected[backend]
+    assert make_safeguard("bp", env).backend == "exact"
 
 
 def test_user_class_by_import_path(env):

@@ -1,4 +1,5 @@
-"""Safeguards on the paper's tasks: P1, per-env linearisation, gradients, fail-safe (SPEC §3–5).
+"""Safeguards on the paper's tasks: P1, per-env linearisation, gradients, fail-safe (SPEC §3–5),
+for both backends (``exact``, the default, and ``cvxpylayers``).
 
 Every output is checked with :func:`conftest.independent_violation` (HiGHS LPs on a per-state
 linearisation of the task model), never with the safeguard's own solver result.
@@ -36,18 +37,26 @@ VARIANTS = {
 }
 
 
+BACKENDS = ("exact", "cvxpylayers")
+
+
 @pytest.fixture(scope="module")
 def env(task):
     return make_env(task, num_envs=6, seed=11)
 
 
+def build(name, env, backend, **options):
+    return make_safeguard(name, env, backend=backend, **options)
+
+
 # --------------------------------------------------------------------------------------------
 # P1: every output is safe, for states across the safe set and actions in and outside A
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_p1_outputs_are_safe(env, variant):
+def test_p1_outputs_are_safe(env, variant, backend):
     name, options = VARIANTS[variant]
-    safeguard = make_safeguard(name, env, **options)
+    safeguard = build(name, env, backend, **options)
     gen = torch.Generator().manual_seed(zlib.crc32(variant.encode()))
     for _ in range(2):
         states = random_states(env, 12, gen)
@@ -60,11 +69,12 @@ def test_p1_outputs_are_safe(env, variant):
     assert safeguard.steps == 24
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("variant", ["bp", "rm", "rm-orthogonal"])
-def test_p1_at_the_current_env_states(env, variant):
+def test_p1_at_the_current_env_states(env, variant, backend):
     """The training path's call: the env's current states, passed explicitly."""
     name, options = VARIANTS[variant]
-    safeguard = make_safeguard(name, env, **options)
+    safeguard = build(name, env, backend, **options)
     gen = torch.Generator().manual_seed(5)
     for _ in range(2):
         env.reset()
@@ -76,10 +86,11 @@ def test_p1_at_the_current_env_states(env, variant):
 # --------------------------------------------------------------------------------------------
 # per-environment linearisation (the reference linearised at the first env for all)
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("variant", ["bp", "rm", "rm-orthogonal"])
-def test_each_env_uses_its_own_state(env, variant):
+def test_each_env_uses_its_own_state(env, variant, backend):
     name, options = VARIANTS[variant]
-    safeguard = make_safeguard(name, env, **options)
+    safeguard = build(name, env, backend, **options)
     gen = torch.Generator().manual_seed(21)
     states = random_states(env, 6, gen)
     env.reset(options={"state": states})
@@ -104,8 +115,9 @@ def test_each_env_uses_its_own_state(env, variant):
 # --------------------------------------------------------------------------------------------
 # interventions, fixed points
 # --------------------------------------------------------------------------------------------
-def test_bp_does_not_intervene_on_safe_actions_and_is_idempotent(env):
-    safeguard = BoundaryProjection(env)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bp_does_not_intervene_on_safe_actions_and_is_idempotent(env, backend):
+    safeguard = BoundaryProjection(env, backend=backend)
     gen = torch.Generator().manual_seed(3)
     states = random_states(env, 8, gen)
     safe = safeguard(random_actions(8, env.model.action_dim, gen), state=states)
@@ -116,14 +128,17 @@ def test_bp_does_not_intervene_on_safe_actions_and_is_idempotent(env):
     assert safeguard.interventions == 0 and safeguard.steps == 8
     assert not bool(safeguard.last_intervened.any())
     # boundary points are (nearly) fixed too; the second-order cone form of the QP limits the
-    # accuracy there to ~sqrt(solver gap) (see safegbpo.safeguards.problems)
+    # accuracy there to ~sqrt(solver gap) (see safegbpo.safeguards.problems); the exact
+    # projection is exact up to rounding
     again = safeguard(safe, state=states)
-    np.testing.assert_allclose(again.numpy(), safe.numpy(), atol=1e-4)
+    np.testing.assert_allclose(again.numpy(), safe.numpy(),
+                               atol=1e-12 if backend == "exact" else 1e-4)
 
 
-def test_orthogonal_ray_mask_returns_safe_actions_unchanged(env):
-    projection = BoundaryProjection(env)
-    ray_mask = RayMask(env, centre="orthogonal")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_orthogonal_ray_mask_returns_safe_actions_unchanged(env, backend):
+    projection = BoundaryProjection(env, backend=backend)
+    ray_mask = RayMask(env, centre="orthogonal", backend=backend)
     gen = torch.Generator().manual_seed(4)
     states = random_states(env, 8, gen)
     interior = projection(random_actions(8, env.model.action_dim, gen), state=states)
@@ -134,8 +149,9 @@ def test_orthogonal_ray_mask_returns_safe_actions_unchanged(env):
     assert ray_mask.interventions == 0
 
 
-def test_zonotopic_ray_mask_fixes_the_centre_and_counts_interventions(env):
-    ray_mask = RayMask(env)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zonotopic_ray_mask_fixes_the_centre_and_counts_interventions(env, backend):
+    ray_mask = RayMask(env, backend=backend)
     gen = torch.Generator().manual_seed(6)
     states = random_states(env, 6, gen)
     data = ray_mask.action_set_data(states)
@@ -151,11 +167,12 @@ def test_zonotopic_ray_mask_fixes_the_centre_and_counts_interventions(env):
     assert ray_mask.interventions == int(intervened.sum()) and ray_mask.steps == 12
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mapping", ["linear", "hyperbolic"])
-def test_zonotopic_ray_mask_maps_the_box_boundary_onto_the_boundary_of_z(env, mapping):
+def test_zonotopic_ray_mask_maps_the_box_boundary_onto_the_boundary_of_z(env, mapping, backend):
     """lam_S is measured on the zonotope Z of Eq 52-53 (SPEC §5): the boundary of A is mapped
     onto the boundary of Z; Z itself lies in the safe set (checked at its vertices)."""
-    ray_mask = RayMask(env, mapping=mapping)
+    ray_mask = RayMask(env, mapping=mapping, backend=backend)
     gen = torch.Generator().manual_seed(7)
     states = random_states(env, 4, gen)
     data = ray_mask.action_set_data(states)
@@ -174,8 +191,9 @@ def test_zonotopic_ray_mask_maps_the_box_boundary_onto_the_boundary_of_z(env, ma
                                      vertices).max() <= TOL
 
 
-def test_directions_are_reproducible_from_the_seed(env):
-    a, b, c = RayMask(env, seed=3), RayMask(env, seed=3), RayMask(env, seed=4)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_directions_are_reproducible_from_the_seed(env, backend):
+    a, b, c = (RayMask(env, seed=seed, backend=backend) for seed in (3, 3, 4))
     d = env.model.action_dim
     assert a.centre.directions.shape == (d, 2 * d)
     assert torch.equal(a.centre.directions, b.centre.directions)
@@ -191,13 +209,16 @@ def test_directions_are_reproducible_from_the_seed(env):
 # --------------------------------------------------------------------------------------------
 # gradients
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("variant", ["bp", "rm", "rm-hyperbolic", "rm-orthogonal"])
-def test_gradients_flow_to_action_and_state(env, variant):
+def test_gradients_flow_to_action_and_state(env, variant, backend):
     name, options = VARIANTS[variant]
-    safeguard = make_safeguard(name, env, **options)
+    safeguard = build(name, env, backend, **options)
     gen = torch.Generator().manual_seed(9)
-    states = random_states(env, 6, gen).requires_grad_()
-    actions = random_actions(6, env.model.action_dim, gen, spread=1.0).requires_grad_()
+    # many states: the exact safe set is larger than Eq 6's, so the state-dependent (induced)
+    # rows bind less often
+    states = random_states(env, 24, gen).requires_grad_()
+    actions = random_actions(24, env.model.action_dim, gen, spread=1.5).requires_grad_()
     out = safeguard(actions, state=states)
     weights = torch.randn(out.shape, generator=gen, dtype=F64)
     (out * weights).sum().backward()
@@ -206,13 +227,14 @@ def test_gradients_flow_to_action_and_state(env, variant):
     assert float(states.grad.abs().sum()) > 0  # the safe set depends on the state
 
 
-def test_detached_centre_keeps_the_action_gradient(env):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_detached_centre_keeps_the_action_gradient(env, backend):
     gen = torch.Generator().manual_seed(16)
-    states = random_states(env, 4, gen)
-    actions = random_actions(4, env.model.action_dim, gen, spread=1.2)
+    states = random_states(env, 24, gen)
+    actions = random_actions(24, env.model.action_dim, gen, spread=1.2)
     grads = []
     for centre_gradient in (True, False):
-        safeguard = RayMask(env, centre_gradient=centre_gradient)
+        safeguard = RayMask(env, centre_gradient=centre_gradient, backend=backend)
         x, s = actions.clone().requires_grad_(), states.clone().requires_grad_()
         out = safeguard(x, state=s)
         out.sum().backward()
@@ -223,9 +245,10 @@ def test_detached_centre_keeps_the_action_gradient(env):
     assert grads[1][2] is None  # Z carries all the state dependence of the zonotopic ray mask
 
 
-def test_passthrough_backward_is_the_identity(env):
-    plain = RayMask(env)
-    passthrough = RayMask(env, passthrough=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_passthrough_backward_is_the_identity(env, backend):
+    plain = RayMask(env, backend=backend)
+    passthrough = RayMask(env, passthrough=True, backend=backend)
     gen = torch.Generator().manual_seed(10)
     states = random_states(env, 6, gen)
     actions = random_actions(6, env.model.action_dim, gen).requires_grad_()
@@ -238,9 +261,10 @@ def test_passthrough_backward_is_the_identity(env):
 
 
 @pytest.mark.gradcheck
-def test_ray_mask_gradient_matches_finite_differences(env):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ray_mask_gradient_matches_finite_differences(env, backend):
     """Directional derivative of the zonotopic ray mask w.r.t. the action (smooth point)."""
-    ray_mask = RayMask(env)
+    ray_mask = RayMask(env, backend=backend)
     gen = torch.Generator().manual_seed(12)
     states = random_states(env, 3, gen)
     # generic points: not on the rays through the box corners (lam_A has a kink there)
@@ -255,15 +279,20 @@ def test_ray_mask_gradient_matches_finite_differences(env):
         plus = (ray_mask(actions + eps * direction, state=states) * direction).sum()
         minus = (ray_mask(actions - eps * direction, state=states) * direction).sum()
     numeric = (plus - minus) / (2 * eps)
-    assert float(analytic) == pytest.approx(float(numeric), rel=1e-3, abs=1e-4)
+    # the exact backend is a deterministic function of (action, state) accurate to rounding
+    # (three calls, three warm starts: a history-dependent centre shows up here at ~1e-2);
+    # the conic solver's centre is accurate to ~1e-8, i.e. ~1e-3 after dividing by eps
+    rel, abs_ = (1e-6, 1e-7) if backend == "exact" else (1e-3, 1e-4)
+    assert float(analytic) == pytest.approx(float(numeric), rel=rel, abs=abs_)
 
 
 # --------------------------------------------------------------------------------------------
 # input validation and the fail-safe
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_actions_raise(env, bad):
-    safeguard = BoundaryProjection(env)
+def test_non_finite_actions_raise(env, bad, backend):
+    safeguard = BoundaryProjection(env, backend=backend)
     actions = torch.zeros(env.num_envs, env.model.action_dim, dtype=F64)
     actions[1, 0] = bad
     with pytest.raises(ValueError, match="NaN/inf"):
@@ -298,7 +327,7 @@ def _unsafe_solution(layer):
 
 @pytest.mark.parametrize("failure", ["raise", "nan", "unsafe"])
 def test_fallback_to_the_backup_action_on_solver_failure(env, monkeypatch, failure):
-    safeguard = BoundaryProjection(env)
+    safeguard = BoundaryProjection(env, backend="cvxpylayers")
     layer = safeguard.problem.layer
     patch = {"raise": lambda: _raising, "nan": lambda: _nan_solution(layer),
              "unsafe": lambda: _unsafe_solution(layer)}[failure]()
@@ -319,7 +348,7 @@ def test_fallback_to_the_backup_action_on_solver_failure(env, monkeypatch, failu
 
 
 def test_fallback_of_a_single_row_keeps_the_others(env, monkeypatch):
-    safeguard = RayMask(env)
+    safeguard = RayMask(env, backend="cvxpylayers")
     layer = safeguard.centre.problem.layer
     original = layer._solve
 
@@ -348,7 +377,8 @@ def test_fallback_of_a_single_row_keeps_the_others(env, monkeypatch):
 
 
 def test_lp_certification_agrees(env):
-    safeguard = make_safeguard("rm", env, certification="lp", centre="orthogonal")
+    safeguard = make_safeguard("rm", env, certification="lp", centre="orthogonal",
+                               backend="cvxpylayers")
     gen = torch.Generator().manual_seed(15)
     states = random_states(env, 4, gen)
     safe = safeguard(random_actions(4, env.model.action_dim, gen), state=states)
@@ -356,10 +386,11 @@ def test_lp_certification_agrees(env):
     assert independent_violation(env, states, safe).max() <= TOL
 
 
-def test_state_outside_the_safe_set_falls_back_with_a_warning(env):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_outside_the_safe_set_falls_back_with_a_warning(env, backend):
     """No certified safe action may exist there: the solvers fail or their outputs are not
     certified, and the (uncertified) backup is returned with a warning — never a crash."""
-    safeguard = BoundaryProjection(env)
+    safeguard = BoundaryProjection(env, backend=backend)
     high = env.model.state_bounds()[1]
     far = (0.999 * high).expand(2, -1).clone()
     far[1] = -far[1]
@@ -368,3 +399,58 @@ def test_state_outside_the_safe_set_falls_back_with_a_warning(env):
         out = safeguard(actions, state=far)
     assert bool(torch.isfinite(out).all()) and bool((out.abs() <= 1.0).all())
     assert safeguard.fallbacks == 2
+
+
+# --------------------------------------------------------------------------------------------
+# the exact backend's own fail-safe
+# --------------------------------------------------------------------------------------------
+def _exact_failure(failure):
+    from safegbpo.safeguards import exact
+
+    original = exact.project
+
+    def project(action, poly):
+        if failure == "raise":
+            raise np.linalg.LinAlgError("forced solver failure")
+        x, solved, active = original(action, poly)
+        if failure == "unsafe":  # claims success, returns garbage
+            return action * 5.0 + 3.0, solved, active
+        return x, torch.zeros_like(solved), active  # reports failure
+
+    return project
+
+
+@pytest.mark.parametrize("failure", ["raise", "unsolved", "unsafe"])
+def test_exact_backend_falls_back_on_solver_failure(env, monkeypatch, failure):
+    import safegbpo.safeguards.exact as exact_module
+
+    safeguard = BoundaryProjection(env)
+    monkeypatch.setattr(exact_module, "project", _exact_failure(failure))
+    gen = torch.Generator().manual_seed(13)
+    states = random_states(env, 6, gen)
+    actions = random_actions(6, env.model.action_dim, gen, spread=3.0)
+    with pytest.warns(RuntimeWarning, match="backup action"):
+        safe = safeguard(actions, state=states)
+    backup = env.safe_set.backup_action(states)
+    np.testing.assert_allclose(safe.numpy(), backup.numpy(), atol=1e-12)
+    assert safeguard.fallbacks == 6 and bool(safeguard.last_fallback.all())
+    assert independent_violation(env, states, safe).max() <= TOL
+
+
+def test_exact_certification_checks_every_row(env):
+    """The certification rejects points violating a single row of S_s ⊖ W_s, of U_s or of A,
+    and accepts the projections."""
+    safeguard = BoundaryProjection(env)
+    gen = torch.Generator().manual_seed(17)
+    states = random_states(env, 12, gen)
+    data = safeguard.action_set_data(states)
+    actions = random_actions(12, env.model.action_dim, gen, spread=3.0)
+    safe = safeguard(actions, state=states)
+    assert bool(safeguard.certify(safe, data).all())
+    unsafe_rows = torch.as_tensor(independent_violation(env, states, actions) > 1e-6)
+    certified = safeguard.certify(actions, data)
+    assert not bool((certified & unsafe_rows).any())
+    # a point moved slightly outside along the projection's normal is rejected
+    moved = safe + 1e-6 * torch.nn.functional.normalize(actions - safe, dim=-1)
+    outside = (safe - actions).norm(dim=-1) > 1e-9
+    assert not bool((safeguard.certify(moved, data) & outside).any())

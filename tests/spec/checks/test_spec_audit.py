@@ -9,7 +9,7 @@ import pytest
 
 from safegbpo.cli import main as safegbpo_main
 from spec.__main__ import main as spec_main
-from spec.checks.audit import audit, spec_exit_code, summarise
+from spec.checks.audit import audit, run_all, spec_exit_code, summarise
 
 BROKEN = broken_safeguards.__name__
 
@@ -80,3 +80,23 @@ def test_spec_exit_code_counts_only_unexpected_verdicts():
     assert spec_exit_code(doc(False, False)) == 0
     assert spec_exit_code(doc(False, True)) == 1
     assert spec_exit_code(doc(True, None)) == 0
+
+
+def test_cli_and_spec_forward_the_backend(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    assert safegbpo_main(_cli("--safeguard", "bp", "--backend", "cvxpylayers",
+                              "--json", str(out))) == 0
+    doc = json.loads(out.read_text())["audit"]
+    assert doc["label"] == "BP" and doc["options"] == {"backend": "cvxpylayers"}
+    with pytest.raises(SystemExit):  # argparse: exit code 2, the valid choices listed
+        safegbpo_main(_cli("--safeguard", "bp", "--backend", "scs"))
+    assert "invalid choice: 'scs'" in capsys.readouterr().err
+    spec_doc = tmp_path / "spec.json"
+    assert spec_main(["--variants", "bp", "--tasks", "pendulum", "--samples", "8",
+                      "--no-lemmas", "--quiet", "--backend", "cvxpylayers",
+                      "--json", str(spec_doc)]) == 0
+    written = json.loads(spec_doc.read_text())
+    assert written["settings"]["backend"] == "cvxpylayers"
+    assert written["audits"][0]["options"] == {"backend": "cvxpylayers"}
+    with pytest.raises(ValueError, match="unknown safeguard backend"):
+        run_all(variants=["bp"], tasks=["pendulum"], backend="scs", lemmas=False)

@@ -4,6 +4,7 @@ archive check and H1/H2 (spec.paper.tables)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,33 @@ def test_archive_check_without_archive(tmp_path: Path):
     assert load_reference_archive(tmp_path) is None
     assert archive_check(load_reference_archive(tmp_path))["available"] is False
     assert archive_check(None)["available"] is False
+
+
+def test_table6_shows_every_timed_backend_and_judges_the_papers_programs():
+    specs, records = [], {}
+    seconds = {None: 10.0, "exact": 12.0, "cvxpylayers": 50.0}
+    for variant in ("No Safeguard", "BP"):
+        for backend in ("exact", "cvxpylayers"):
+            spec = replace(_spec("pendulum", "shac", variant, 0, tables=("table6",),
+                                 kind="wallclock", interactions=2048, eval_every=2048),
+                           backend=backend)
+            if spec.run_id not in records:  # the unsafe baseline is one run
+                specs.append(spec)
+                records[spec.run_id] = _record(spec, [-1.0],
+                                               wallclock={"rollout": seconds[spec.backend]})
+    assert len(specs) == 3
+    tables = build_tables(specs, records)
+    rows = [r for r in tables["tables"]["table6"]["rows"]
+            if (r["algo"], r["variant"]) == ("shac", "BP")]
+    assert [(r["backend"], r["judged"]) for r in rows] == [("cvxpylayers", True),
+                                                            ("exact", False)]
+    assert [r["ours"]["wallclock_ratio"] for r in rows] == [pytest.approx(5.0),
+                                                            pytest.approx(1.2)]
+    assert rows[0]["delta"]["wallclock_ratio"] == pytest.approx(5.0 - 5.089)
+    assert "judged" in rows[0]["note"] and "not judged" in rows[1]["note"]
+    [verdict] = [v for v in tables["verdicts"]["table6"]
+                 if (v["algo"], v["variant"]) == ("shac", "BP")]
+    assert verdict["ours"] == pytest.approx(5.0) and verdict["status"] == "pass"
+    text = render_markdown(tables)
+    assert "| SHAC | BP | cvxpylayers | 5.000 | 5.089 |" in text
+    assert "| SHAC | BP | exact | 1.200 | 5.089 |" in text
