@@ -412,3 +412,13 @@ def test_quick_profile_has_one_short_pcrpo_run_per_task():
         per_iteration = spec.hyper["len_traj"] * get_task(spec.task).num_envs
         assert spec.interactions == 2 * per_iteration == 2 * spec.eval_every
     assert "pcrpo" in grid.checks["completed"]["experiments"]
+
+
+def test_paper_grid_trains_pcrpo_as_one_ten_seed_population_per_task():
+    from safegbpo.experiments.grid import expand, group_populations
+    from safegbpo.experiments.profiles import get_profile
+
+    specs = [s for s in expand(get_profile("paper").load_grid()) if s.algo == "pcrpo"]
+    groups = group_populations(specs)
+    assert sorted(g[0].task for g in groups) == ["energy", "pendulum", "quadrotor"]
+    assert all([s.seed for s in g] == list(range(10)) for g in groups)
