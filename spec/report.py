@@ -14,7 +14,10 @@
    the reproduction's own checks (safety monitor); every cell without a result of ours reads
    "not run"; registered tasks beyond the paper's tables (the journal version's energy system)
    get a table of the archived curves' metrics next to ours (deltas, no verdicts), while H1/H2
-   stay on the paper's tasks;
+   stay on the paper's tasks; the soft-constraint baseline PCRPO (SPEC §12) gets a table next
+   to PPO unsafe / BP / RM and SHAC with its best safeguard (Reward with CI, # Steps, unsafe
+   states during training by the same monitor, wall clock; the audit does not apply to it: it
+   has no safeguard, and the report says so);
 4. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
    curves (``../shared/reference/paper_learning_curves.json``, read at run time when present),
    and the safe sets with actions before/after every safeguard.
@@ -40,6 +43,7 @@ from spec.checks.console import key_numbers
 from spec.checks.results import UNEXPECTED, AuditResult, CheckResult, jsonable
 from spec.metadata import collect_metadata
 from spec.paper.archive import load_reference_archive
+from spec.paper.pcrpo import pcrpo_summary, pcrpo_table_lines
 from spec.paper.rules import DEFAULT_RULES, CellComparison, steps_floor
 from spec.paper.tables import (
     archive_check_lines,
@@ -113,8 +117,8 @@ def _spec_failures(spec_doc: Mapping[str, Any] | None) -> list[str]:
     return failed
 
 
-def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_status
-                  ) -> list[dict[str, str]]:
+def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_status,
+                  pcrpo=None) -> list[dict[str, str]]:
     rows = []
     if spec_doc:
         audits = [AuditResult.from_dict(a) for a in spec_doc["audits"]]
@@ -172,6 +176,9 @@ def _summary_rows(spec_doc, spec_status, comparisons, hyps, checks, tables_statu
     else:
         status, why = "NOT RUN", tables_status
     rows.append({"area": "Paper Tables 2-6 vs ours", "status": status, "why": why})
+    if pcrpo is not None:
+        rows.append({"area": "Soft-constraint baseline PCRPO (SPEC §12): unsafe states "
+                             "during training", **pcrpo_summary(pcrpo)})
     for name in ("H1", "H2"):
         h = hyps.get(name) or {}
         ours = h.get("ours") or {}
@@ -241,12 +248,13 @@ def build_report(
                    "safe_sets": (cells_doc or {}).get("safe_sets"),
                    "env_options": (cells_doc or {}).get("env_options")},
         "summary": _summary_rows(spec_doc, spec_status, comparisons, hyps, checks,
-                                 tables_status),
+                                 tables_status, tables_doc.get("pcrpo")),
         "failed_required": failed,
         "spec": spec_doc,
         "tables": {t: list(tables_doc["verdicts"].get(t, [])) for t in _TABLE_ORDER},
         "archive_tables": tables_doc["archive_tables"],
         "archive_check": tables_doc["archive_check"],
+        "pcrpo": tables_doc["pcrpo"],
         "hypotheses": hyps,
         "reproduction_checks": checks,
         "figures": figure_paths,
@@ -307,7 +315,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-_BADGE = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "PARTIAL": "⚠️ PARTIAL", "NOT RUN": "⏸ NOT RUN"}
+_BADGE = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "PARTIAL": "⚠️ PARTIAL", "NOT RUN": "⏸ NOT RUN",
+          "REPORTED": "ℹ️ REPORTED"}
 
 
 def render_markdown(report: Mapping[str, Any], out: Path) -> str:
@@ -449,6 +458,9 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
                   f"tasks ({', '.join(paper_tasks())}).", ""]
         for table in archive_tables.values():
             lines += archive_table_lines(table, heading="###")
+    if report.get("pcrpo"):
+        lines += [""]
+        lines += pcrpo_table_lines(report["pcrpo"])
     lines += [""]
     lines += ["#" + line if line.startswith("## ") else line
               for line in archive_check_lines(report.get("archive_check") or {})]

@@ -1,13 +1,14 @@
-"""Learning algorithms (SPEC §8): SHAC (analytic gradients through the simulator and the
-safeguard), PPO and SAC (safeguard as a post-processing step), with their networks, replay
-buffer and evaluation (SPEC §13 protocol).
+"""Learning algorithms (SPEC §8, §12): SHAC (analytic gradients through the simulator and the
+safeguard), PPO and SAC (safeguard as a post-processing step), PCRPO (the soft-constraint
+baseline on top of PPO, no safeguard), with their networks, replay buffer and evaluation
+(SPEC §13 protocol).
 
 Every algorithm trains a *population* of independent seeds in lockstep in one process
 (:mod:`safegbpo.algorithms.population`); a single-seed run is a population of one.  Each
 algorithm reads top to bottom in its own module, with its hyper-parameters in one frozen
-dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`).  The registry below
-names every algorithm once (:class:`AlgorithmSpec`: name, report label, class, config
-dataclass); the tuned presets per task are plain mappings in the task registry
+dataclass (:class:`SHACConfig`, :class:`PPOConfig`, :class:`SACConfig`, :class:`PCRPOConfig`).
+The registry below names every algorithm once (:class:`AlgorithmSpec`: name, report label,
+class, config dataclass); the tuned presets per task are plain mappings in the task registry
 (:class:`safegbpo.tasks.TaskSpec.presets`), turned into config objects by
 :func:`safegbpo.experiments.config.preset`.
 """
@@ -22,6 +23,7 @@ from safegbpo.algorithms.base import Algorithm, PhaseTimer, derive_seed, make_ge
 from safegbpo.algorithms.buffers import ReplayBuffer
 from safegbpo.algorithms.evaluation import EvaluationResult, Evaluator
 from safegbpo.algorithms.networks import MLP, GaussianPolicy, QCritic, ValueCritic
+from safegbpo.algorithms.pcrpo import PCRPO, PCRPOConfig
 from safegbpo.algorithms.population import (
     member_rows,
     merge_population_states,
@@ -35,6 +37,7 @@ from safegbpo.registry import Registry
 
 __all__ = [
     "MLP",
+    "PCRPO",
     "PPO",
     "SAC",
     "SHAC",
@@ -43,6 +46,7 @@ __all__ = [
     "EvaluationResult",
     "Evaluator",
     "GaussianPolicy",
+    "PCRPOConfig",
     "PPOConfig",
     "PhaseTimer",
     "QCritic",
@@ -121,3 +125,4 @@ def algorithms() -> Mapping[str, AlgorithmSpec]:
 register_algorithm(AlgorithmSpec("shac", "SHAC", SHAC, SHACConfig))
 register_algorithm(AlgorithmSpec("ppo", "PPO", PPO, PPOConfig))
 register_algorithm(AlgorithmSpec("sac", "SAC", SAC, SACConfig))
+register_algorithm(AlgorithmSpec("pcrpo", "PCRPO", PCRPO, PCRPOConfig, safeguarded=False))

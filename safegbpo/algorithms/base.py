@@ -219,6 +219,11 @@ class Algorithm(abc.ABC):
         (members, batch, d)``."""
         return self.policy.deterministic(obs)
 
+    def summary(self, member: int) -> dict[str, Any]:
+        """Algorithm-specific entries of member ``member``'s ``result.json``
+        (``algorithm_summary``; e.g. PCRPO's mode counts); JSON-ready, empty by default."""
+        return {}
+
     def extra_state(self) -> dict[str, Any]:
         """Algorithm-specific checkpoint content: ``{"members": {name: (members, ...)
         tensors}, "shared": {name: value}}`` (override if needed)."""

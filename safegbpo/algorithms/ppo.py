@@ -53,7 +53,7 @@ from safegbpo.algorithms.base import (
 from safegbpo.algorithms.networks import GaussianPolicy, ValueCritic, member_std
 from safegbpo.algorithms.population import clip_grad_norm_
 
-__all__ = ["PPOConfig", "PPO", "gae"]
+__all__ = ["PPOConfig", "PPO", "gae", "minibatch"]
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,21 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamm
     return advantages
 
 
+def minibatch(flat: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
+    """Every member's mini-batch: the samples ``idx`` ``(P, B)`` (member ``p``'s indices in row
+    ``p``) of the flattened rollout ``(P, T N, ...)`` tensors ``flat`` -> ``(P, B, ...)``."""
+    return {k: torch.gather(v, 1, idx.view(*idx.shape, *([1] * (v.ndim - 2)))
+                            .expand(-1, -1, *v.shape[2:]))
+            for k, v in flat.items()}
+
+
 class PPO(Algorithm):
     """PPO on a population env (see the module docstring and :class:`~safegbpo.algorithms.SHAC`
     for the arguments)."""
 
     name = "ppo"
+    extra_rollout_keys: tuple[str, ...] = ()
+    """Names of the per-step tensors :meth:`observe_step` adds to the rollout (none for PPO)."""
 
     def __init__(
         self,
@@ -160,6 +170,8 @@ class PPO(Algorithm):
         cfg, rows = self.config, self.members * self.num_envs
         keys = ("obs", "pre_tanh", "noise", "log_prob", "value", "reward", "done", "safe_action")
         data: dict[str, list[Tensor]] = {k: [] for k in keys}
+        for key in self.extra_rollout_keys:
+            data[key] = []
         obs = self.current_obs()
         for _ in range(cfg.len_traj):
             member_obs = self.by_member(obs)
@@ -182,30 +194,55 @@ class PPO(Algorithm):
             data["reward"].append(reward)
             data["done"].append(self.by_member(done))
             data["safe_action"].append(self.by_member(safe_action))
+            for key, value in self.observe_step(member_obs, self.by_member(next_obs),
+                                                self.by_member(done), timeout, info).items():
+                data[key].append(value)
             obs = next_obs
         self.env.cut_graph()
         self.obs = obs.detach()
         batch = {k: torch.stack(v) for k, v in data.items()}
         batch["last_value"] = self.critic(self.by_member(self.obs))
+        batch.update(self.finish_rollout(self.by_member(self.obs)))
         return batch
 
+    # -- hooks of an algorithm built on PPO (PCRPO's cost signal); PPO records nothing more
+    def observe_step(self, obs: Tensor, next_obs: Tensor, done: Tensor, timeout: Tensor,
+                     info: dict[str, Any]) -> dict[str, Tensor]:
+        """Extra per-step data (``extra_rollout_keys``, each ``(P, N, ...)``) of one rollout
+        step, after ``env.step``: ``obs`` / ``next_obs`` ``(P, N, o)`` (``next_obs`` after
+        autoreset), ``done`` / ``timeout`` ``(P, N)``, the step's ``info`` (env rows
+        ``(P N, ...)``)."""
+        return {}
+
+    def finish_rollout(self, obs: Tensor) -> dict[str, Tensor]:
+        """Extra rollout entries computed from the observations ``(P, N, o)`` after the
+        rollout."""
+        return {}
+
+    def advantages(self, rewards: Tensor, values: Tensor, dones: Tensor,
+                   last_value: Tensor) -> Tensor:
+        """GAE (:func:`gae`) of every member's envs: ``(T, P, N)`` rewards, values and dones,
+        ``last_value`` ``(P, N)`` -> ``(T, P, N)`` (each column is one env's recursion)."""
+        cfg, steps = self.config, rewards.shape[0]
+        advantages = gae(rewards.reshape(steps, -1), values.reshape(steps, -1),
+                         dones.reshape(steps, -1), last_value.reshape(-1), cfg.gamma,
+                         cfg.gae_lambda)
+        return advantages.view(rewards.shape)
+
+    def per_member(self, x: Tensor) -> Tensor:
+        """Rollout data ``(T, P, N, ...)`` as every member's flat samples ``(P, T N, ...)``."""
+        return x.transpose(0, 1).reshape(self.members, -1, *x.shape[3:])
+
     def iterate(self) -> dict[str, float]:
-        cfg, members = self.config, self.members
         with self.timer("rollout"):
             batch = self.collect()
         with self.timer("update"):
-            steps = batch["reward"].shape[0]
-            columns = {k: batch[k].reshape(steps, -1) for k in ("reward", "value", "done")}
-            advantages = gae(columns["reward"], columns["value"], columns["done"],
-                             batch["last_value"].reshape(-1), cfg.gamma, cfg.gae_lambda)
-            advantages = advantages.view(batch["reward"].shape)
+            advantages = self.advantages(batch["reward"], batch["value"], batch["done"],
+                                         batch["last_value"])
             returns = advantages + batch["value"]
-
-            def per_member(x: Tensor) -> Tensor:  # (T, P, N, ...) -> (P, T N, ...)
-                return x.transpose(0, 1).reshape(members, -1, *x.shape[3:])
-
-            flat = {k: per_member(v) for k, v in batch.items() if k != "last_value"}
-            flat["advantage"], flat["return"] = per_member(advantages), per_member(returns)
+            flat = {k: self.per_member(v) for k, v in batch.items() if k != "last_value"}
+            flat["advantage"], flat["return"] = self.per_member(advantages), \
+                self.per_member(returns)
             stats = self.update(flat)
         stats["rollout_reward"] = float(batch["reward"].mean())
         return stats
@@ -221,9 +258,7 @@ class PPO(Algorithm):
             for idx in torch.tensor_split(order, cfg.num_batches, dim=1):
                 if idx.shape[1] == 0:
                     continue
-                batch = {k: torch.gather(v, 1, idx.view(*idx.shape, *([1] * (v.ndim - 2)))
-                                         .expand(-1, -1, *v.shape[2:]))
-                         for k, v in flat.items()}
+                batch = minibatch(flat, idx)
                 policy_loss, info = self.policy_loss(batch)
                 value_loss = 0.5 * ((self.critic(batch["obs"]) - batch["return"]) ** 2).mean(-1)
                 self.policy_optimizer.zero_grad(set_to_none=True)
@@ -242,25 +277,39 @@ class PPO(Algorithm):
         ``safe_action``); returns the losses ``(P,)`` and diagnostics (member means of entropy,
         approximate KL, clip fraction)."""
         cfg = self.config
-        advantage = batch["advantage"]
-        if cfg.normalise_advantages and advantage.shape[1] > 1:
-            advantage = (advantage - advantage.mean(-1, keepdim=True)) \
-                / (member_std(advantage) + 1e-8)
-        log_ratio = self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) \
-            - batch["log_prob"]
+        log_ratio = self.log_ratio(batch)
         ratio = log_ratio.exp()
-        surrogate = torch.max(
-            -advantage * ratio,
-            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean(-1)
+        surrogate = self.clipped_surrogate(batch["advantage"], ratio)
         entropy = self.policy.entropy()
         loss = surrogate - cfg.ent_coef * entropy
         if self.regularisation > 0.0:
             loss = loss + stored_regularisation_loss(
                 self.policy, batch["obs"], batch["noise"], torch.tanh(batch["pre_tanh"]),
                 batch["safe_action"], self.regularisation)
-        with torch.no_grad():
-            info = {"entropy": float(entropy.detach().mean()),
-                    "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
-                    "clip_fraction": float(((ratio - 1.0).abs() > cfg.clip_coef)
-                                           .to(ratio.dtype).mean())}
-        return loss, info
+        return loss, self.diagnostics(log_ratio, ratio, entropy)
+
+    @torch.no_grad()
+    def diagnostics(self, log_ratio: Tensor, ratio: Tensor, entropy: Tensor) -> dict[str, float]:
+        """Member means of the entropy, approximate KL and clip fraction of a mini-batch's
+        update (``log_ratio``, ``ratio`` ``(P, B)``, ``entropy`` ``(P,)``)."""
+        return {"entropy": float(entropy.detach().mean()),
+                "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+                "clip_fraction": float(((ratio - 1.0).abs() > self.config.clip_coef)
+                                       .to(ratio.dtype).mean())}
+
+    def log_ratio(self, batch: dict[str, Tensor]) -> Tensor:
+        """``log pi_theta(u|o) - log pi_old(u|o)`` ``(P, B)`` of every member's stored
+        samples."""
+        return self.policy.log_prob_pre_tanh(batch["obs"], batch["pre_tanh"]) - batch["log_prob"]
+
+    def clipped_surrogate(self, advantage: Tensor, ratio: Tensor) -> Tensor:
+        """Every member's clipped surrogate loss ``mean max(-A r, -A clip(r, 1 - eps, 1 + eps))``
+        ``(P,)`` of its advantages ``(P, B)`` (standardised per member's mini-batch if
+        ``normalise_advantages``) and probability ratios ``(P, B)``."""
+        cfg = self.config
+        if cfg.normalise_advantages and advantage.shape[1] > 1:
+            advantage = (advantage - advantage.mean(-1, keepdim=True)) \
+                / (member_std(advantage) + 1e-8)
+        return torch.max(
+            -advantage * ratio,
+            -advantage * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean(-1)

@@ -17,7 +17,10 @@ H1/H2 are the spec's (``spec.paper``), which reads this file.
      "cells": [{"task", "algo", "variant", "backend", "kind": "train", "tables", "interactions",
                 "eval_every", "seeds", "run_ids", "missing_runs", "runs", "steps", "reward",
                 "ci", "stuck", "converged", "stalled", "per_seed_steps", "per_seed_final",
-                "eval_steps", "mean_curve", "stuck_reasons"} |
+                "eval_steps", "mean_curve", "stuck_reasons", "unsafe_states",
+                "monitored_states", "monitored_runs", "training_seconds",
+                "pcrpo": {mode_counts, cos_mean, conflict_fraction, cost_limit, slack_*}
+                (PCRPO cells only)} |
                {"task", "algo", "variant", "backend", "kind": "wallclock", "tables", "interactions",
                 "run_ids", "wallclock_ratio", "seconds", "baseline_seconds"}],
      "wallclock": {"task", "interactions"} | null, "checks": {...}}
@@ -66,6 +69,13 @@ DEFINITIONS = {
     "uncertified": "safeguard steps (summed over the runs) at which no certified safe action "
                    "existed: the best-effort recovery action was applied and flagged "
                    "(safegbpo.safeguards.recovery); any uncertified step fails the safety check",
+    "unsafe_states": "realised states outside the safe state set S_s during a cell's runs "
+                     "(training and evaluation episodes), counted by the independent safety "
+                     "monitor and summed over the seeds",
+    "training_seconds": "mean over the finished seeds of the training wall clock (rollout, "
+                        "safeguard and update phases; evaluation, checkpoints and setup "
+                        "excluded) per seed: a seed trained in a population of P seeds is "
+                        "charged 1/P of the population's wall clock",
     "wallclock_ratio": "training wall clock (evaluation excluded) of a safeguarded run divided by "
                        "that of the same algorithm without safeguard, same interactions",
 }
@@ -132,7 +142,8 @@ def _training_cell(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, 
     if not done:
         return {**cell, "runs": 0}
     metrics = cell_metrics_from_records(done, key="/".join(first.cell))
-    return {**cell, **metrics.to_dict(), **safeguard_counts(done)}
+    return {**cell, **metrics.to_dict(), **safeguard_counts(done),
+            **_safety_and_time(done)}
 
 
 def safeguard_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -145,6 +156,51 @@ def safeguard_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[f"{key}_per_run"] = values
         out[key] = (None if any(v is None for v in values)
                     else sum(int(v) for v in values))
+    return out
+
+
+def _population_size(record: Mapping[str, Any]) -> int:
+    """Seeds trained together with the run's seed (its ``population``; 1 for older records)."""
+    population = record.get("population")
+    members = population.get("members") if isinstance(population, Mapping) else None
+    return int(members) if isinstance(members, int) and members >= 1 else 1
+
+
+def _safety_and_time(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Unsafe states counted by the independent monitor (summed over the seeds; ``None`` when
+    no run was monitored), the mean training wall clock of the finished runs, and -- for a
+    soft-constraint baseline -- PCRPO's mode counts (summed) and ``cos(g_r, g_c)``."""
+    monitored = [r["safety"] for r in done
+                 if isinstance(r.get("safety"), Mapping) and r["safety"].get("monitored")]
+    seconds = [t / _population_size(r) for r, t in
+               ((r, wallclock_seconds(r)) for r in done if r.get("status") == "finished")
+               if t is not None]
+    out: dict[str, Any] = {
+        "unsafe_states": sum(int(m.get("violations") or 0) for m in monitored)
+        if monitored else None,
+        "monitored_states": sum(int(m.get("states") or 0) for m in monitored),
+        "monitored_runs": len(monitored),
+        "training_seconds": sum(seconds) / len(seconds) if seconds else None,
+    }
+    pcrpo: list[Mapping[str, Any]] = [
+        p for p in ((r.get("algorithm_summary") or {}).get("pcrpo") for r in done)
+        if isinstance(p, Mapping)]
+    if pcrpo:
+        modes: dict[str, int] = {}
+        for p in pcrpo:
+            for mode, count in (p.get("mode_counts") or {}).items():
+                modes[mode] = modes.get(mode, 0) + int(count)
+        cos = [p["cos"]["mean"] for p in pcrpo if (p.get("cos") or {}).get("mean") is not None]
+        conflicts = [p["cos"]["conflict_fraction"] for p in pcrpo
+                     if (p.get("cos") or {}).get("conflict_fraction") is not None]
+        first = pcrpo[0]
+        out["pcrpo"] = {
+            "mode_counts": modes,
+            "cos_mean": sum(cos) / len(cos) if cos else None,
+            "conflict_fraction": sum(conflicts) / len(conflicts) if conflicts else None,
+            "cost_limit": first.get("cost_limit"), "slack_upper": first.get("slack_upper"),
+            "slack_lower": first.get("slack_lower"),
+        }
     return out
 
 

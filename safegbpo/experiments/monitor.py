@@ -4,11 +4,13 @@ While a run trains, every :class:`~safegbpo.envs.SafeVectorEnv` step of the proc
 through the environments' explicit step-observer hook (:func:`safegbpo.envs.observe_steps`);
 after each step the *realised* next state of every environment (``info['final_state']`` on
 truncation, else ``info['state']``) is tested for membership in the env's safe state zonotope
-``S_s = <c, G>`` and the feasible box ``S``, exactly and without LPs, from the safe set's own
-H-representation (:attr:`safegbpo.safesets.SafeSet.hrep`, ``F s <= h``, SPEC §11): a state is
-inside when its gauge ``max_k f_k^T (s - c) / (h_k - f_k^T c)`` (and that of the box ``S``) is
-``<= 1 + 1e-7``.  The monitor is independent of the safeguard (whichever backend it uses) and of
-the runner; training and evaluation environments are both monitored.
+``S_s = <c, G>`` and the feasible box ``S`` by the project's one membership test of realised
+states, :func:`safegbpo.sets.membership.state_membership`: exactly and without LPs, from the
+safe set's own H-representation (:attr:`safegbpo.safesets.SafeSet.hrep`, ``F s <= h``, SPEC
+§11), a state is inside when its gauge ``max_k f_k^T (s - c) / (h_k - f_k^T c)`` (and that of
+the box ``S``) is ``<= 1 + 1e-7`` -- the same test that gives PCRPO its cost signal (SPEC §12).
+The monitor is independent of the safeguard (whichever backend it uses) and of the runner;
+training and evaluation environments are both monitored.
 Counters are flushed to ``runs/<id>/safety_monitor.json`` at every episode end and accumulate
 over resumed attempts (steps replayed after a resume are checked again).
 
@@ -39,13 +41,11 @@ from safegbpo.algorithms import member_rows
 from safegbpo.envs import observe_steps
 from safegbpo.experiments.grid import RunSpec
 from safegbpo.io import atomic_write_text
-from safegbpo.sets import HRep
+from safegbpo.sets.membership import SAFETY_TOLERANCE, StateMembership, state_membership
 
 __all__ = ["MONITOR", "SAFETY_TOLERANCE", "SafetyMonitor", "safety_monitor"]
 
 MONITOR = "safegbpo.experiments.monitor:safety_monitor"
-SAFETY_TOLERANCE = 1e-7
-"""Slack on the gauge ``<= 1 + tol`` (solver tolerance of the safeguards' programs)."""
 
 _MONITOR_FILE = "safety_monitor.json"
 _MAX_EXAMPLES = 5
@@ -75,7 +75,7 @@ class SafetyMonitor:
         self.max_gauge = 0.0
         self.examples: list[dict[str, Any]] = []
         self.attempts = 1
-        self._sets: dict[int, tuple[np.ndarray, HRep, np.ndarray, np.ndarray]] = {}
+        self._sets: dict[int, StateMembership] = {}
         if self.path is not None and self.path.is_file():
             previous = json.loads(self.path.read_text())
             self.env_steps = int(previous.get("env_steps", 0))
@@ -85,24 +85,19 @@ class SafetyMonitor:
             self.examples = list(previous.get("examples", []))
             self.attempts = int(previous.get("attempts", 1)) + 1
 
-    def _set_of(self, env: Any) -> tuple[np.ndarray, HRep, np.ndarray, np.ndarray]:
-        """``(c, hrep, mid, half)``: the centre and H-representation of the env's ``S_s`` and
-        the centre and half-widths of its box ``S`` (computed once per env)."""
+    def _set_of(self, env: Any) -> StateMembership:
+        """The membership test of the env's ``S_s`` and box ``S`` (built once per env)."""
         key = id(env)
         if key not in self._sets:
-            safe_set = env.safe_set
-            c = safe_set.state.center.detach().cpu().numpy()[0].astype(np.float64)
-            low, high = (t.detach().cpu().numpy().astype(np.float64)
-                         for t in env.model.state_bounds())
-            self._sets[key] = (c, safe_set.hrep, 0.5 * (low + high), 0.5 * (high - low))
+            self._sets[key] = state_membership(env.safe_set, env.model.state_bounds(),
+                                               self.tol)
         return self._sets[key]
 
     def gauges(self, env: Any, states: np.ndarray) -> np.ndarray:
         """Gauge of each realised state ``(B, n) -> (B,)`` w.r.t. ``S_s`` and the box ``S``
-        (the larger of the two; ``<= 1`` iff inside both), exact from the H-representation."""
-        c, hrep, mid, half = self._set_of(env)
-        box = (np.abs(states - mid) / half).max(axis=1)
-        return np.maximum(hrep.gauge(states, c), box)
+        (the larger of the two; ``<= 1`` iff inside both; ``nan`` for a non-finite state), exact
+        from the H-representation (:meth:`safegbpo.sets.membership.StateMembership.gauges`)."""
+        return self._set_of(env).gauges(states)
 
     def observe(self, env: Any, info: Mapping[str, Any]) -> None:
         """Check this seed's realised states of one ``env.step`` (its ``info``)."""

@@ -16,8 +16,9 @@ Output directory ``out_dir`` of a seed (created if needed):
   "interventions", "fallbacks", "uncertified" (steps without a certified safe action:
   :mod:`safegbpo.safeguards.recovery`), "safeguard_steps", "wallclock": {phase: seconds},
   "population", "safe_set_source", "safe_set_certification", "data_sources" (the env's
-  exogenous data, e.g. the energy
-  task's profiles: :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "policy", ...}``,
+  exogenous data, e.g. the energy task's profiles:
+  :meth:`safegbpo.envs.SafeVectorEnv.data_sources`), "algorithm_summary" (this seed's
+  :meth:`safegbpo.algorithms.Algorithm.summary`, e.g. PCRPO's mode counts), "policy", ...}``,
   rewritten at every evaluation (``status`` ``"running"``) and at the end (``"finished"``;
   ``"failed"`` with ``"error"`` if training raised);
 * ``checkpoint.pt`` — everything needed to continue this seed bit for bit: its networks,
@@ -430,6 +431,7 @@ class _PopulationRun:
             "safe_set_source": str(getattr(self.safe_set, "source", "")),
             "safe_set_certification": str(getattr(self.safe_set, "certification", "")),
             "data_sources": self.env.data_sources(),  # e.g. the energy task's profiles
+            "algorithm_summary": self.algorithm.summary(index),  # e.g. PCRPO's mode counts
             "policy": POLICY_FILE,
             "version": __version__,
         }

@@ -30,7 +30,7 @@ recording it in results.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from safegbpo.loading import is_import_path, load_attr
@@ -41,8 +41,9 @@ from safegbpo.tasks.energy import EnergyModel
 from safegbpo.tasks.pendulum import PendulumModel
 from safegbpo.tasks.quadrotor import QuadrotorModel
 
-__all__ = ["DEFAULT_ENV", "TaskSpec", "get_model", "get_task", "register_task", "same_task",
-           "task_import_path", "task_names", "tasks", "unregister_task"]
+__all__ = ["DEFAULT_ENV", "PCRPO_CONSTRAINTS", "TaskSpec", "get_model", "get_task",
+           "pcrpo_preset", "register_task", "same_task", "task_import_path", "task_names",
+           "tasks", "unregister_task"]
 
 #: The environment class of a task that does not name its own (:class:`safegbpo.envs.TaskEnv`).
 DEFAULT_ENV = "safegbpo.envs.generic:TaskEnv"
@@ -215,6 +216,43 @@ ENERGY = TaskSpec(
     env_options={"profiles": None, "start_hour": 7800},
     reproduce_env_options={"profiles": "auto"},
 )
+
+# --------------------------------------------------------------------------------------------
+# PCRPO, the soft-constraint baseline (SPEC §12): PPO's tuned preset and evaluation grid plus
+# the cost constraint.  The one place where the cost limit b and the slack h+- are chosen.
+# --------------------------------------------------------------------------------------------
+PCRPO_CONSTRAINTS: Mapping[str, Mapping[str, float]] = {
+    # The cost is the number of realised states outside S_s per episode (cost='indicator').
+    # The safeguards' count is exactly 0, but a soft constraint on an expectation needs b > 0:
+    # J_c >= 0, so with b = 0 and h- <= 0 the reward-only mode could never be entered and PCRPO
+    # would only alternate between cost-only and both.  Every task therefore gets the strictest
+    # limit under which all three modes are reachable at a comparable scale: b = 1% of the
+    # episode's states (of the task's episode length; a grid that shortens the episodes, e.g.
+    # the quick profile's 200-step pendulum, keeps b unless it overrides it), with the "both"
+    # band b +- b/2 (h+ = b/2, h- = -b/2).  For scale, the initial (seed 0) PPO preset policy
+    # leaves S_s in 36 of 200 pendulum states (measured with 200-step episodes), 119 of 240
+    # quadrotor states and 689 of 720 energy-system states per episode (measured).
+    "pendulum": dict(cost_limit=30.0, slack_upper=15.0, slack_lower=-15.0),  # 1% of 3000 steps
+    "quadrotor": dict(cost_limit=2.4, slack_upper=1.2, slack_lower=-1.2),  # 1% of 240 steps
+    "energy": dict(cost_limit=7.2, slack_upper=3.6, slack_lower=-3.6),  # 1% of 720 steps
+}
+
+
+def pcrpo_preset(spec: TaskSpec, constraint: Mapping[str, Any]) -> TaskSpec:
+    """``spec`` with a ``'pcrpo'`` preset: its PPO preset (PCRPO is built on PPO with the same
+    tuned hyper-parameters, SPEC §12; the cost critic learns at the critic's rate) plus
+    ``constraint`` (``cost_limit``, ``slack_upper``,
+    ``slack_lower``, ...), evaluated on PPO's grid."""
+    if "ppo" not in spec.presets:
+        raise ValueError(f"task {spec.key!r} has no PPO preset to build PCRPO's on")
+    ppo = spec.presets["ppo"]
+    critic = {"cost_critic_lr": ppo["critic_lr"]} if "critic_lr" in ppo else {}
+    return replace(spec, presets={**spec.presets, "pcrpo": {**ppo, **critic, **constraint}},
+                   eval_every={**spec.eval_every, "pcrpo": spec.eval_every["ppo"]})
+
+
+PENDULUM, QUADROTOR, ENERGY = (pcrpo_preset(spec, PCRPO_CONSTRAINTS[spec.key])
+                               for spec in (PENDULUM, QUADROTOR, ENERGY))
 
 _TASKS: Registry[TaskSpec] = Registry("task")
 #: Tasks loaded by import path in this process: key -> (import path, spec).

@@ -21,6 +21,7 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
      "verdicts": {table: [CellComparison.to_dict()]},   (every paper value: pass/fail/not run)
      "archive_tables": {task: {"title", "label", "quantities", "archive", "rows": [{"task",
                         "algo", "variant", "ours", "archive", "delta", "note"}]}},
+     "pcrpo": {"title", "audit_note", "tasks": {task: {"label", "rows": [...]}}},
      "hypotheses": {"H1": {...}, "H2": {...}}, "hypotheses_note",
      "archive_check": {...}}
 
@@ -28,6 +29,10 @@ The tables document (format ``safegbpo-paper-tables-vs-ours/1``)::
 version's energy system, SPEC §10): its reference values are the metrics of the archived curves
 (there is no printed value to judge against, so there are deltas but no verdicts).  H1/H2 stay
 on the paper's tasks (:data:`spec.paper.hypotheses.TASKS`).
+
+``pcrpo`` is the soft-constraint baseline next to the safeguards (SPEC §12,
+:mod:`spec.paper.pcrpo`): PCRPO vs PPO unsafe / BP / RM and SHAC with its best safeguard,
+with the monitor's unsafe states and the wall clock; no paper values, no verdicts.
 
 ``comparable`` is false when our budget differs from the task's (the paper's) budget (the quick
 profile): the deltas and verdicts are then shown but do not measure reproduction.
@@ -56,6 +61,7 @@ from safegbpo.safeguards import PAPER_BACKEND
 from safegbpo.tasks import get_task, task_names
 from spec.paper.archive import Archive, archive_check
 from spec.paper.hypotheses import evaluate_h1, evaluate_h2
+from spec.paper.pcrpo import pcrpo_table, pcrpo_table_lines
 from spec.paper.rules import CellComparison, compare_tables
 from spec.paper.values import (
     TABLES,
@@ -298,6 +304,7 @@ def build_tables(
         "tables": tables_out,
         "verdicts": verdicts,
         "archive_tables": _archive_tables(cells_doc, archive, paper),
+        "pcrpo": pcrpo_table(cells_doc),
         "hypotheses": _hypotheses(h1_cells, h2_cells),
         "hypotheses_note": (
             "computed from cells whose budget is below the paper's: these verdicts are not "
@@ -430,6 +437,8 @@ def render_markdown(tables: Mapping[str, Any]) -> str:
         lines += _table_lines(table_id, table)
     for table in (tables.get("archive_tables") or {}).values():
         lines += archive_table_lines(table)
+    if tables.get("pcrpo"):
+        lines += pcrpo_table_lines(tables["pcrpo"])
     lines += ["## Hypotheses", ""]
     if tables.get("hypotheses_note"):
         lines += [f"_{tables['hypotheses_note']}_", ""]

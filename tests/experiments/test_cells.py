@@ -103,3 +103,31 @@ def test_timing_cells_per_backend_share_the_unsafe_baseline():
     train = [_spec("BP", 0, ("table3",)), _spec("No Safeguard", 0, ("table2",))]
     cells = measure_cells(train, {s.run_id: _record(s, [-2.0]) for s in train})["cells"]
     assert {c["variant"]: c["backend"] for c in cells} == {"BP": "exact", "No Safeguard": None}
+
+
+def test_training_cells_carry_monitor_counts_per_seed_seconds_and_pcrpo_modes():
+    """Unsafe states summed over the seeds; training seconds per seed (a seed of a population
+    of P is charged 1/P of the population's wall clock); PCRPO's mode counts summed and its
+    cos(g_r, g_c) averaged over the seeds."""
+    specs = [RunSpec(task="pendulum", algo="pcrpo", variant="No Safeguard", seed=s,
+                     variant_fields={"safeguard": None}, interactions=2048, eval_every=1024,
+                     tables=("pcrpo",)) for s in (0, 1, 2)]
+    records = {}
+    for s, spec in enumerate(specs):
+        record = _record(spec, [-30.0, -10.0], {"rollout": 6.0, "update": 3.0,
+                                               "evaluation": 50.0})
+        # seeds 0 and 1 trained together (9 s for both), seed 2 alone (9 s)
+        record["population"] = {"seeds": [0, 1] if s < 2 else [2], "members": 2 if s < 2 else 1}
+        record["safety"] = {"monitored": True, "violations": 10 * (s + 1), "states": 100}
+        record["algorithm_summary"] = {"pcrpo": {
+            "mode_counts": {"reward": s, "both": 1, "cost": 0},
+            "cos": {"mean": 0.1 * s, "conflict_fraction": 0.5},
+            "cost_limit": 30.0, "slack_upper": 15.0, "slack_lower": -15.0}}
+        records[spec.run_id] = record
+    (cell,) = measure_cells(specs, records, meta={"profile": "test"})["cells"]
+    assert cell["unsafe_states"] == 60 and cell["monitored_states"] == 300
+    assert cell["monitored_runs"] == 3
+    assert cell["training_seconds"] == pytest.approx((4.5 + 4.5 + 9.0) / 3)
+    assert cell["pcrpo"]["mode_counts"] == {"reward": 3, "both": 3, "cost": 0}
+    assert cell["pcrpo"]["cos_mean"] == pytest.approx(0.1)
+    assert cell["pcrpo"]["cost_limit"] == 30.0

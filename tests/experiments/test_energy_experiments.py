@@ -127,7 +127,8 @@ def test_profiles_change_the_energy_run_ids_only(profile_file):
 
 
 def test_quick_profile_has_energy_with_small_budgets():
-    specs = [s for s in expand(get_profile("quick").load_grid()) if s.task == "energy"]
+    specs = [s for s in expand(get_profile("quick").load_grid()) if s.task == "energy"
+             and s.algo != "pcrpo"]  # PCRPO: tests/algorithms/test_pcrpo.py
     assert {s.variant for s in specs} == set(variant_labels())
     for spec in specs:
         assert spec.algo == "shac" and spec.interactions <= 2 * 8 * spec.hyper["len_traj"]

@@ -37,11 +37,13 @@ def paper_specs() -> list[RunSpec]:
 
 def test_paper_grid_covers_tables_2_to_6(paper_specs):
     training = [s for s in paper_specs if s.kind == "train"]
-    # Tables 2/3: 3 tasks x 3 algos x 3 variants x 10 seeds; Tables 4/5 add 6 SHAC variants
-    assert len(training) == 3 * 3 * 3 * 10 + 3 * 6 * 10
+    # Tables 2/3: 3 tasks x 3 algos x 3 variants x 10 seeds; Tables 4/5 add 6 SHAC variants;
+    # PCRPO (SPEC §12) one unsafe cell per task
+    assert len(training) == 3 * 3 * 3 * 10 + 3 * 6 * 10 + 3 * 10
     cells = Counter(s.cell for s in training)
     assert set(cells.values()) == {10}
     for task in SPEC_BUDGETS:
+        assert (task, "pcrpo", "No Safeguard") in cells
         for variant in MODIFICATIONS:
             assert (task, "shac", variant) in cells
         for algo in ("shac", "ppo", "sac"):
@@ -50,7 +52,7 @@ def test_paper_grid_covers_tables_2_to_6(paper_specs):
     for spec in training:
         interactions, every = SPEC_BUDGETS[spec.task]
         assert spec.interactions == interactions
-        assert spec.eval_every == every[spec.algo]
+        assert spec.eval_every == every["ppo" if spec.algo == "pcrpo" else spec.algo]
         assert spec.hyper == {}  # the paper's presets
     table6 = [s for s in paper_specs if s.kind == "wallclock"]
     # Table 6 times both safeguard backends; one unsafe run per algorithm is their baseline

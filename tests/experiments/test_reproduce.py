@@ -38,9 +38,11 @@ def _mini_grid(path: Path, *, experiments, budgets, seeds=(0, 1), checks=None,
 
 
 def _stable(doc: dict) -> dict:
-    """The deterministic part of cells.json (no paths, timings or monitor counters)."""
-    return {"cells": doc["cells"], "checks": {k: v.get("passed") for k, v in
-                                              doc.get("checks", {}).items()}}
+    """The deterministic part of cells.json (no paths, timings or monitor counters: a resumed
+    run's replayed steps are monitored again)."""
+    volatile = ("training_seconds", "monitored_states", "unsafe_states")
+    return {"cells": [{k: v for k, v in c.items() if k not in volatile} for c in doc["cells"]],
+            "checks": {k: v.get("passed") for k, v in doc.get("checks", {}).items()}}
 
 
 def _cell(doc: dict, table: str, task: str, algo: str, variant: str) -> dict:

@@ -33,7 +33,7 @@ def test_builtin_tasks_and_their_entries():
     assert get_model("quadrotor") is quadrotor.model
     assert (pendulum.num_envs, pendulum.episode_length, pendulum.budget) == (8, 3000, 100_000)
     assert (quadrotor.num_envs, quadrotor.episode_length, quadrotor.budget) == (16, 240, 200_000)
-    assert set(pendulum.presets) == set(pendulum.eval_every) == {"shac", "ppo", "sac"}
+    assert set(pendulum.presets) == set(pendulum.eval_every) == {"shac", "ppo", "sac", "pcrpo"}
     assert (pendulum.label, quadrotor.archive_label) == ("Pendulum", "Quadrotor")
 
 
