@@ -117,3 +117,15 @@ def test_coverage_text():
     cell = {"runs": 3, "paper_seeds": 10, "interactions": 46080, "budget": 100_000,
             "running": [4], "protocol_differences": ["x"]}
     assert coverage(cell) == "3/10 seeds, 46.1k/100k, 1 running, protocol differs"
+
+
+def test_campaign_curves_figure_with_and_without_the_archive(campaign, tmp_path):
+    from spec.figures import plot_campaign_curves
+
+    cells = campaign["cells"]
+    archived = {("pendulum", "shac", "BP"): {"eval_steps": [2560, 5120],
+                                             "mean_curve": [-500.0, -8.4]}}
+    (path,) = plot_campaign_curves(cells, archived, tmp_path / "with")
+    assert path.name == "campaign_curves_pendulum.png" and path.stat().st_size > 0
+    assert plot_campaign_curves(cells, {}, tmp_path / "without")[0].is_file()
+    assert plot_campaign_curves([], {}, tmp_path / "none") == []
