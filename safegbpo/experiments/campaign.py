@@ -131,13 +131,15 @@ def _safe_set_kind(spec: RunSpec, reference_hashes: Mapping[str, str]) -> str:
     return "file"
 
 
-def _running(results: Path, configs: Mapping[str, list[str]], recorded: set[str]
-             ) -> dict[str, list[int]]:
-    """Per configuration, seeds with a run directory but no record (in progress/interrupted)."""
+def _running(results: Path, recorded: set[str]
+             ) -> tuple[dict[str, list[int]], dict[str, RunSpec]]:
+    """Per configuration, seeds with a run directory but no record (in progress/interrupted),
+    and one spec of each such configuration."""
     out: dict[str, list[int]] = {}
+    specs: dict[str, RunSpec] = {}
     runs_dir = results / "runs"
     if not runs_dir.is_dir():
-        return out
+        return out, specs
     for path in sorted(runs_dir.glob("*/spec.json")):
         run_id = path.parent.name
         if run_id in recorded:
@@ -148,9 +150,9 @@ def _running(results: Path, configs: Mapping[str, list[str]], recorded: set[str]
             continue  # a directory of another layout: not a run of this store
         if spec.kind != "train":
             continue
-        configs.setdefault(_configuration(spec), [])
         out.setdefault(_configuration(spec), []).append(spec.seed)
-    return out
+        specs.setdefault(_configuration(spec), spec)
+    return out, specs
 
 
 def measure_record_cells(results: str | Path, *, reference: str | Path | None = None,
@@ -172,6 +174,8 @@ def measure_record_cells(results: str | Path, *, reference: str | Path | None = 
         :class:`~safegbpo.experiments.metrics.CellMetrics` plus ``ci_low_curve`` /
         ``ci_high_curve`` (per-step band).  ``complete``: the paper's seeds, budget and
         protocol, every run finished -- the only cells whose deltas measure reproduction.
+        ``running_only``: configurations with run directories but no record yet (``task,
+        algo, variant, interactions, safe_set_kind, running``).
     """
     root = Path(results)
     records = load_records(root) if records is None else list(records)
@@ -185,8 +189,7 @@ def measure_record_cells(results: str | Path, *, reference: str | Path | None = 
         if spec.kind != "train":
             continue
         groups.setdefault(_configuration(spec), []).append((spec, record))
-    configs: dict[str, list[str]] = {k: [] for k in groups}
-    running = _running(root, configs, {str(r.get("run_id")) for r in records})
+    running, running_specs = _running(root, {str(r.get("run_id")) for r in records})
     cells = []
     for config, members in groups.items():
         members.sort(key=lambda m: m[0].seed)
@@ -220,9 +223,14 @@ def measure_record_cells(results: str | Path, *, reference: str | Path | None = 
     cells.sort(key=lambda c: (*cell_sort_key(c["task"], c["algo"], c["variant"]),
                               SAFE_SET_KINDS.index(c["safe_set_kind"]),
                               -(c["interactions"] or 0), backend_sort_key(c["backend"])))
+    only_running = [{"task": spec.task, "algo": spec.algo, "variant": spec.variant,
+                     "interactions": spec.interactions,
+                     "safe_set_kind": _safe_set_kind(spec, hashes),
+                     "running": sorted(running[config])}
+                    for config, spec in running_specs.items() if config not in groups]
     return json_safe({"format": CAMPAIGN_FORMAT, "results": str(root.resolve()),
                       "reference_sets": hashes, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
-                      "cells": cells})
+                      "cells": cells, "running_only": only_running})
 
 
 def as_cells_document(campaign: Mapping[str, Any], *, kinds: Iterable[str] = ("own",)

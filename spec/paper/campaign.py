@@ -166,11 +166,18 @@ def build_campaign(results: str | Path | None, *, archive: Archive | None = None
     vols = dict(volumes) if volumes is not None else _volumes(tasks, ref)
     archived = archive.cell_dicts() if archive is not None else {}
     paper = _paper_cells()
+    in_progress: dict[Key, list[str]] = {}
+    for entry in measured.get("running_only", []):
+        if entry["safe_set_kind"] in SET_KINDS:
+            in_progress.setdefault((entry["task"], entry["algo"], entry["variant"]), []).append(
+                f"{len(entry['running'])} seeds of {short_count(entry['interactions'])} "
+                f"running on the {entry['safe_set_kind']} sets, no record yet")
     rows, not_run = [], []
     for key in sorted(paper, key=lambda k: cell_sort_key(*k)):
         ours = {kind: picked[kind].get(key) for kind in SET_KINDS}
         if not any(ours.values()):
-            not_run.append("/".join(key))
+            not_run.append("/".join(key) + (f" ({'; '.join(in_progress[key])})"
+                                            if key in in_progress else ""))
             continue
         values = paper[key]
         vol = vols.get(key[0]) or {}

@@ -116,3 +116,13 @@ def test_unreadable_record_is_named(tmp_path):
     (store.records_dir / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="broken.json"):
         measure_record_cells(store.root)
+
+
+def test_configurations_without_records_are_listed_as_running(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    _write(store, _spec(seed=0), [-1.0])
+    for seed in range(2):
+        store.prepare_run_dir(_spec("RM", seed=seed))
+    doc = measure_record_cells(store.root)
+    assert [(c["variant"], c["running"]) for c in doc["running_only"]] == [("RM", [0, 1])]
+    assert [c["variant"] for c in doc["cells"]] == ["No Safeguard"]

@@ -47,6 +47,7 @@ def campaign(tmp_path):
         _write(store, _spec("RM", seed, interactions=40960), [-500.0, -30.0, -9.0, -8.5])
         _write(store, _spec("No Safeguard", seed, safe_set=str(paper_set),
                             sha=file_sha256(paper_set)), [-400.0, -10.0, -9.0, -8.7])
+    store.prepare_run_dir(_spec("RM Orthogonal", 0))  # in progress: no record yet
     return build_campaign(store.root, reference=ref, volumes=VOLUMES)
 
 
@@ -74,6 +75,8 @@ def test_complete_cells_get_verdicts_and_others_are_marked_with_what_they_ran(ca
     assert paper_sets["verdict"] == "n/c" and paper_sets["ran"].startswith("3/10 seeds")
     assert _row(campaign, "BP", "reward")["paper_sets"] is None
     assert "pendulum/ppo/No Safeguard" in campaign["not_run"]
+    assert ("pendulum/shac/RM Orthogonal (1 seeds of 100k running on the own sets, no record "
+            "yet)") in campaign["not_run"]
 
 
 def test_hypotheses_are_decided_from_the_campaign_cells(campaign):
