@@ -72,10 +72,15 @@ TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
 
 
 def _comparable(cell: Mapping[str, Any]) -> bool:
-    """Our cell ran the task's (the paper's) budget; timing cells are ratios of equal
-    interaction counts and always comparable."""
+    """Our cell ran the task's (the paper's) budget with every seed's record (a cell measured
+    from the records: :func:`safegbpo.experiments.campaign.measure_record_cells`' ``complete``);
+    timing cells are ratios of equal interaction counts and always comparable."""
     if cell.get("kind") == "wallclock":
         return True
+    if "complete" in cell:  # measured from run records: seeds, budget, protocol, none running
+        return bool(cell["complete"])
+    if cell.get("missing_runs"):  # a partial campaign: seeds of the cell without a record
+        return False
     try:
         return cell.get("interactions") == get_task(cell["task"]).budget
     except ValueError:

@@ -220,3 +220,13 @@ def test_table6_shows_every_timed_backend_and_judges_the_papers_programs():
     text = render_markdown(tables)
     assert "| SHAC | BP | cvxpylayers | 5.000 | 5.089 |" in text
     assert "| SHAC | BP | exact | 1.200 | 5.089 |" in text
+
+
+def test_partial_cells_are_not_comparable():
+    from spec.paper.tables import _comparable
+
+    full = {"task": "pendulum", "kind": "train", "interactions": 100_000}
+    assert _comparable(full)
+    assert not _comparable({**full, "missing_runs": ["pendulum-shac-bp-s9-x"]})
+    assert not _comparable({**full, "complete": False})
+    assert _comparable({**full, "complete": True})
