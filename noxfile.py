@@ -78,7 +78,10 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def report(session: nox.Session) -> None:
-    """Write reports/compliance.md and reports/compliance.json from the results on disk."""
+    """Write reports/compliance.md and reports/compliance.json from the results on disk, without
+    retraining: ``results/paper`` when it holds run records (the paper campaign, also while it
+    runs), else the newest ``results/<profile>`` (``safegbpo report``'s default; ``-- --results
+    DIR`` picks another)."""
     _install(session)
     session.run("safegbpo", "report", *session.posargs)
 

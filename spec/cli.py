@@ -42,6 +42,7 @@ from safegbpo.cli.options import (
 from safegbpo.console import make_console
 from safegbpo.io import atomic_write_json
 from spec.checks.defaults import DEFAULT_SAMPLES, PROPERTIES
+from spec.set_comparison import DEFAULT_STATES
 
 __all__ = ["build_spec_parser", "default_results_dir", "register_audit", "register_report",
            "spec_main"]
@@ -116,10 +117,21 @@ def _audit(args: argparse.Namespace) -> int:
 # safegbpo report
 # --------------------------------------------------------------------------------------------
 def default_results_dir(root: Path = Path("results")) -> Path | None:
-    """The most recently written reproduction results under ``root`` (a directory holding
-    ``cells.json``), or ``None`` when there are none."""
-    candidates = sorted(root.glob("*/cells.json"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1].parent if candidates else None
+    """The results ``safegbpo report`` reads by default: ``root/paper`` when it holds run
+    records (the paper campaign, even while it runs), else the most recently written
+    reproduction under ``root`` (a directory with ``cells.json`` or run records), else
+    ``None``."""
+    from safegbpo.experiments.campaign import has_records
+
+    if has_records(root / "paper"):
+        return root / "paper"
+
+    def written(directory: Path) -> float:
+        files = [directory / "cells.json", *(directory / "records").glob("*.json")]
+        return max((f.stat().st_mtime for f in files if f.is_file()), default=-1.0)
+
+    candidates = [d for d in root.glob("*") if d.is_dir() and written(d) >= 0]
+    return max(candidates, key=written) if candidates else None
 
 
 def register_report(subparsers: Any) -> None:
@@ -130,8 +142,9 @@ def register_report(subparsers: Any) -> None:
                     "to ours, H1/H2, learning curves and safe-set figures. Exit code 1 when a "
                     "required check fails.")
     r.add_argument("--results", type=Path, help="reproduction results directory "
-                                                "(with cells.json); default: the newest "
-                                                "results/<profile>, if any")
+                                                "(cells.json and/or run records); default: "
+                                                "results/paper when it has records, else the "
+                                                "newest results/<profile>, if any")
     r.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
     r.add_argument("--spec", type=Path, help="spec document (default: <out>/spec.json)")
     r.add_argument("--no-run-spec", action="store_true",
@@ -139,6 +152,9 @@ def register_report(subparsers: Any) -> None:
     r.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
                    help="states per audit when the audits are run")
     r.add_argument("--no-figures", action="store_true", help="skip the figures")
+    r.add_argument("--set-comparison-states", type=int, default=DEFAULT_STATES, metavar="N",
+                   help="states per task and set of the exact-vs-Eq 6 safe action set "
+                        f"comparison computed for the report (default {DEFAULT_STATES}; 0 skips)")
     r.set_defaults(func=_report)
 
 
@@ -151,6 +167,7 @@ def _report(args: argparse.Namespace) -> int:
     outcome = write_report(results=results, out=args.out, spec=args.spec,
                            run_spec=not args.no_run_spec, samples=args.samples,
                            figures=not args.no_figures,
+                           set_comparison_states=args.set_comparison_states,
                            progress=lambda msg: print(f"report: {msg}", flush=True))
     print(f"wrote {outcome['markdown']}, {outcome['json']} and {outcome['tables']}")
     if outcome["failed_required"]:

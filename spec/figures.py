@@ -4,6 +4,9 @@
   archived curves (dashed), one figure per registered task and comparison (Tables 2/3 and the
   SHAC modifications of Table 4; the energy system's archived curves are the journal
   version's);
+* :func:`plot_campaign_curves` — per task and (algorithm, variant), the campaign's seed-mean
+  curves with their per-step 95% bootstrap band (own sets solid, paper's sets dash-dotted) over
+  the archived seed mean (dashed) on the same axes;
 * :func:`plot_pendulum_safeguards` — the pendulum's safe state set in ``(theta, theta_dot)``
   coloured by the width of the safe torque interval, and, at one state, every safeguard's map
   ``a -> g(a)`` against the safe interval;
@@ -32,7 +35,8 @@ from safegbpo.tasks import task_names  # noqa: E402
 from spec.checks.oracle import SafeActionOracle  # noqa: E402
 from spec.checks.sampling import sample_safe_states  # noqa: E402
 
-__all__ = ["plot_learning_curves", "plot_pendulum_safeguards", "plot_quadrotor_safeguards"]
+__all__ = ["plot_campaign_curves", "plot_learning_curves", "plot_pendulum_safeguards",
+           "plot_quadrotor_safeguards"]
 
 _COLOURS = {
     "No Safeguard": "black", "BP": "tab:blue", "RM": "tab:orange",
@@ -102,6 +106,61 @@ def plot_learning_curves(ours: Mapping[Key, Mapping[str, Any]],
             fig.savefig(path, dpi=110)
             written.append(path)
         plt.close(fig)
+    return written
+
+
+_SET_STYLES = {"own": ("-", "ours, own sets"), "paper": ("-.", "ours, paper's sets")}
+
+
+def plot_campaign_curves(cells: Sequence[Mapping[str, Any]],
+                         archive: Mapping[Key, Mapping[str, Any]], out_dir: Path) -> list[Path]:
+    """One figure per task of the campaign's ``cells`` (:func:`spec.paper.campaign.
+    build_campaign`: ``eval_steps``, ``mean_curve``, ``ci_low_curve``, ``ci_high_curve``,
+    ``safe_set_kind``), one panel per (algorithm, variant): ours with the band, the archived
+    seed mean (``archive``, may be empty: then ours alone, and the title says so).
+
+    Returns the written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    order = variant_labels()
+    for task in task_names():
+        mine = [c for c in cells if c["task"] == task and _curve(c) is not None]
+        if not mine:
+            continue
+        panels = sorted({(c["algo"], c["variant"]) for c in mine},
+                        key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 99))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6),
+                                 squeeze=False)
+        for ax, (algo, variant) in zip(axes[0], panels, strict=True):
+            colour = _COLOURS.get(variant)
+            archived = _curve(archive.get((task, algo, variant)))
+            if archived is not None:
+                ax.plot(archived[0], archived[1], "--", color="grey", lw=1.2,
+                        label="archived (paper), seed mean")
+            for cell in mine:
+                if (cell["algo"], cell["variant"]) != (algo, variant):
+                    continue
+                style, name = _SET_STYLES.get(cell.get("safe_set_kind", "own"),
+                                              (":", "ours, other set"))
+                steps, mean = _curve(cell)  # type: ignore[misc]
+                ax.plot(steps, mean, style, color=colour, lw=1.8,
+                        label=f"{name} ({cell.get('runs')} seeds, "
+                              f"{cell.get('interactions')} int.)")
+                low, high = cell.get("ci_low_curve"), cell.get("ci_high_curve")
+                if low and high and len(low) == len(steps):
+                    ax.fill_between(steps, low, high, color=colour, alpha=0.18, lw=0)
+            ax.set_yscale("symlog", linthresh=10.0)
+            ax.set_title(f"{task} {algo.upper()} {variant}"
+                         + ("" if archived is not None else " (no archived curve)"), fontsize=9)
+            ax.set_xlabel("interactions", fontsize=8)
+            ax.set_ylabel("evaluation reward (symlog)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        path = out_dir / f"campaign_curves_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     return written
 
 

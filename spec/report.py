@@ -18,9 +18,18 @@
    to PPO unsafe / BP / RM and SHAC with its best safeguard (Reward with CI, # Steps, unsafe
    states during training by the same monitor, wall clock; the audit does not apply to it: it
    has no safeguard, and the report says so);
-4. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
-   curves (``../shared/reference/paper_learning_curves.json``, read at run time when present),
-   and the safe sets with actions before/after every safeguard.
+4. the campaign (:mod:`spec.paper.campaign`): the cells measured from the results directory's
+   run records alone (no retraining; a campaign in progress or spread over ``--safe-sets``
+   choices), paper -> ours (own sets) -> ours (paper's sets) with the rules, what each cell ran,
+   verdicts only for complete cells, deltas with their most likely reasons
+   (:mod:`spec.paper.reasons`) and H1/H2 with their decision rules.  Without ``cells.json``
+   (the reproduction has not finished) the own-set cells from the records also feed step 3;
+5. the exact-vs-Eq 6 safe action set comparison, computed now on a few states per task and set
+   (:mod:`spec.set_comparison`);
+6. figures (``<out>/figures/*.png``): learning curves of ours against the paper's archived
+   curves (``../shared/reference/paper_learning_curves.json``, read at run time when present)
+   -- the campaign's per task and variant with the seed mean's bootstrap band -- and the safe
+   sets with actions before/after every safeguard.
 
 The markdown starts with a summary table, so a reader sees at a glance what passed, what
 failed and why.  ``failed_required`` (and ``safegbpo report``'s exit code) lists every
@@ -43,6 +52,7 @@ from spec.checks.console import key_numbers
 from spec.checks.results import UNEXPECTED, AuditResult, CheckResult, jsonable
 from spec.metadata import collect_metadata
 from spec.paper.archive import load_reference_archive
+from spec.paper.campaign import build_campaign, campaign_lines
 from spec.paper.pcrpo import pcrpo_summary, pcrpo_table_lines
 from spec.paper.rules import DEFAULT_RULES, CellComparison, steps_floor
 from spec.paper.tables import (
@@ -53,6 +63,7 @@ from spec.paper.tables import (
 )
 from spec.paper.tables import render_markdown as render_tables_markdown
 from spec.paper.values import TABLES, load_paper_tables, paper_tasks
+from spec.set_comparison import DEFAULT_STATES, measure_set_comparison, set_comparison_lines
 
 __all__ = ["REPORT_FORMAT", "build_report", "render_markdown", "write_report"]
 
@@ -87,11 +98,28 @@ def _load_cells(results: Path | None) -> tuple[dict[str, Any] | None, str]:
         return None, "not run (no --results directory given)"
     path = Path(results) / "cells.json"
     if not path.is_file():
-        return None, f"not run ({path} does not exist)"
+        return _cells_from_records(Path(results), path)
     doc = json.loads(path.read_text())
     if doc.get("format") != CELLS_FORMAT:
         raise ValueError(f"{path}: not a {CELLS_FORMAT} document")
     return doc, f"read from {path}"
+
+
+def _cells_from_records(results: Path, path: Path) -> tuple[dict[str, Any] | None, str]:
+    """Without ``cells.json`` (a campaign still running): the own-set cells measured from the
+    run records (:mod:`safegbpo.experiments.campaign`), else "not run"."""
+    from safegbpo.experiments.campaign import (
+        as_cells_document,
+        has_records,
+        measure_record_cells,
+    )
+    from safegbpo.reference import reference_dir
+
+    if not has_records(results):
+        return None, f"not run ({path} does not exist)"
+    doc = as_cells_document(measure_record_cells(results, reference=reference_dir()))
+    return doc, (f"measured from the run records in {results / 'records'} ({path.name} not "
+                 "written yet: no profile checks)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +236,7 @@ def build_report(
     archive: str | Path | None = "default",
     safe_sets: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    set_comparison_states: int = DEFAULT_STATES,
 ) -> dict[str, Any]:
     """The report as a JSON-serialisable dict (see :func:`write_report`), figures written."""
     out = Path(out)
@@ -222,6 +251,10 @@ def build_report(
     hyps = _hypotheses(tables_doc, loaded_archive)
     archive_cells = loaded_archive.cell_dicts() if loaded_archive is not None else {}
     checks = (cells_doc or {}).get("checks")
+    if progress and results is not None:
+        progress("campaign: cells from the run records")
+    campaign = build_campaign(results, archive=loaded_archive)
+    set_comparison = measure_set_comparison(set_comparison_states, progress=progress)
     figure_paths: list[str] = []
     figure_errors: list[str] = []
     if safe_sets is None and cells_doc:
@@ -230,7 +263,7 @@ def build_report(
                      (cells_doc.get("safe_sets") or {}).items() if isinstance(info, Mapping)}
     if figures:
         figure_paths, figure_errors = _figures(out / "figures", cells_doc, archive_cells,
-                                               safe_sets, progress)
+                                               safe_sets, progress, campaign)
     failed = _spec_failures(spec_doc)
     if checks and checks.get("safety") and not checks["safety"].get("passed"):
         failed.append("reproduction safety monitor: " + checks["safety"].get("summary", ""))
@@ -257,6 +290,8 @@ def build_report(
         "pcrpo": tables_doc["pcrpo"],
         "hypotheses": hyps,
         "reproduction_checks": checks,
+        "campaign": campaign,
+        "set_comparison": set_comparison,
         "figures": figure_paths,
         "figure_errors": figure_errors,
     }
@@ -264,7 +299,7 @@ def build_report(
     return jsonable(report)
 
 
-def _figures(fig_dir: Path, cells_doc, archive_cells, safe_sets, progress
+def _figures(fig_dir: Path, cells_doc, archive_cells, safe_sets, progress, campaign=None
              ) -> tuple[list[str], list[str]]:
     from spec import figures as F
 
@@ -282,6 +317,9 @@ def _figures(fig_dir: Path, cells_doc, archive_cells, safe_sets, progress
                 fig_dir, (safe_sets or {}).get("pendulum"))]),
             ("quadrotor safe set", lambda: [F.plot_quadrotor_safeguards(
                 fig_dir, (safe_sets or {}).get("quadrotor"))])]
+    if campaign and campaign.get("available"):
+        jobs.insert(0, ("campaign learning curves", lambda: F.plot_campaign_curves(
+            campaign["cells"], archive_cells, fig_dir)))
     for name, job in jobs:
         if progress:
             progress(f"figure: {name}")
@@ -448,6 +486,9 @@ def render_markdown(report: Mapping[str, Any], out: Path) -> str:
         lines.append(_md_table(["check", "passed", "summary"],
                                [[k, str(v.get("passed")), v.get("summary", "")]
                                 for k, v in checks.items()]))
+    lines += ["", *campaign_lines(report.get("campaign") or {"available": False,
+                                                             "reason": "not computed"})]
+    lines += set_comparison_lines(report.get("set_comparison") or {})
     archive_tables = report.get("archive_tables") or {}
     if archive_tables:
         lines += ["", "## Tasks beyond the paper's tables", "",
@@ -507,6 +548,7 @@ def write_report(
     archive: str | Path | None = "default",
     safe_sets: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    set_comparison_states: int = DEFAULT_STATES,
 ) -> dict[str, Any]:
     """Write ``<out>/compliance.md``, ``<out>/compliance.json``, ``<out>/tables.md`` (the
     paper's tables next to ours in full) and ``<out>/figures/*.png``.
@@ -522,6 +564,8 @@ def write_report(
             :func:`safegbpo.reference.reference_dir`, if there; ``None``: no archive).
         safe_sets: per task, a safe-set file for the figures (default: the sets named in
             ``cells.json``, else the project's).
+        set_comparison_states: states per task and set of the exact-vs-Eq 6 safe action set
+            comparison, computed now (:mod:`spec.set_comparison`); ``0`` skips it.
 
     Returns:
         ``{"markdown": Path, "json": Path, "failed_required": [...], "report": dict}``.
@@ -529,7 +573,8 @@ def write_report(
     out = Path(out)
     report = build_report(results=results, out=out, spec=spec, run_spec=run_spec,
                           samples=samples, figures=figures, archive=archive,
-                          safe_sets=safe_sets, progress=progress)
+                          safe_sets=safe_sets, progress=progress,
+                          set_comparison_states=set_comparison_states)
     md_path, json_path = out / "compliance.md", out / "compliance.json"
     atomic_write_json(json_path, report)
     atomic_write_text(out / TABLES_MARKDOWN, render_tables_markdown(report["paper_tables"]))

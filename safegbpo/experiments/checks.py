@@ -7,6 +7,8 @@
   reported for comparison);
 * ``improvement`` -- the seed-mean reward of the named cells improved by at least
   ``min_relative_gain`` of its first value (the runs learn);
+* ``level`` -- the seed-mean final reward of the named cells reaches ``min_final_reward`` (a
+  level the grid states with its source, e.g. the paper's converged reward);
 * ``completed`` -- every run finished with a finite learning curve;
 * ``wallclock`` -- every Table 6 timing cell (every timed backend) has a ratio.
 
@@ -117,6 +119,43 @@ def _check_improvement(specs: Sequence[RunSpec], records: Mapping[str, Mapping[s
     }
 
 
+def _check_level(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]],
+                 options: Mapping[str, Any]) -> dict[str, Any]:
+    """The named cells' seed-mean final reward is at least ``min_final_reward`` (its source in
+    ``reference``), each cell's first crossing reported."""
+    level = float(options["min_final_reward"])
+    experiments = set(options.get("experiments") or [])
+    wanted = [tuple(c) for c in options.get("cells", [])]
+    rows, problems = [], []
+    for task, algo, variant in wanted:
+        name = f"{task}/{algo}/{variant}"
+        cell_specs = [s for s in specs if s.kind == "train" and s.cell == (task, algo, variant)
+                      and (not experiments or experiments & set(s.experiments))]
+        good = [records[s.run_id] for s in cell_specs
+                if s.run_id in records and stuck_reason(records[s.run_id]) is None]
+        if not cell_specs or len(good) != len(cell_specs):
+            problems.append(f"{name}: {len(cell_specs) - len(good)} of {len(cell_specs)} runs "
+                            "missing or stuck" if cell_specs else f"{name}: not in the grid")
+            continue
+        mean = seed_mean_curve([[p["reward"] for p in r["curve"]] for r in good])
+        steps = [int(p["step"]) for p in good[0]["curve"]]
+        crossed = [step for step, value in zip(steps, mean, strict=True) if value >= level]
+        final = float(mean[-1])
+        rows.append({"cell": name, "seeds": len(good), "final": final,
+                     "first_reached": crossed[0] if crossed else None,
+                     "passed": final >= level})
+        if final < level:
+            problems.append(f"{name}: seed-mean final reward {final:.4g} < {level:.4g}")
+    return {
+        "passed": bool(wanted) and not problems,
+        "summary": (f"seed-mean final reward >= {level:g} ({options.get('reference', 'level')})"
+                    + "".join(f"; {r['cell']}: {r['final']:.4g} ({r['seeds']} seeds, first "
+                              f"reached at {r['first_reached']})" for r in rows)),
+        "problems": problems,
+        "cells": rows,
+    }
+
+
 def _check_completed(specs: Sequence[RunSpec], records: Mapping[str, Mapping[str, Any]],
                      options: Mapping[str, Any]) -> dict[str, Any]:
     experiments = set(options.get("experiments") or [])
@@ -152,6 +191,7 @@ def _check_wallclock(cells: Mapping[str, Any]) -> dict[str, Any]:
 CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "safety": _check_safety,
     "improvement": _check_improvement,
+    "level": _check_level,
     "completed": _check_completed,
 }
 

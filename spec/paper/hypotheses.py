@@ -27,7 +27,8 @@ from safegbpo.safeguards.variants import UNSAFE as UNSAFE_VARIANT
 from safegbpo.safeguards.variants import get_variant
 from spec.paper.values import paper_tasks
 
-__all__ = ["BAND", "MODIFICATIONS", "HypothesisVerdict", "evaluate_h1", "evaluate_h2"]
+__all__ = ["BAND", "DECISION_RULES", "MODIFICATIONS", "HypothesisVerdict", "evaluate_h1",
+           "evaluate_h2"]
 
 BAND = 0.05
 """Relative band of "equal performance" (the paper's 5% convergence band)."""
@@ -43,6 +44,21 @@ regularisation)."""
 UNSAFE = UNSAFE_VARIANT.label
 
 Cells = Mapping[tuple[str, str, str], Mapping[str, Any]]
+
+DECISION_RULES = {
+    "H1": "for every paper task (" + ", ".join(TASKS) + ") and base safeguard ("
+          + ", ".join(BASES) + "), SHAC's final seed-mean reward is higher than both PPO's and "
+          "SAC's; supported if every pair holds, not supported if none does, partially "
+          "supported otherwise; pairs without all three cells are listed as missing "
+          "('(incomplete)'), 'not run' when no pair has them",
+    "H2": f"(a) on some task a base safeguard impedes SHAC: its final reward is below unsafe "
+          f"training's minus {BAND:.0%} of |unsafe| or it has more stuck seeds; (b) on every "
+          f"task the best modification ({', '.join(MODIFICATIONS)}) reaches at least unsafe "
+          f"training's reward minus {BAND:.0%} of |unsafe|; supported if (a) and every (b) "
+          "hold, not supported if none does, partially supported otherwise; missing cells are "
+          "listed ('(incomplete)'), 'not run' when neither part can be evaluated",
+}
+"""The decision rules of H1 and H2 as the report states them."""
 
 
 @dataclass

@@ -79,10 +79,15 @@ TABLES_FORMAT = "safegbpo-paper-tables-vs-ours/1"
 
 
 def _comparable(cell: Mapping[str, Any]) -> bool:
-    """Our cell ran the task's (the paper's) budget; timing cells are ratios of equal
-    interaction counts and always comparable."""
+    """Our cell ran the task's (the paper's) budget with every seed's record (a cell measured
+    from the records: :func:`safegbpo.experiments.campaign.measure_record_cells`' ``complete``);
+    timing cells are ratios of equal interaction counts and always comparable."""
     if cell.get("kind") == "wallclock":
         return True
+    if "complete" in cell:  # measured from run records: seeds, budget, protocol, none running
+        return bool(cell["complete"])
+    if cell.get("missing_runs"):  # a partial campaign: seeds of the cell without a record
+        return False
     try:
         return cell.get("interactions") == get_task(cell["task"]).budget
     except ValueError:
@@ -159,6 +164,25 @@ def _archive_row(archive: Archive | None, table: str, key: Key) -> dict[str, Any
 
 
 _TRAINING_QUANTITIES = ("steps", "reward", "stuck")
+
+
+def _hypothesis_cells(ours_by_table: Mapping[str, Mapping[Key, list[dict[str, Any]]]],
+                      tables: Iterable[str]) -> dict[Key, dict[str, Any]]:
+    """The cells H1/H2 are decided on: per key, of the judged cells of ``tables`` the one
+    closest to the paper's experiment -- comparable (the paper's budget) first, then the most
+    runs, then the longest budget -- so a hypothesis is "not run" only when a cell is missing
+    from every table (e.g. the SHAC BP/RM cells of a Tables 2-3 campaign decide H2 (a))."""
+    out: dict[Key, dict[str, Any]] = {}
+
+    def rank(cell: Mapping[str, Any]) -> tuple[bool, int, int]:
+        return (cell.get("comparable") is not False, int(cell.get("runs") or 0),
+                int(cell.get("interactions") or 0))
+
+    for table in tables:
+        for key, cell in _judged(ours_by_table, table).items():
+            if key not in out or rank(cell) > rank(out[key]):
+                out[key] = cell
+    return out
 
 
 def _longest_training_cells(cells_doc: Mapping[str, Any] | None) -> dict[Key, dict[str, Any]]:
@@ -286,9 +310,9 @@ def build_tables(
                f" (the paper timed {paper_timed}; scaled down to fit the profile's budget: "
                "ratios of equal interaction counts)"))
 
-    h1_cells = {**_judged(ours_by_table, "table2"), **_judged(ours_by_table, "table3")}
-    h2_cells = _judged(ours_by_table, "h2") or {**_judged(ours_by_table, "table2"),
-                                                **_judged(ours_by_table, "table4")}
+    h1_cells = _hypothesis_cells(ours_by_table, ("table2", "table3"))
+    h2_cells = _hypothesis_cells(ours_by_table, ("h2", "table2", "table3", "table4",
+                                                 "table5"))
     check = archive_check(archive, paper)
     if archive is not None:
         archived = {k: {"reward": v.reward, "stuck": v.stuck, "steps": v.steps}

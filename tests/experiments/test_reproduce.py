@@ -167,6 +167,9 @@ def test_safety_and_improvement_checks():
         "safety": {},
         "improvement": {"cells": [["pendulum", "shac", "No Safeguard"], ["pendulum", "shac", "RM"]],
                         "min_relative_gain": 0.5},
+        "level": {"cells": [["pendulum", "shac", "No Safeguard"], ["pendulum", "shac", "RM"],
+                            ["quadrotor", "shac", "RM"]],
+                  "min_final_reward": -30.0, "reference": "test level"},
         "wallclock": {},
     })
 
@@ -194,6 +197,11 @@ def test_safety_and_improvement_checks():
     improvement = checks["improvement"]
     assert not improvement["passed"]
     assert [c["passed"] for c in improvement["cells"]] == [True, False]
+    level = checks["level"]
+    assert not level["passed"] and "test level" in level["summary"]
+    assert [(c["cell"], c["passed"], c["first_reached"]) for c in level["cells"]] == [
+        ("pendulum/shac/No Safeguard", True, 2048), ("pendulum/shac/RM", False, None)]
+    assert level["problems"][-1] == "quadrotor/shac/RM: not in the grid"
     assert not checks["wallclock"]["passed"]
 
 

@@ -95,7 +95,12 @@ def test_paper_profile_runs_the_protocol_and_quick_shortens_pendulum_episodes():
     assert {s.train_config().eval_episodes for s in paper} == {16}
     assert {s.train_config().eval_seed for s in paper} == {42}
     quick = expand(load_grid("quick"))
-    assert {s.train_config().episode_length for s in quick if s.task == "pendulum"} == {200}
+    # the smoke runs of every variant shorten the pendulum episodes; the campaign miniature
+    # (SHAC unsafe / BP / RM, three seeds) runs the SPEC section 13 protocol
+    assert {s.train_config().episode_length for s in quick if s.task == "pendulum"
+            and "campaign-pendulum" not in s.experiments} == {200}
+    assert {s.train_config().episode_length for s in quick if s.task == "pendulum"
+            and "campaign-pendulum" in s.experiments} == {3000}
     assert {s.train_config().episode_length for s in quick if s.task == "quadrotor"} == {240}
 
 

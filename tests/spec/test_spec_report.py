@@ -63,6 +63,7 @@ def _write(tmp_path, spec_doc=None, tables=None, **kwargs):
         results.mkdir()
         (results / "cells.json").write_text(json.dumps(tables))
     kwargs.setdefault("figures", False)
+    kwargs.setdefault("set_comparison_states", 0)
     return write_report(results=results, out=tmp_path / "reports", spec=spec_path,
                         archive=None, **kwargs)
 
@@ -136,15 +137,16 @@ def test_report_figures(tmp_path):
 def test_report_cli_exit_code(tmp_path, capsys):
     bad = tmp_path / "spec.json"
     bad.write_text(json.dumps(_spec_doc(p1_holds=False)))
-    args = ["report", "--out", str(tmp_path / "r"), "--spec", str(bad), "--no-figures"]
+    args = ["report", "--out", str(tmp_path / "r"), "--spec", str(bad), "--no-figures",
+            "--set-comparison-states", "0"]
     assert safegbpo_main(args) == 1
     assert "required checks failing" in capsys.readouterr().out
     good = tmp_path / "good.json"
     good.write_text(json.dumps(_spec_doc()))
     assert safegbpo_main(["report", "--out", str(tmp_path / "r2"), "--spec", str(good),
-                          "--no-figures"]) == 0
+                          "--no-figures", "--set-comparison-states", "0"]) == 0
     assert safegbpo_main(["report", "--out", str(tmp_path / "r3"), "--no-run-spec",
-                          "--no-figures"]) == 0
+                          "--no-figures", "--set-comparison-states", "0"]) == 0
     assert "not run" in (tmp_path / "r3" / "compliance.md").read_text()
 
 
@@ -164,3 +166,23 @@ def test_report_command_defaults_to_the_newest_results(tmp_path):
     newest = tmp_path / "results" / "paper" / "cells.json"
     os.utime(newest, (newest.stat().st_atime, newest.stat().st_mtime + 10))
     assert default_results_dir(tmp_path / "results") == tmp_path / "results" / "paper"
+
+
+def test_report_command_prefers_the_paper_campaign_with_records(tmp_path):
+    from spec.cli import default_results_dir
+
+    root = tmp_path / "results"
+    (root / "quick").mkdir(parents=True)
+    (root / "quick" / "cells.json").write_text("{}")
+    (root / "paper" / "records").mkdir(parents=True)
+    assert default_results_dir(root) == root / "quick"  # paper has no record yet
+    (root / "paper" / "records" / "pendulum-shac-x.json").write_text("{}")
+    assert default_results_dir(root) == root / "paper"
+    # without a paper campaign: the newest of cells.json or records
+    (root / "paper" / "records" / "pendulum-shac-x.json").unlink()
+    (root / "other" / "records").mkdir(parents=True)
+    record = root / "other" / "records" / "r.json"
+    record.write_text("{}")
+    os.utime(record, (record.stat().st_atime, (root / "quick" / "cells.json").stat().st_mtime
+                      + 10))
+    assert default_results_dir(root) == root / "other"

@@ -91,7 +91,8 @@ def test_compliance_report_includes_the_energy_system(tmp_path):
                                 "audits": [], "lemmas": [],
                                 "summary": {"unexpected": [], "failed_audits": []}}))
     outcome = write_report(results=results, out=tmp_path / "reports", spec=spec,
-                           archive=None, figures=True, run_spec=False)
+                           archive=None, figures=True, run_spec=False,
+                           set_comparison_states=0)
     md = outcome["markdown"].read_text()
     assert "## Tasks beyond the paper's tables" in md
     assert "### Energy System: the reference's archived curves next to ours" in md

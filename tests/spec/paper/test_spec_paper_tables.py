@@ -122,6 +122,23 @@ def test_hypotheses_are_judged(grid_and_records):
     h1 = tables["hypotheses"]["H1"]
     assert h1["verdict"] == "supported"  # SHAC has the best reward in every cell
     assert len(h1["comparisons"]) == 4
+    # H2 is decided from the SHAC cells of Tables 2-3 (no h2/table4 tag in this grid): part (a)
+    # on both tasks, the modifications are missing -> incomplete, never "not run"
+    h2 = tables["hypotheses"]["H2"]
+    assert h2["verdict"] != "not run" and "(incomplete)" in h2["verdict"]
+    assert {(r["task"], r["variant"]) for r in h2["comparisons"] if r["part"] == "a"} == {
+        (t, v) for t in ("pendulum", "quadrotor") for v in ("BP", "RM")}
+
+
+def test_hypothesis_cells_prefer_the_paper_budget():
+    from spec.paper.tables import _hypothesis_cells
+
+    key = ("pendulum", "shac", "RM")
+    short = {"task": "pendulum", "reward": -1.0, "runs": 3, "interactions": 1024,
+             "comparable": False}
+    full = {**short, "reward": -9.0, "runs": 10, "interactions": 100_000, "comparable": True}
+    cells = _hypothesis_cells({"h2": {key: [short]}, "table3": {key: [full]}}, ("h2", "table3"))
+    assert cells[key]["reward"] == -9.0
 
 
 def test_markdown_rendering(grid_and_records):
@@ -216,3 +233,13 @@ def test_table6_shows_every_timed_backend_and_judges_the_papers_programs():
     text = render_markdown(tables)
     assert "| SHAC | BP | cvxpylayers | 5.000 | 5.089 |" in text
     assert "| SHAC | BP | exact | 1.200 | 5.089 |" in text
+
+
+def test_partial_cells_are_not_comparable():
+    from spec.paper.tables import _comparable
+
+    full = {"task": "pendulum", "kind": "train", "interactions": 100_000}
+    assert _comparable(full)
+    assert not _comparable({**full, "missing_runs": ["pendulum-shac-bp-s9-x"]})
+    assert not _comparable({**full, "complete": False})
+    assert _comparable({**full, "complete": True})
