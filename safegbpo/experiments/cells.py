@@ -325,8 +325,10 @@ def safe_sets_lines(sets: Mapping[str, Any]) -> list[str]:
     lines = ["Safe sets used:", ""]
     for task, info in sets.items():
         volume = info.get("volume")
+        certification = info.get("certification")
         lines.append(f"- {task}: {info.get('source')} ({info.get('path') or 'project cache'}), "
-                     f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}")
+                     f"state-set volume {_fmt(volume) if volume is not None else 'n/a'}"
+                     + (f", **{certification}**" if certification else ""))
     return [*lines, ""]
 
 

@@ -48,7 +48,8 @@ CELLS_FILE = "cells.json"
 
 
 def describe_safe_sets(paths: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
-    """Per task: ``source`` (the file or 'project'), ``path``, ``sha256``, state-set ``volume``."""
+    """Per task: ``source`` (the file or 'project'), ``path``, ``sha256``, state-set ``volume``,
+    ``certification`` (the set's label, e.g. "verified by sampling, not certified")."""
     out: dict[str, dict[str, Any]] = {}
     for task, path in paths.items():
         info: dict[str, Any] = {"path": path, "sha256": file_sha256(path) if path else None}
@@ -68,6 +69,7 @@ def describe_safe_sets(paths: Mapping[str, str | None]) -> dict[str, dict[str, A
                 info["source"] = f"file ({safe_set.source})" if safe_set.source else "file"
             info["volume"] = float(safe_set.volume())
             info["generators"] = int(safe_set.num_generators)
+            info["certification"] = safe_set.certification  # e.g. "verified by sampling, ..."
         except Exception as err:  # describing only: a broken set fails the runs loudly
             info.setdefault("source", "project" if path is None else "file")
             info["volume"] = None
@@ -182,7 +184,8 @@ def reproduce(
     for task, info in safe_set_info.items():
         volume = info.get("volume")
         echo(f"safe set {task}: {info.get('source')} {info.get('path') or ''} "
-             f"volume {volume if volume is None else f'{volume:.6g}'}")
+             f"volume {volume if volume is None else f'{volume:.6g}'}"
+             + (f" [{info['certification']}]" if info.get("certification") else ""))
     for task, described in env_info.items():
         for name, info in described.items():
             if isinstance(info, Mapping) and "source" in info:

@@ -131,3 +131,23 @@ def test_training_cells_carry_monitor_counts_per_seed_seconds_and_pcrpo_modes():
     assert cell["pcrpo"]["mode_counts"] == {"reward": 3, "both": 3, "cost": 0}
     assert cell["pcrpo"]["cos_mean"] == pytest.approx(0.1)
     assert cell["pcrpo"]["cost_limit"] == 30.0
+
+
+def test_the_safe_sets_used_carry_their_certification_label(tmp_path):
+    """A set that is only verified by sampling (e.g. ``safe-set box``) is labelled as such in
+    the reproduction's manifest and in every report's list of the safe sets used."""
+    from safegbpo.experiments.cells import safe_sets_lines
+    from safegbpo.experiments.reproduce import describe_safe_sets
+    from safegbpo.safesets.safe_set import CERTIFIED, SafeSet
+    from safegbpo.sets import Zonotope
+    from safegbpo.tasks import get_task
+
+    low, high = get_task("pendulum").model.state_bounds()
+    path = SafeSet("pendulum", Zonotope.from_box(0.5 * low, 0.5 * high),
+                   certification="not certified").save(tmp_path / "pendulum.json")
+    info = describe_safe_sets({"pendulum": str(path)})
+    assert info["pendulum"]["certification"] == "not certified"
+    lines = safe_sets_lines(info)
+    assert any("pendulum" in line and "**not certified**" in line for line in lines)
+    assert "**" + CERTIFIED + "**" in safe_sets_lines(
+        {"pendulum": {**info["pendulum"], "certification": CERTIFIED}})[2]
