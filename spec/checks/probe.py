@@ -30,6 +30,7 @@ map *every* action) instead of aborting the audit.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Callable
@@ -541,6 +542,22 @@ def _training_path(safeguard, env, states: Tensor, actions: Tensor, tol: float,
     }
 
 
+def _without_uncertified_warnings(fn: Callable[..., Evidence]) -> Callable[..., Evidence]:
+    """Run ``fn`` with the safeguards' :class:`~safegbpo.safeguards.UncertifiedActionWarning`
+    silenced (the probe counts the flagged rows as evidence)."""
+
+    @functools.wraps(fn)
+    def silenced(*args: Any, **kwargs: Any) -> Evidence:
+        from safegbpo.safeguards import UncertifiedActionWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UncertifiedActionWarning)
+            return fn(*args, **kwargs)
+
+    return silenced
+
+
+@_without_uncertified_warnings
 def probe(
     safeguard: Any,
     env: Any,
@@ -566,25 +583,6 @@ def probe(
     The safeguard's :class:`~safegbpo.safeguards.UncertifiedActionWarning` is silenced during
     the probe: the flagged rows are evidence (counted by P1), not noise for the console.
     """
-    from safegbpo.safeguards import UncertifiedActionWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UncertifiedActionWarning)
-        return _probe(safeguard, env, config, seed=seed, tol=tol,
-                      wrapper_factory=wrapper_factory, progress=progress)
-
-
-def _probe(
-    safeguard: Any,
-    env: Any,
-    config: ProbeConfig = ProbeConfig(),
-    *,
-    seed: int = 0,
-    tol: float = 1e-6,
-    wrapper_factory: Callable[[Any, Any], Any] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Evidence:
-    """:func:`probe` without the warning filter."""
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     gen = torch.Generator().manual_seed(int(seed))
