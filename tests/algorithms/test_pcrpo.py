@@ -29,6 +29,7 @@ from safegbpo.experiments.runner import load_result, train, train_population
 from safegbpo.safeguards import make_safeguard
 from safegbpo.tasks import get_task
 from safegbpo.tasks.registry import PCRPO_CONSTRAINTS
+from tests.experiments.test_runner import crash_on_evaluation
 
 from .conftest import make_env
 from .test_population import _member as _member_state  # one walker of member state
@@ -380,16 +381,7 @@ def test_a_population_writes_each_seeds_own_summary(tmp_path):
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
     config = tiny(interactions=320)
     reference = train(config, tmp_path / "reference", progress=False)
-    original = Evaluator.__call__
-    calls = {"n": 0}
-
-    def crashing(self, policy):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, policy)
-
-    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    original = crash_on_evaluation(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, tmp_path / "run", progress=False)
     assert load_result(tmp_path / "run")["status"] == "failed"

@@ -55,6 +55,23 @@ def tiny(algo: str = "shac", **overrides) -> TrainConfig:
     return TrainConfig(**fields)
 
 
+def crash_on_evaluation(monkeypatch, n: int):
+    """Make the ``n``-th evaluation raise ``RuntimeError('simulated crash')`` (a kill between
+    two checkpoints); returns the original ``Evaluator.__call__`` to restore."""
+    original = Evaluator.__call__
+    calls = {"n": 0}
+
+    def crashing(self, policy):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError("simulated crash")
+        return original(self, policy)
+
+    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    return original
+
+
+
 def test_result_files_and_their_content(tmp_path):
     result = train(tiny(), tmp_path, progress=False)
     assert result == read_json(tmp_path / RESULT_FILE) == load_result(tmp_path)
@@ -150,16 +167,7 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_curve(tmp_path, monke
     config = tiny(algo, interactions=256)
     reference = train(config, tmp_path / "reference", progress=False)
 
-    original = Evaluator.__call__
-    calls = {"n": 0}
-
-    def crashing(self, policy):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, policy)
-
-    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    original = crash_on_evaluation(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, tmp_path / "run", progress=False)
     failed = load_result(tmp_path / "run")
@@ -285,16 +293,7 @@ def test_population_resumes_after_a_crash_to_the_uninterrupted_curves(tmp_path, 
     configs = [tiny("sac", seed=s, interactions=256) for s in seeds]
     reference = train_population(configs, _seed_dirs(tmp_path / "reference", seeds),
                                  progress=False)
-    original = Evaluator.__call__
-    calls = {"n": 0}
-
-    def crashing(self, policy):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, policy)
-
-    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    original = crash_on_evaluation(monkeypatch, 3)
     dirs = _seed_dirs(tmp_path / "run", seeds)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_population(configs, dirs, progress=False)
@@ -311,17 +310,8 @@ def test_population_resumes_after_a_crash_to_the_uninterrupted_curves(tmp_path, 
 def test_seeds_at_different_progress_resume_as_separate_groups(tmp_path, monkeypatch):
     """Seed 0 crashed after two evaluations, seed 1 finished, seed 2 never started: one call
     finishes all three, each with its single-seed result."""
-    original = Evaluator.__call__
-    calls = {"n": 0}
-
-    def crashing(self, policy):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, policy)
-
     dirs = _seed_dirs(tmp_path, [0, 1, 2])
-    monkeypatch.setattr(Evaluator, "__call__", crashing)
+    original = crash_on_evaluation(monkeypatch, 3)
     with pytest.raises(RuntimeError):
         train(tiny(seed=0), dirs[0], progress=False)
     monkeypatch.setattr(Evaluator, "__call__", original)
